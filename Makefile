@@ -1,0 +1,84 @@
+# Entry points. `make run` and `make test` are all a new user needs: both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.9.5
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PROJECT ?= all
+DATA ?=
+DATA_DIR ?=
+MODEL ?= models:/$(PROJECT)@champion
+PORT ?= 8080
+HOST ?=
+SOURCE ?= synthetic
+NO_CACHE ?=
+PYTEST_ARGS ?=
+
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: help install run test test-all lint format compile-pipelines check-compiled submit serve \
+	bench-pipelines bench-quality bench-serving clean
+
+help:
+	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1]"
+	@echo "make test | lint | compile-pipelines | check-compiled"
+	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
+	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"
+	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
+
+# The venv is rebuilt whenever the lock file or the project metadata changes.
+$(STAMP): requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	uv venv -q --allow-existing --python 3.11 $(VENV)
+	VIRTUAL_ENV=$(VENV) uv pip install -q -r requirements.lock
+	VIRTUAL_ENV=$(VENV) uv pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m pipelines.local --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
+		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(NO_CACHE),--no-cache)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy components pipelines serving
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+compile-pipelines: $(STAMP)
+	$(PY) -m pipelines.compile
+
+# Generated files are checked in: regenerate and fail on any difference.
+check-compiled: compile-pipelines
+	git diff --exit-code -- pipelines/compiled
+
+submit: $(STAMP)
+	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)"
+
+serve: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m serving --model_name $(PROJECT) --model_uri "$(MODEL)" --http_port $(PORT)
+
+bench-pipelines: $(STAMP)
+	$(PY) -m pipelines.bench pipelines --data-dir "$(or $(DATA_DIR),../shared/data)"
+
+bench-quality: $(STAMP)
+	$(PY) -m pipelines.bench quality --data-dir "$(or $(DATA_DIR),../shared/data)"
+
+bench-serving: $(STAMP)
+	$(PY) -m serving.bench --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT))
+
+clean:
+	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

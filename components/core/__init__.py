@@ -1,0 +1,1 @@
+"""Step logic on DataFrames, paths and estimators. Nothing here imports KFP."""

@@ -1,0 +1,172 @@
+"""bankchurn: which bank customers will leave (binary, about 20% positive)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from components.core.spec import Candidate, Column, Gate, ProjectSpec
+
+COLUMNS = (
+    Column("CreditScore", "int", 300, 900, description="credit score"),
+    Column("Geography", "category", categories=("France", "Germany", "Spain")),
+    Column("Gender", "category", categories=("Female", "Male")),
+    Column("Age", "int", 18, 100, description="years"),
+    Column(
+        "Tenure",
+        "float",
+        0,
+        10,
+        nullable=True,
+        description="years as a customer; blank when unknown",
+    ),
+    Column("Balance", "float", 0, 10_000_000, description="account balance"),
+    Column("NumOfProducts", "int", 1, 4, description="bank products held"),
+    Column("HasCrCard", "int", 0, 1),
+    Column("IsActiveMember", "int", 0, 1),
+    Column("EstimatedSalary", "float", 0, 10_000_000),
+)
+INPUT_COLUMNS = [c.name for c in COLUMNS]
+
+
+class ChurnFeatures(TransformerMixin, BaseEstimator):
+    """Keeps the input columns and, when `derived`, adds ratios that CV may or may not reward."""
+
+    def __init__(self, derived: bool = True) -> None:
+        self.derived = derived
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> ChurnFeatures:
+        self.n_features_in_ = len(INPUT_COLUMNS)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X[INPUT_COLUMNS].copy()
+        if self.derived:
+            salary = out["EstimatedSalary"].clip(lower=1.0)
+            out["balance_to_salary"] = out["Balance"] / salary
+            out["products_per_tenure_year"] = out["NumOfProducts"] / (out["Tenure"] + 1.0)
+            out["zero_balance"] = (out["Balance"] == 0).astype(int)
+            out["age_band"] = pd.cut(
+                out["Age"],
+                bins=[0, 30, 40, 50, 60, 200],
+                labels=["<30", "30-39", "40-49", "50-59", "60+"],
+            ).astype(str)
+        return out
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        extra = ["balance_to_salary", "products_per_tenure_year", "zero_balance", "age_band"]
+        return np.asarray(INPUT_COLUMNS + (extra if self.derived else []), dtype=object)
+
+
+def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
+    """SYNTHETIC customers with the real file's columns; churn follows age, activity, products, country."""
+    rng = np.random.default_rng(seed)
+    geography = rng.choice(["France", "Germany", "Spain"], size=rows, p=[0.5, 0.25, 0.25])
+    age = np.clip(rng.normal(39, 10, rows).round(), 18, 92).astype(int)
+    products = rng.choice([1, 2, 3, 4], size=rows, p=[0.5, 0.46, 0.03, 0.01])
+    active = rng.integers(0, 2, rows)
+    balance = np.where(
+        rng.random(rows) < 0.36, 0.0, rng.normal(120_000, 30_000, rows).clip(1_000)
+    ).round(2)
+    tenure = rng.integers(0, 11, rows).astype(float)
+    tenure[rng.random(rows) < 0.09] = np.nan
+    logit = (
+        -1.6
+        + 0.07 * (age - 40)
+        - 1.0 * active
+        + np.select([products == 2, products >= 3], [-1.3, 2.5], 0.0)
+        + 0.8 * (geography == "Germany")
+        + 0.3 * (balance > 0)
+    )
+    exited = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame(
+        {
+            "RowNumber": np.arange(1, rows + 1),
+            "CustomerId": rng.integers(15_565_701, 15_815_690, rows),
+            "Surname": rng.choice(["Smith", "Hill", "Onio", "Boni", "Chu", "Mitchell"], size=rows),
+            "CreditScore": np.clip(rng.normal(650, 96, rows).round(), 350, 850).astype(int),
+            "Geography": geography,
+            "Gender": rng.choice(["Female", "Male"], size=rows, p=[0.45, 0.55]),
+            "Age": age,
+            "Tenure": tenure,
+            "Balance": balance,
+            "NumOfProducts": products,
+            "HasCrCard": (rng.random(rows) < 0.7).astype(int),
+            "IsActiveMember": active,
+            "EstimatedSalary": rng.uniform(11.58, 199_992.48, rows).round(2),
+            "Exited": exited,
+        }
+    )
+
+
+CANDIDATES = (
+    Candidate(
+        "logistic_regression",
+        lambda seed: LogisticRegression(max_iter=2000, class_weight="balanced"),
+        preprocessing="linear",
+        search_space={"model__C": [0.01, 0.1, 1.0, 10.0], "features__derived": [True, False]},
+    ),
+    Candidate(
+        "random_forest",
+        lambda seed: RandomForestClassifier(
+            n_estimators=300, class_weight="balanced_subsample", n_jobs=2, random_state=seed
+        ),
+        preprocessing="tree",
+        search_space={
+            "model__max_depth": [6, 8, 10, 12],
+            "model__min_samples_leaf": [5, 10, 20],
+            "model__max_features": [0.3, 0.5, "sqrt"],
+            "features__derived": [True, False],
+        },
+    ),
+    Candidate(
+        "gradient_boosting",
+        lambda seed: HistGradientBoostingClassifier(random_state=seed),
+        preprocessing="tree",
+        search_space={
+            "model__learning_rate": [0.02, 0.03, 0.05],
+            "model__max_iter": [300, 500],
+            "model__max_depth": [3, 4, 5],
+            "model__min_samples_leaf": [20, 40, 80],
+            "model__l2_regularization": [0.0, 1.0, 5.0],
+            "model__class_weight": [None, "balanced"],
+            "features__derived": [True, False],
+        },
+    ),
+    Candidate(
+        "gradient_boosting_smote",
+        lambda seed: HistGradientBoostingClassifier(random_state=seed),
+        preprocessing="tree",
+        resample=True,
+        search_space={
+            "model__learning_rate": [0.03, 0.05],
+            "model__max_iter": [200, 400],
+            "model__max_depth": [3, 4],
+            "model__min_samples_leaf": [20, 40],
+            "features__derived": [True, False],
+        },
+    ),
+)
+
+SPEC = ProjectSpec(
+    name="bankchurn",
+    title="Bank customer churn",
+    task="binary",
+    target="Exited",
+    columns=COLUMNS,
+    ignored_columns=("RowNumber", "CustomerId", "Surname"),
+    make_features=ChurnFeatures,
+    candidates=CANDIDATES,
+    primary_metric="roc_auc",
+    gates=(Gate("roc_auc", 0.75), Gate("f1", 0.45)),
+    make_synthetic=make_synthetic,
+    data_file="Churn.csv",
+    class_labels=("stays", "churns"),
+    tune_threshold=True,
+    group_columns=("Gender", "Geography"),
+    reference_figures={"roc_auc": 0.853, "f1": 0.604},
+    targets={"roc_auc": 0.87, "f1": 0.63},
+)

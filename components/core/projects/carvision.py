@@ -1,0 +1,257 @@
+"""carvision: the market price of a used car listing (regression, USD)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.dummy import DummyRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+
+from components.core.spec import Candidate, CleaningRule, Column, Gate, ProjectSpec
+
+CONDITIONS = ("salvage", "fair", "good", "excellent", "like new", "new")
+COLUMNS = (
+    Column("model_year", "float", 1900, 2030, nullable=True),
+    Column("model", "string", description="make and model, e.g. 'ford f-150'"),
+    Column("condition", "category", categories=CONDITIONS),
+    Column("cylinders", "float", 2, 16, nullable=True),
+    Column("fuel", "category", categories=("diesel", "electric", "gas", "hybrid", "other")),
+    Column("odometer", "float", 0, 2_000_000, nullable=True, description="miles"),
+    Column("transmission", "category", categories=("automatic", "manual", "other")),
+    Column(
+        "type",
+        "category",
+        categories=(
+            "SUV",
+            "bus",
+            "convertible",
+            "coupe",
+            "hatchback",
+            "mini-van",
+            "offroad",
+            "other",
+            "pickup",
+            "sedan",
+            "truck",
+            "van",
+            "wagon",
+        ),
+    ),
+    Column(
+        "paint_color",
+        "category",
+        nullable=True,
+        categories=(
+            "black",
+            "blue",
+            "brown",
+            "custom",
+            "green",
+            "grey",
+            "orange",
+            "purple",
+            "red",
+            "silver",
+            "white",
+            "yellow",
+        ),
+    ),
+    Column(
+        "is_4wd", "float", 0, 1, nullable=True, description="1 for four-wheel drive; blank means 0"
+    ),
+    Column("date_posted", "date", description="ISO date the listing was posted"),
+)
+INPUT_COLUMNS = [c.name for c in COLUMNS]
+CATEGORICAL = ["model", "brand", "condition", "fuel", "transmission", "type", "paint_color"]
+NUMERIC = [
+    "model_year",
+    "vehicle_age",
+    "cylinders",
+    "odometer",
+    "miles_per_year",
+    "is_4wd",
+    "condition_rank",
+    "posted_month",
+]
+IMPUTED_BY_MODEL = ("model_year", "cylinders", "odometer")
+
+
+class CarFeatures(TransformerMixin, BaseEstimator):
+    """Vehicle age at posting, brand, mileage per year, and blanks filled from the same model.
+
+    Model-level medians are learnt in `fit`, so inside the training pipeline they come from the
+    training folds only.
+    """
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> CarFeatures:
+        frame = X[INPUT_COLUMNS]
+        self.model_medians_ = {
+            col: pd.to_numeric(frame[col], errors="coerce")
+            .groupby(frame["model"])
+            .median()
+            .to_dict()
+            for col in IMPUTED_BY_MODEL
+        }
+        self.global_medians_ = {
+            col: float(pd.to_numeric(frame[col]).median()) for col in IMPUTED_BY_MODEL
+        }
+        self.n_features_in_ = len(INPUT_COLUMNS)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        frame = X[INPUT_COLUMNS]
+        model = frame["model"].astype(str).str.strip().str.lower()
+        out = pd.DataFrame(index=frame.index)
+        for col in IMPUTED_BY_MODEL:
+            by_model = model.map(self.model_medians_[col]).astype(float)
+            out[col] = pd.to_numeric(frame[col]).fillna(by_model).fillna(self.global_medians_[col])
+        posted = pd.to_datetime(frame["date_posted"], errors="coerce")
+        out["posted_month"] = posted.dt.month.astype(float)
+        out["vehicle_age"] = (posted.dt.year + (posted.dt.month - 1) / 12 - out["model_year"]).clip(
+            lower=0
+        )
+        out["miles_per_year"] = out["odometer"] / out["vehicle_age"].clip(lower=0.5)
+        out["is_4wd"] = pd.to_numeric(frame["is_4wd"]).fillna(0.0)
+        out["condition_rank"] = (
+            frame["condition"].map({c: i for i, c in enumerate(CONDITIONS)}).astype(float)
+        )
+        out["model"] = model
+        out["brand"] = model.str.split().str[0]
+        for col in ("condition", "fuel", "transmission", "type", "paint_color"):
+            out[col] = frame[col].fillna("unknown").astype(str)
+        return out[NUMERIC + CATEGORICAL]
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray(NUMERIC + CATEGORICAL, dtype=object)
+
+
+def keep_plausible_prices(frame: pd.DataFrame) -> pd.Series:
+    price = frame["price"]
+    return (price >= 500) & (price <= price.quantile(0.99))
+
+
+JUNK_LISTINGS = CleaningRule(
+    "drop listings priced under 500 USD or above the 99th percentile of the loaded prices "
+    "(placeholder prices such as 1 USD, and typos)",
+    keep_plausible_prices,
+)
+
+MODELS = {
+    "ford f-150": (28_000, 6, "pickup"),
+    "chevrolet silverado 1500": (27_000, 8, "pickup"),
+    "toyota camry": (15_000, 4, "sedan"),
+    "honda accord": (14_000, 4, "sedan"),
+    "jeep wrangler": (24_000, 6, "SUV"),
+    "ram 1500": (27_000, 8, "pickup"),
+    "nissan altima": (12_000, 4, "sedan"),
+    "subaru outback": (16_000, 4, "wagon"),
+    "bmw x5": (25_000, 6, "SUV"),
+    "honda civic": (12_000, 4, "sedan"),
+    "chrysler town & country": (11_000, 6, "mini-van"),
+    "ford mustang": (18_000, 8, "coupe"),
+}
+
+
+def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
+    """SYNTHETIC listings: price falls with age, mileage and condition, and varies by model."""
+    rng = np.random.default_rng(seed)
+    names = list(MODELS)
+    model = rng.choice(names, size=rows)
+    base, cylinders, body = (np.array([MODELS[m][i] for m in model]) for i in range(3))
+    posted = pd.Timestamp("2018-05-01") + pd.to_timedelta(rng.integers(0, 354, rows), unit="D")
+    age = rng.gamma(2.5, 3.2, rows).clip(0, 40)
+    model_year = np.floor(posted.year - age)
+    odometer = (age * rng.normal(12_500, 3_000, rows)).clip(0).round()
+    condition = rng.choice(CONDITIONS, size=rows, p=[0.01, 0.03, 0.39, 0.48, 0.08, 0.01])
+    cond_factor = np.array(
+        [
+            {c: f for c, f in zip(CONDITIONS, (0.35, 0.6, 0.85, 1.0, 1.15, 1.35), strict=True)}[c]
+            for c in condition
+        ]
+    )
+    is_4wd = np.where(rng.random(rows) < 0.5, 1.0, np.nan)
+    price = base.astype(float) * np.exp(-0.09 * age) * cond_factor * np.exp(-odometer / 400_000)
+    price *= np.where(np.isnan(is_4wd), 1.0, 1.12) * rng.lognormal(0, 0.15, rows)
+    price = price.round().clip(600)
+    junk = rng.random(rows) < 0.015
+    price[junk] = 1
+    frame = pd.DataFrame(
+        {
+            "price": price.astype(int),
+            "model_year": model_year,
+            "model": model,
+            "condition": condition,
+            "cylinders": cylinders.astype(float),
+            "fuel": rng.choice(
+                ["gas", "diesel", "hybrid", "other", "electric"],
+                size=rows,
+                p=[0.92, 0.06, 0.01, 0.007, 0.003],
+            ),
+            "odometer": odometer,
+            "transmission": rng.choice(
+                ["automatic", "manual", "other"], size=rows, p=[0.91, 0.06, 0.03]
+            ),
+            "type": body,
+            "paint_color": rng.choice(
+                np.array(["white", "black", "silver", "red", "blue", "grey", None], dtype=object),
+                size=rows,
+            ),
+            "is_4wd": is_4wd,
+            "date_posted": posted.strftime("%Y-%m-%d"),
+            "days_listed": rng.gamma(2.0, 20.0, rows).round().astype(int),
+        }
+    )
+    for col, share in (("model_year", 0.07), ("cylinders", 0.1), ("odometer", 0.15)):
+        frame.loc[rng.random(rows) < share, col] = np.nan
+    return frame
+
+
+CANDIDATES = (
+    Candidate(
+        "median_baseline", lambda seed: DummyRegressor(strategy="median"), preprocessing="tree"
+    ),
+    Candidate(
+        "random_forest",
+        lambda seed: RandomForestRegressor(
+            n_estimators=60,
+            max_samples=0.3,
+            min_samples_leaf=3,
+            max_features=0.5,
+            n_jobs=2,
+            random_state=seed,
+        ),
+        preprocessing="tree",
+    ),
+    Candidate(
+        "gradient_boosting",
+        lambda seed: HistGradientBoostingRegressor(random_state=seed, early_stopping=False),
+        preprocessing="tree",
+        search_space={
+            "model__learning_rate": [0.05, 0.1],
+            "model__max_iter": [300, 500],
+            "model__max_leaf_nodes": [63, 127],
+            "model__min_samples_leaf": [10, 20],
+            "model__l2_regularization": [0.0, 1.0],
+        },
+    ),
+)
+
+SPEC = ProjectSpec(
+    name="carvision",
+    title="Used-car price",
+    task="regression",
+    target="price",
+    columns=COLUMNS,
+    ignored_columns=("days_listed",),
+    make_features=CarFeatures,
+    candidates=CANDIDATES,
+    primary_metric="r2",
+    gates=(Gate("r2", 0.70), Gate("mape", 0.60, higher_is_better=False)),
+    make_synthetic=make_synthetic,
+    data_file="vehicles_us.csv",
+    cleaning_rules=(JUNK_LISTINGS,),
+    group_columns=("condition", "type"),
+    reference_figures={"r2": 0.766, "rmse": 4794.0},
+    targets={"r2": 0.89, "rmse": 2900.0},
+)

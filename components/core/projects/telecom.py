@@ -1,0 +1,115 @@
+"""telecom: which plan (Ultra or Standard) to offer a customer from a month of usage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from components.core.spec import Candidate, Column, Gate, ProjectSpec
+
+COLUMNS = (
+    Column("calls", "float", 0, 10_000, description="calls in the month"),
+    Column("minutes", "float", 0, 100_000, description="call minutes in the month"),
+    Column("messages", "float", 0, 10_000, description="text messages in the month"),
+    Column("mb_used", "float", 0, 1_000_000, description="mobile data in MB"),
+)
+INPUT_COLUMNS = [c.name for c in COLUMNS]
+DERIVED = ["minutes_per_call", "mb_per_minute", "log_mb_used", "log_messages"]
+
+
+class UsageFeatures(TransformerMixin, BaseEstimator):
+    """Keeps the usage columns and, when `derived`, adds ratios and log-scaled volumes."""
+
+    def __init__(self, derived: bool = True) -> None:
+        self.derived = derived
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> UsageFeatures:
+        self.n_features_in_ = len(INPUT_COLUMNS)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X[INPUT_COLUMNS].astype(float)
+        if self.derived:
+            out["minutes_per_call"] = out["minutes"] / out["calls"].clip(lower=1.0)
+            out["mb_per_minute"] = out["mb_used"] / out["minutes"].clip(lower=1.0)
+            out["log_mb_used"] = np.log1p(out["mb_used"])
+            out["log_messages"] = np.log1p(out["messages"])
+        return out
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray(INPUT_COLUMNS + (DERIVED if self.derived else []), dtype=object)
+
+
+def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
+    """SYNTHETIC subscribers: Ultra users talk, text and browse more, with overlap as in the real data."""
+    rng = np.random.default_rng(seed)
+    ultra = (rng.random(rows) < 0.31).astype(int)
+    calls = rng.gamma(4.0, 15.0 + 5.0 * ultra).round()
+    minutes = (calls * rng.normal(7.0, 1.5, rows).clip(0.5)).round(2)
+    messages = rng.gamma(1.2, 30.0 + 25.0 * ultra).round()
+    mb_used = rng.normal(16_500 + 3_000 * ultra, 5_500 + 4_000 * ultra).clip(0).round(2)
+    return pd.DataFrame(
+        {
+            "calls": calls,
+            "minutes": minutes,
+            "messages": messages,
+            "mb_used": mb_used,
+            "is_ultra": ultra,
+        }
+    )
+
+
+CANDIDATES = (
+    Candidate(
+        "logistic_regression",
+        lambda seed: LogisticRegression(max_iter=2000),
+        preprocessing="linear",
+        search_space={"model__C": [0.01, 0.1, 1.0, 10.0], "features__derived": [True, False]},
+    ),
+    Candidate(
+        "random_forest",
+        lambda seed: RandomForestClassifier(n_estimators=200, n_jobs=2, random_state=seed),
+        preprocessing="tree",
+        search_space={
+            "model__max_depth": [6, 8, 10, None],
+            "model__min_samples_leaf": [1, 3, 5, 10],
+            "model__max_features": [0.5, "sqrt", None],
+            "features__derived": [True, False],
+        },
+    ),
+    Candidate(
+        "gradient_boosting",
+        lambda seed: HistGradientBoostingClassifier(random_state=seed),
+        preprocessing="tree",
+        search_space={
+            "model__learning_rate": [0.02, 0.05, 0.1],
+            "model__max_iter": [100, 200, 400],
+            "model__max_depth": [3, 4, 6],
+            "model__min_samples_leaf": [10, 20, 40],
+            "model__l2_regularization": [0.0, 1.0],
+            "features__derived": [True, False],
+        },
+    ),
+)
+
+SPEC = ProjectSpec(
+    name="telecom",
+    title="Telecom plan recommendation",
+    task="binary",
+    target="is_ultra",
+    columns=COLUMNS,
+    ignored_columns=(),
+    make_features=UsageFeatures,
+    candidates=CANDIDATES,
+    primary_metric="accuracy",
+    gates=(Gate("accuracy", 0.75), Gate("roc_auc", 0.70)),
+    make_synthetic=make_synthetic,
+    data_file="users_behavior.csv",
+    class_labels=("Standard", "Ultra"),
+    calibrate=True,
+    reference_figures={"accuracy": 0.812, "roc_auc": 0.840, "f1": 0.618},
+    targets={"accuracy": 0.82, "roc_auc": 0.85, "f1": 0.64},
+)

@@ -1,0 +1,134 @@
+"""The typed description of a project: everything the shared steps need to know about it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+Task = Literal["binary", "regression"]
+ColumnType = Literal["float", "int", "category", "string", "date"]
+Preprocessing = Literal["linear", "tree"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One raw input column: its type, allowed values and whether blanks are expected."""
+
+    name: str
+    dtype: ColumnType
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A quality gate: `metric` must be >= threshold (higher is better) or <= it (lower is better)."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool = True
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+    def describe(self, value: float) -> str:
+        op = ">=" if self.higher_is_better else "<="
+        verdict = "passed" if self.passes(value) else "FAILED"
+        return f"{self.metric} = {value:.4f} (gate {op} {self.threshold:g}): {verdict}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate model: a factory for the estimator, its preprocessing and its search space."""
+
+    name: str
+    make_estimator: Callable[[int], BaseEstimator]
+    preprocessing: Preprocessing
+    search_space: Mapping[str, list[Any]] = field(default_factory=dict)
+    resample: bool = False
+    """Put SMOTE before the estimator (inside the pipeline, so it only ever sees training folds)."""
+
+
+@dataclass(frozen=True)
+class CleaningRule:
+    """A written rule that removes rows before the split, reported with the rows it removed."""
+
+    description: str
+    apply: Callable[[pd.DataFrame], pd.Series]
+    """Returns a boolean mask of the rows to KEEP."""
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    title: str
+    task: Task
+    target: str
+    columns: tuple[Column, ...]
+    """The raw input columns a served model accepts (the target excluded)."""
+    ignored_columns: tuple[str, ...]
+    """Columns in the source file that are not features (identifiers, leakage); read, never used."""
+    make_features: Callable[[], BaseEstimator]
+    """The project's feature engineering: raw input DataFrame in, engineered DataFrame out."""
+    candidates: tuple[Candidate, ...]
+    primary_metric: str
+    gates: tuple[Gate, ...]
+    make_synthetic: Callable[[int, int], pd.DataFrame]
+    """(rows, seed) -> a synthetic frame with the real file's columns, for tests and demos."""
+    data_file: str
+    class_labels: tuple[str, str] | None = None
+    """Names of the negative and positive class, for binary tasks."""
+    tune_threshold: bool = False
+    """Choose the decision threshold that maximises F1 on out-of-fold training predictions."""
+    calibrate: bool = False
+    cleaning_rules: tuple[CleaningRule, ...] = ()
+    group_columns: tuple[str, ...] = ()
+    """Columns whose groups get their own metrics in the evaluation."""
+    min_rows: int = 100
+    reference_figures: Mapping[str, float] = field(default_factory=dict)
+    """Figures the reference portfolio published on the same data, for the quality benchmark."""
+    targets: Mapping[str, float] = field(default_factory=dict)
+    """Test-split figures the project aims for (`rmse` and `mae` lower is better)."""
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every column the real data file has."""
+        return [*self.ignored_columns, *self.input_columns, self.target]
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no input column {name!r}")
+
+    def candidate(self, name: str) -> Candidate:
+        for cand in self.candidates:
+            if cand.name == name:
+                return cand
+        raise KeyError(f"{self.name} has no candidate model {name!r}")
+
+    def gate_thresholds(self) -> dict[str, float]:
+        return {g.metric: g.threshold for g in self.gates}
+
+    def with_gate_overrides(self, overrides: Mapping[str, float]) -> tuple[Gate, ...]:
+        """The gates with thresholds replaced where `overrides` names the metric."""
+        unknown = set(overrides) - {g.metric for g in self.gates}
+        if unknown:
+            raise ValueError(
+                f"{self.name} has no gate on {sorted(unknown)}; gates: {[g.metric for g in self.gates]}"
+            )
+        return tuple(
+            Gate(g.metric, float(overrides.get(g.metric, g.threshold)), g.higher_is_better)
+            for g in self.gates
+        )

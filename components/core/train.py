@@ -1,0 +1,301 @@
+"""Model selection and fitting under the written evaluation protocol (see docs/protocol.md).
+
+The whole model is one pipeline: feature engineering, preprocessing, optional SMOTE and the
+estimator, so every stateful part is refitted inside each CV fold and serving loads exactly the
+object that was evaluated. Only the training split ever reaches this module.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from imblearn.over_sampling import SMOTE
+from imblearn.pipeline import Pipeline
+from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.metrics import precision_recall_curve
+from sklearn.model_selection import (
+    BaseCrossValidator,
+    FixedThresholdClassifier,
+    KFold,
+    ParameterSampler,
+    StratifiedKFold,
+    cross_val_predict,
+    cross_validate,
+)
+
+from components.core.preprocessing import make_preprocessor
+from components.core.spec import Candidate, ProjectSpec
+
+CV_FOLDS = 5
+SCORING = {
+    "binary": {
+        "roc_auc": "roc_auc",
+        "pr_auc": "average_precision",
+        "accuracy": "accuracy",
+        "f1": "f1",
+    },
+    "regression": {
+        "r2": "r2",
+        "rmse": "neg_root_mean_squared_error",
+        "mae": "neg_mean_absolute_error",
+    },
+}
+
+
+@dataclass
+class Trial:
+    candidate: str
+    params: dict[str, Any]
+    cv_mean: dict[str, float]
+    cv_std: dict[str, float]
+    fit_seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: BaseEstimator
+    best: Trial
+    trials: list[Trial]
+    threshold: float | None
+    cv_mean: dict[str, float]
+    """CV figures of the chosen configuration (at the chosen threshold for classifiers)."""
+    cv_std: dict[str, float]
+    seconds: float
+    budget_exhausted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def trials_frame(self) -> pd.DataFrame:
+        rows = []
+        for i, t in enumerate(self.trials):
+            row: dict[str, Any] = {
+                "trial": i,
+                "candidate": t.candidate,
+                "fit_seconds": round(t.fit_seconds, 3),
+            }
+            row.update({f"param.{k}": v for k, v in t.params.items()})
+            row.update({f"cv_mean.{k}": v for k, v in t.cv_mean.items()})
+            row.update({f"cv_std.{k}": v for k, v in t.cv_std.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def split_xy(spec: ProjectSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    y = (
+        frame[spec.target].astype(int)
+        if spec.task == "binary"
+        else frame[spec.target].astype(float)
+    )
+    return frame[spec.input_columns], y
+
+
+def folds(spec: ProjectSpec, seed: int) -> BaseCrossValidator:
+    if spec.task == "binary":
+        return StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
+    return KFold(CV_FOLDS, shuffle=True, random_state=seed)
+
+
+def build_pipeline(
+    spec: ProjectSpec, candidate: Candidate, seed: int, params: dict[str, Any] | None = None
+) -> Pipeline:
+    steps: list[tuple[str, Any]] = [
+        ("features", spec.make_features()),
+        ("preprocess", make_preprocessor(candidate.preprocessing)),
+    ]
+    if candidate.resample:
+        steps.append(("resample", SMOTE(random_state=seed)))
+    steps.append(("model", candidate.make_estimator(seed)))
+    pipeline = Pipeline(steps)
+    if params:
+        pipeline.set_params(**params)
+    return pipeline
+
+
+def calibrated(pipeline: Pipeline, seed: int) -> Pipeline:
+    """The same pipeline with its estimator wrapped in sigmoid calibration (ranking unchanged)."""
+    out = clone(pipeline)
+    estimator = out.steps[-1][1]
+    out.steps[-1] = (
+        "model",
+        CalibratedClassifierCV(
+            estimator, method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=seed)
+        ),
+    )
+    return out
+
+
+def sample_trials(
+    spec: ProjectSpec, trials_per_candidate: int, seed: int
+) -> list[tuple[Candidate, dict[str, Any]]]:
+    """Round-robin over candidates, so a time budget that runs out still leaves each one tried."""
+    per_candidate = []
+    for cand in spec.candidates:
+        if cand.search_space:
+            space = {k: list(v) for k, v in cand.search_space.items()}
+            params = list(ParameterSampler(space, n_iter=trials_per_candidate, random_state=seed))
+        else:
+            params = [{}]
+        per_candidate.append([(cand, p) for p in params])
+    order: list[tuple[Candidate, dict[str, Any]]] = []
+    for i in range(max(len(p) for p in per_candidate)):
+        order.extend(p[i] for p in per_candidate if i < len(p))
+    return order
+
+
+def run_trial(
+    spec: ProjectSpec,
+    cand: Candidate,
+    params: dict[str, Any],
+    X: pd.DataFrame,
+    y: pd.Series,
+    seed: int,
+) -> Trial:
+    scoring = SCORING[spec.task]
+    start = time.perf_counter()
+    scores = cross_validate(
+        build_pipeline(spec, cand, seed, params),
+        X,
+        y,
+        cv=folds(spec, seed),
+        scoring=scoring,
+        error_score="raise",
+    )
+    sign = {
+        name: -1.0 if str(scorer).startswith("neg_") else 1.0 for name, scorer in scoring.items()
+    }
+    mean = {m: float(sign[m] * np.mean(scores[f"test_{m}"])) for m in scoring}
+    std = {m: float(np.std(scores[f"test_{m}"])) for m in scoring}
+    return Trial(cand.name, params, mean, std, time.perf_counter() - start)
+
+
+def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> float:
+    precision, recall, thresholds = precision_recall_curve(y, proba)
+    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def fold_figures(
+    spec: ProjectSpec, X: pd.DataFrame, y: pd.Series, oof: np.ndarray, threshold: float, seed: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-fold figures of out-of-fold predictions at the chosen threshold."""
+    from components.core.evaluate import binary_metrics
+
+    per_fold = [
+        binary_metrics(y.to_numpy()[idx], oof[idx], threshold)
+        for _, idx in folds(spec, seed).split(X, y)
+    ]
+    keys = ["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1"]
+    return (
+        {k: float(np.mean([f[k] for f in per_fold])) for k in keys},
+        {k: float(np.std([f[k] for f in per_fold])) for k in keys},
+    )
+
+
+def train(
+    spec: ProjectSpec,
+    train_frame: pd.DataFrame,
+    seed: int = 42,
+    trials_per_candidate: int = 4,
+    time_budget_s: float = 120.0,
+) -> TrainResult:
+    """Searches the spec's candidates by CV on the training split, then fits the winner on all of it."""
+    start = time.perf_counter()
+    X, y = split_xy(spec, train_frame)
+    trials: list[Trial] = []
+    exhausted = False
+    for cand, params in sample_trials(spec, trials_per_candidate, seed):
+        if trials and time.perf_counter() - start > time_budget_s:
+            exhausted = True
+            break
+        trials.append(run_trial(spec, cand, params, X, y, seed))
+    best = max(trials, key=lambda t: t.cv_mean[spec.primary_metric])
+    pipeline = build_pipeline(spec, spec.candidate(best.candidate), seed, best.params)
+    notes = [f"{len(trials)} trials; chosen {best.candidate} by CV {spec.primary_metric}"]
+    if exhausted:
+        notes.append(f"time budget of {time_budget_s:g}s reached: later trials skipped")
+
+    if spec.task == "regression":
+        model = pipeline.fit(X, y)
+        single_threaded(model)
+        return TrainResult(
+            model,
+            best,
+            trials,
+            None,
+            best.cv_mean,
+            best.cv_std,
+            time.perf_counter() - start,
+            exhausted,
+            notes,
+        )
+
+    if spec.calibrate:
+        pipeline = calibrated(pipeline, seed)
+        notes.append("probabilities calibrated (sigmoid, 3-fold, inside the pipeline)")
+    oof = cross_val_predict(pipeline, X, y, cv=folds(spec, seed), method="predict_proba")[:, 1]
+    threshold = best_f1_threshold(y.to_numpy(), oof) if spec.tune_threshold else 0.5
+    if spec.tune_threshold:
+        notes.append(f"threshold {threshold:.4f} maximises F1 on out-of-fold training predictions")
+    cv_mean, cv_std = fold_figures(spec, X, y, oof, threshold, seed)
+    model = FixedThresholdClassifier(
+        pipeline, threshold=threshold, response_method="predict_proba"
+    ).fit(X, y)
+    single_threaded(model)
+    return TrainResult(
+        model,
+        best,
+        trials,
+        threshold,
+        cv_mean,
+        cv_std,
+        time.perf_counter() - start,
+        exhausted,
+        notes,
+    )
+
+
+def single_threaded(obj: Any, seen: set[int] | None = None) -> None:
+    """Sets n_jobs=1 on every fitted estimator inside `obj`: for the small batches a served or
+    explained model sees, starting a thread pool per call costs more than it saves."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, BaseEstimator):
+        if getattr(obj, "n_jobs", None) not in (None, 1):
+            obj.n_jobs = 1
+        for value in vars(obj).values():
+            single_threaded(value, seen)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            single_threaded(value, seen)
+
+
+def final_pipeline(model: BaseEstimator) -> Pipeline:
+    """The fitted sklearn/imblearn pipeline inside a model (unwrapping the threshold classifier)."""
+    inner = getattr(model, "estimator_", model)
+    if not isinstance(inner, Pipeline):
+        raise TypeError(f"expected a fitted pipeline, got {type(inner).__name__}")
+    return inner
+
+
+def positive_scores(model: BaseEstimator, X: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.predict_proba(X))[:, 1]
+
+
+def selection_summary(result: TrainResult) -> dict[str, Any]:
+    return {
+        "candidate": result.best.candidate,
+        "params": {
+            k: (v if isinstance(v, str | int | float | bool) or v is None else str(v))
+            for k, v in result.best.params.items()
+        },
+        "threshold": result.threshold,
+        "trials": len(result.trials),
+        "seconds": round(result.seconds, 2),
+        "notes": result.notes,
+    }

@@ -1,0 +1,16 @@
+"""KFP v2 components: typed wrappers that import the project package inside their bodies.
+
+They run unchanged under `kfp.local.SubprocessRunner(use_venv=False)`, where the package is
+installed in the running venv, and on a cluster, where the component image carries it.
+"""
+
+from components.steps.drift import drift
+from components.steps.evaluate import evaluate
+from components.steps.explain import explain
+from components.steps.features import features
+from components.steps.ingest import ingest
+from components.steps.register import register
+from components.steps.train import train
+from components.steps.validate import validate
+
+__all__ = ["drift", "evaluate", "explain", "features", "ingest", "register", "train", "validate"]

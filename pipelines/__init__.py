@@ -1,0 +1,1 @@
+"""One Kubeflow pipeline per project, composed from the shared components with the project's spec."""

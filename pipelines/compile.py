@@ -1,0 +1,38 @@
+"""Compiles each project's pipeline to KFP IR YAML in pipelines/compiled/ (checked in; CI
+regenerates and compares)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kfp import compiler
+
+from pipelines.training import PIPELINES
+
+COMPILED_DIR = Path(__file__).parent / "compiled"
+
+
+def compiled_path(project: str) -> Path:
+    return COMPILED_DIR / f"{project}.yaml"
+
+
+def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for project, pipeline in PIPELINES.items():
+        path = out_dir / f"{project}.yaml"
+        compiler.Compiler().compile(pipeline, str(path))
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out-dir", type=Path, default=COMPILED_DIR)
+    for path in compile_all(parser.parse_args().out_dir):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The training pipeline: the same graph for every project, parameterised by its spec.
+
+No `from __future__ import annotations` here: KFP reads the parameter annotations as types.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Markdown
+
+from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+from components.steps import drift, evaluate, explain, features, ingest, register, train, validate
+
+
+class TrainingOutputs(NamedTuple):
+    """What a run hands back: the reports a user opens and the registration it made."""
+
+    model_card: Markdown
+    registration: Artifact
+    source_info: Artifact
+    evaluation: Artifact
+    drift_summary: Artifact
+    evaluation_report: HTML
+    explanation_report: HTML
+    drift_report: HTML
+
+
+def build(spec: ProjectSpec) -> Callable[..., Any]:
+    gates = spec.gate_thresholds()
+
+    @dsl.pipeline(
+        name=f"{spec.name}-training",
+        description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift, register.",
+    )
+    def pipeline(
+        source: str = "synthetic",
+        seed: int = 42,
+        test_size: float = 0.2,
+        gate_thresholds: dict = gates,
+        trials_per_candidate: int = 4,
+        time_budget_s: float = 150.0,
+        mlflow_tracking_uri: str = "",
+    ) -> TrainingOutputs:
+        name = spec.name
+        data = ingest(project=name, source=source, seed=seed, test_size=test_size).set_display_name(
+            "ingest"
+        )
+        checked = validate(
+            project=name,
+            train=data.outputs["train"],
+            test=data.outputs["test"],
+            current=data.outputs["current"],
+        ).set_display_name("validate")
+        features(project=name, train=data.outputs["train"], test=data.outputs["test"]).after(
+            checked
+        ).set_display_name("features")
+        fitted = (
+            train(
+                project=name,
+                train=data.outputs["train"],
+                seed=seed,
+                trials_per_candidate=trials_per_candidate,
+                time_budget_s=time_budget_s,
+            )
+            .after(checked)
+            .set_display_name("train")
+        )
+        scored = evaluate(
+            project=name,
+            model=fitted.outputs["model"],
+            test=data.outputs["test"],
+            source_info=data.outputs["source_info"],
+            gate_thresholds=gate_thresholds,
+        ).set_display_name("evaluate")
+        explained = explain(
+            project=name,
+            model=fitted.outputs["model"],
+            train=data.outputs["train"],
+            test=data.outputs["test"],
+            source_info=data.outputs["source_info"],
+        ).set_display_name("explain")
+        drifted = (
+            drift(project=name, reference=data.outputs["train"], current=data.outputs["current"])
+            .after(checked)
+            .set_display_name("drift")
+        )
+        registered = register(
+            project=name,
+            model=fitted.outputs["model"],
+            train=data.outputs["train"],
+            test=data.outputs["test"],
+            source_info=data.outputs["source_info"],
+            selection=fitted.outputs["selection"],
+            trials=fitted.outputs["trials"],
+            evaluation=scored.outputs["evaluation"],
+            explanation=explained.outputs["explanation"],
+            drift_summary=drifted.outputs["summary"],
+            evaluation_report=scored.outputs["report"],
+            explanation_report=explained.outputs["report"],
+            drift_report=drifted.outputs["report"],
+            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            seed=seed,
+            test_size=test_size,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+        ).set_display_name("register")
+        return TrainingOutputs(
+            model_card=registered.outputs["model_card"],
+            registration=registered.outputs["registration"],
+            source_info=data.outputs["source_info"],
+            evaluation=scored.outputs["evaluation"],
+            drift_summary=drifted.outputs["summary"],
+            evaluation_report=scored.outputs["report"],
+            explanation_report=explained.outputs["report"],
+            drift_report=drifted.outputs["report"],
+        )
+
+    return pipeline
+
+
+PIPELINES = {name: build(spec) for name, spec in PROJECTS.items()}

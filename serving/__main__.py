@@ -1,0 +1,68 @@
+"""`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]`.
+
+KServe's own flags (`--http_port`, `--grpc_port`, `--enable_grpc`, ...) are accepted as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kserve import model_server
+
+from components.core.projects import PROJECTS
+from serving.loading import ModelLoadError
+from serving.predictor import ProjectPredictor
+from serving.server import ModelServer
+
+DEFAULT_MODEL_URI = "/mnt/models"
+
+parser = argparse.ArgumentParser(
+    prog="python -m serving",
+    parents=[model_server.parser],
+    description=f"Serve a project's model. --model_name is the project: {', '.join(sorted(PROJECTS))}.",
+)
+parser.add_argument(
+    "--model_uri",
+    default=DEFAULT_MODEL_URI,
+    help="MLflow model directory, or models:/NAME@ALIAS or models:/NAME/VERSION "
+    "(read from MLFLOW_TRACKING_URI)",
+)
+parser.add_argument(
+    "--model_version",
+    default=None,
+    help="version to report in mlops_model_info for a model directory "
+    "(registry URIs carry their own; default: unknown)",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser.parse_args(argv)
+    if args.model_name not in PROJECTS:
+        parser.error(
+            f"unknown project {args.model_name!r}; --model_name is one of {sorted(PROJECTS)}"
+        )
+    model = ProjectPredictor(args.model_name, args.model_uri, args.model_version)
+    server = ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+    try:
+        server.serve_while_loading(model)
+    except ModelLoadError as exc:
+        print(f"error: cannot serve {args.model_name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Start the server as a separate process on a free local port and wait for it (tests, bench)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ServerProcess:
+    project: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def status(self, path: str) -> int | None:
+        """HTTP status of GET `path`, or None while nothing listens."""
+        try:
+            return httpx.get(self.url + path, timeout=5.0).status_code
+        except httpx.TransportError:
+            return None
+
+    def _wait(self, path: str, timeout: float, interval: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.project} server exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if self.status(path) == 200:
+                return
+            time.sleep(interval)
+        raise TimeoutError(
+            f"{self.project} server: {path} not 200 after {timeout:g}s:\n{self.log_tail()}"
+        )
+
+    def wait_live(self, timeout: float = 120.0) -> None:
+        self._wait("/", timeout, 0.02)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        self._wait("/v2/health/ready", timeout, 0.2)
+
+    def wait_exit(self, timeout: float = 120.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def launch(
+    project: str,
+    model_uri: str | Path,
+    log_path: Path,
+    *,
+    port: int | None = None,
+    cpu: int | None = None,
+    extra_args: Sequence[str] = (),
+    python: str = sys.executable,
+) -> ServerProcess:
+    """Starts `python -m serving` (pinned to `cpu` with taskset when given) without waiting."""
+    port = port or free_port()
+    command = [
+        python, "-m", "serving",
+        "--model_name", project,
+        "--model_uri", str(model_uri),
+        "--http_port", str(port),
+        "--enable_grpc", "false",
+        *extra_args,
+    ]  # fmt: skip
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=server_env(), cwd=REPO_ROOT
+        )
+    return ServerProcess(project, port, process, log_path)

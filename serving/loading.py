@@ -1,0 +1,189 @@
+"""Finding, loading and checking the served model: an MLflow sklearn model directory.
+
+The directory is what the pipelines' register step writes and what a KServe storage URI downloads
+into /mnt/models: the fitted pipeline (cloudpickle) and, as the input example, 50 raw training
+rows that serve as the SHAP background. `models:/NAME@ALIAS` and `models:/NAME/VERSION` are read
+from the registry at MLFLOW_TRACKING_URI.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.core.spec import ProjectSpec
+
+MODELS_SCHEME = "models:/"
+REQUIREMENTS = ("scikit-learn", "imbalanced-learn", "pandas", "numpy", "cloudpickle")
+UNKNOWN = "unknown"
+
+
+class ModelLoadError(RuntimeError):
+    """The model at the URI cannot be served; the message names the URI and the cause."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    uri: str
+    version: str
+    run_id: str
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    background: pd.DataFrame
+    provenance: Provenance
+    threshold: float | None
+    """Decision threshold of a binary model (P(positive) >= threshold predicts the positive class)."""
+    single_threaded: int
+    """How many estimators had `n_jobs` set to 1."""
+
+
+def _mlflow() -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+    import mlflow.sklearn
+
+    return mlflow
+
+
+def registry_provenance(uri: str) -> tuple[str, str]:
+    """(version, run id) of `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
+    reference = uri.removeprefix(MODELS_SCHEME)
+    name, alias = reference.split("@", 1) if "@" in reference else (reference, "")
+    number = ""
+    if not alias:
+        name, _, number = reference.rpartition("/")
+    if not name or not (alias or number.isdigit()):
+        raise ModelLoadError(
+            f"cannot load model from {uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    client = _mlflow().MlflowClient()
+    found = (
+        client.get_model_version_by_alias(name, alias)
+        if alias
+        else client.get_model_version(name, number)
+    )
+    return str(found.version), str(found.run_id or UNKNOWN)
+
+
+def resolve(uri: str, version: str | None) -> tuple[Path, Provenance]:
+    """A local model directory for the URI (downloaded for registry URIs) and where it came from."""
+    mlflow = _mlflow()
+    if uri.startswith(MODELS_SCHEME):
+        registry_version, run_id = registry_provenance(uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        return local, Provenance(uri, registry_version, run_id)
+    path = Path(uri.removeprefix("file://")).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"cannot load model from {uri}: no such directory")
+    if not (path / "MLmodel").is_file():
+        raise ModelLoadError(
+            f"cannot load model from {uri}: no MLmodel file there (expected an MLflow model directory)"
+        )
+    run_id = mlflow.models.Model.load(str(path)).run_id
+    return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN)
+
+
+def single_threaded(obj: Any, seen: set[int] | None = None) -> int:
+    """Sets `n_jobs` to 1 on every fitted estimator inside `obj`; returns how many it changed.
+
+    A forest with n_jobs=2 starts a joblib pool on every predict call, which costs several
+    milliseconds on a batch of one row; the server answers one request at a time per core, so
+    parallelism inside a prediction only adds latency. `set_params` would not reach the fitted
+    copies (`estimator_`, calibrated folds), hence the walk over attributes.
+    """
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, list | tuple):
+        return sum(single_threaded(item, seen) for item in obj)
+    if isinstance(obj, dict):
+        return sum(single_threaded(item, seen) for item in obj.values())
+    module = type(obj).__module__
+    if not hasattr(obj, "__dict__") or not module.startswith(("sklearn", "imblearn", "components")):
+        return 0
+    changed = 0
+    if vars(obj).get("n_jobs") not in (None, 1):
+        obj.n_jobs = 1
+        changed = 1
+    return changed + sum(single_threaded(value, seen) for value in vars(obj).values())
+
+
+def decision_threshold(spec: ProjectSpec, model: Any, uri: str) -> float | None:
+    if spec.task != "binary":
+        return None
+    if not hasattr(model, "predict_proba"):
+        raise ModelLoadError(
+            f"cannot serve model from {uri}: {spec.name} is a binary task but "
+            f"{type(model).__name__} has no predict_proba"
+        )
+    classes = [int(c) for c in getattr(model, "classes_", [])]
+    if classes != [0, 1]:
+        raise ModelLoadError(
+            f"cannot serve model from {uri}: expected classes [0, 1], got {classes}"
+        )
+    threshold = getattr(model, "threshold", 0.5)
+    # FixedThresholdClassifier stores the tuned threshold; a bare classifier predicts at 0.5.
+    return 0.5 if threshold == "auto" else float(threshold)
+
+
+def load(spec: ProjectSpec, uri: str, version: str | None = None) -> LoadedModel:
+    """Loads and checks the model; any problem is a ModelLoadError naming the URI and cause."""
+    mlflow = _mlflow()
+    try:
+        path, provenance = resolve(uri, version)
+        model = mlflow.sklearn.load_model(str(path))
+        background = mlflow.models.Model.load(str(path)).load_input_example(str(path))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # whatever broke while reading the model, the server cannot start
+        raise ModelLoadError(
+            f"cannot load model for {spec.name} from {uri}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(background, pd.DataFrame):
+        raise ModelLoadError(
+            f"cannot serve model from {uri}: the model has no input example; the register step "
+            "stores 50 raw training rows there as the SHAP background"
+        )
+    missing = [c for c in spec.input_columns if c not in background.columns]
+    if missing:
+        raise ModelLoadError(
+            f"cannot serve model from {uri} as {spec.name}: its input example lacks the "
+            f"columns {missing} (is it another project's model?)"
+        )
+    threshold = decision_threshold(spec, model, uri)
+    changed = single_threaded(model)
+    return LoadedModel(model, background[spec.input_columns], provenance, threshold, changed)
+
+
+def save(
+    spec: ProjectSpec, model: Any, train_frame: pd.DataFrame, path: Path, rows: int = 50
+) -> Path:
+    """Writes `model` in the layout the register step writes (for tests and the benchmark)."""
+    mlflow = _mlflow()
+    from importlib.metadata import version
+
+    from mlflow.models import infer_signature
+
+    inputs = train_frame[spec.input_columns]
+    example = inputs.sample(min(rows, len(inputs)), random_state=0)
+    signature = infer_signature(example, np.asarray(model.predict(example)))
+    # Listed rather than inferred: inference re-imports the model in a subprocess (~10 s).
+    requirements = [f"{name}=={version(name)}" for name in REQUIREMENTS]
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format="cloudpickle",
+        signature=signature,
+        input_example=example,
+        pip_requirements=requirements,
+    )
+    return path

@@ -1,0 +1,96 @@
+"""Prometheus metrics of the server, next to KServe's own latency histograms.
+
+KServe 0.21 serves `/metrics` from prometheus_client's default REGISTRY on the HTTP port, so
+metrics created here with the default registry appear there without another endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNMATCHED_ROUTE = "unmatched"
+
+REQUESTS = Counter(
+    "mlops_http_requests",
+    "HTTP requests by route template, method and status code",
+    ["route", "method", "status"],
+)
+VALIDATION_FAILURES = Counter(
+    "mlops_validation_failures",
+    "Rejected requests (400) by the field that failed; 'request' for the body as a whole",
+    ["project", "field"],
+)
+PREDICTIONS = Counter(
+    "mlops_predictions",
+    "Instances predicted by a classifier, by predicted class",
+    ["project", "class"],
+)
+PREDICTED_PRICE = Histogram(
+    "mlops_predicted_price_usd",
+    "Prices predicted by a regression model (USD)",
+    ["project"],
+    buckets=(1_000, 2_500, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000),
+)
+MODEL_INFO = Gauge(
+    "mlops_model_info",
+    "The served model: always 1, labelled with its registry version and MLflow run id",
+    ["project", "version", "run_id"],
+)
+
+
+def record_model(project: str, version: str, run_id: str) -> None:
+    MODEL_INFO.labels(project, version, run_id).set(1)
+
+
+def record_rejection(project: str, fields: Iterable[str]) -> None:
+    for name in sorted(set(fields)):
+        VALIDATION_FAILURES.labels(project, name).inc()
+
+
+def record_classes(project: str, labels: tuple[str, str], positive: np.ndarray) -> None:
+    hits = int(np.count_nonzero(positive))
+    if hits:
+        PREDICTIONS.labels(project, labels[1]).inc(hits)
+    if len(positive) - hits:
+        PREDICTIONS.labels(project, labels[0]).inc(len(positive) - hits)
+
+
+def record_prices(project: str, prices: np.ndarray) -> None:
+    histogram = PREDICTED_PRICE.labels(project)
+    for price in prices:
+        histogram.observe(float(price))
+
+
+class RequestMetrics:
+    """ASGI middleware counting responses by route template (not raw path, which is unbounded)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the outer error middleware answers if the app raises
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            REQUESTS.labels(route, scope.get("method", ""), str(status)).inc()

@@ -1,0 +1,233 @@
+"""The predictor: a KServe model, in the style of KServe's sklearnserver, for any project spec."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kserve import Model
+from kserve.logging import logger
+from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.utils.utils import get_predict_response
+
+from components.core.explain import RawInputExplainer, model_output
+from components.core.projects import get_spec
+from serving import metrics
+from serving.batching import Grouper
+from serving.inputs import (
+    MAX_EXPLAIN_INSTANCES,
+    MAX_INSTANCES,
+    REQUEST_FIELD,
+    Parsed,
+    RequestRejected,
+    from_v1,
+    from_v2,
+    rejected,
+    validate_group,
+    validated_frame,
+)
+from serving.loading import LoadedModel, ModelLoadError, load
+from serving.outputs import BinaryFormat, RegressionFormat, explained_output, response_format
+
+WARM_UP_ROWS = 5
+MAX_EXPLAINER_VOCABULARY = 10_000
+"""Distinct text values the explainer may collect before it is rebuilt (free-text fields)."""
+
+
+def _is_json_media_type(content_type: str | None) -> bool:
+    if not content_type:
+        return True  # no header: try JSON, as KServe does
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def parse_body(body: bytes | bytearray | str, content_type: str | None) -> Any:
+    """A body KServe handed over undecoded: it had a non-JSON content type, or was not JSON.
+
+    Python's JSON reader accepts NaN and Infinity (as `json.dumps` writes them), so those reach
+    the schema check and are reported against their field.
+    """
+    if not _is_json_media_type(content_type):
+        raise rejected(
+            f"unsupported Content-Type {content_type!r}: send JSON with "
+            "Content-Type: application/json"
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise rejected(f"body is not valid JSON: {exc}") from None
+
+
+class ProjectPredictor(Model):
+    """Serves one project's MLflow model on KServe's v1 and v2 routes, with SHAP explanations.
+
+    `load()` loads the model, runs a warm-up prediction and a warm-up explanation (SHAP compiles
+    its numba code on first use), and only then sets `ready`.
+    """
+
+    def __init__(self, name: str, model_uri: str, model_version: str | None = None) -> None:
+        super().__init__(name)
+        self.spec = get_spec(name)
+        self.format = response_format(self.spec)
+        self.model_uri = model_uri
+        self.model_version = model_version
+        self.loaded: LoadedModel | None = None
+        self.explainer: RawInputExplainer | None = None
+        # the explainer keeps a vocabulary of text values, so one explanation at a time
+        self._explain_lock = threading.Lock()
+        self.grouper: Grouper[Parsed, dict[str, Any] | InferResponse] = Grouper(
+            self.run_group, MAX_INSTANCES
+        )
+        self.ready = False
+
+    def start(self) -> None:
+        """KServe's default marks the model ready here; readiness must come from `load()` only."""
+
+    def load(self) -> bool:
+        loaded = load(self.spec, self.model_uri, self.model_version)
+        try:
+            warm = loaded.background.head(WARM_UP_ROWS)
+            output = model_output(self.spec, loaded.model, warm)
+            if output.shape != (len(warm),) or not np.all(np.isfinite(output)):
+                raise ValueError(f"expected {len(warm)} finite outputs, got {output!r}")
+            explainer = RawInputExplainer(self.spec, loaded.model, loaded.background)
+            explainer.explain(loaded.background.head(1))
+        except Exception as exc:  # a model that cannot predict its own training rows is unusable
+            raise ModelLoadError(
+                f"model from {self.model_uri} failed its warm-up prediction: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self.loaded, self.explainer = loaded, explainer
+        provenance = loaded.provenance
+        metrics.record_model(self.name, provenance.version, provenance.run_id)
+        logger.info(
+            "loaded %s model from %s (version %s, run %s, threshold %s, n_jobs set to 1 on %d)",
+            self.name,
+            provenance.uri,
+            provenance.version,
+            provenance.run_id,
+            loaded.threshold,
+            loaded.single_threaded,
+        )
+        self.ready = True
+        return self.ready
+
+    # Sync: reading the body is cheap, and KServe runs a sync handler on the event loop.
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:
+        try:
+            if isinstance(payload, InferRequest):
+                return from_v2(self.spec, payload, MAX_INSTANCES)
+            if isinstance(payload, bytes | bytearray | str):
+                payload = parse_body(payload, (headers or {}).get("content-type"))
+            return from_v1(self.spec, payload, MAX_INSTANCES)
+        except RequestRejected as exc:
+            metrics.record_rejection(self.name, exc.fields)
+            raise
+
+    def _model(self) -> LoadedModel:
+        if self.loaded is None:  # KServe answers 503 before this while the model is not ready
+            raise RuntimeError(f"{self.name} model is not loaded")
+        return self.loaded
+
+    async def predict(
+        self, payload: Parsed, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
+        return await self.grouper.submit(payload, payload.rows)
+
+    def run_group(
+        self, requests: Sequence[Parsed]
+    ) -> list[dict[str, Any] | InferResponse | RequestRejected]:
+        """Schema check and prediction of several requests at once; a response or 400 each."""
+        frame, verdicts = validate_group(self.spec, requests)
+        for verdict in verdicts:
+            if verdict is not None:
+                metrics.record_rejection(self.name, verdict.fields)
+        outputs = self._outputs(frame) if len(frame) else {}
+        results: list[dict[str, Any] | InferResponse | RequestRejected] = []
+        offset = 0
+        for request, verdict in zip(requests, verdicts, strict=True):
+            if verdict is not None:
+                results.append(verdict)
+                continue
+            part = {
+                name: values[offset : offset + request.rows] for name, values in outputs.items()
+            }
+            offset += request.rows
+            results.append(self._response(request, part))
+        return results
+
+    def _outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        loaded = self._model()
+        if isinstance(self.format, BinaryFormat):
+            probability = np.asarray(loaded.model.predict_proba(frame))[:, 1].astype(float)
+            threshold = loaded.threshold if loaded.threshold is not None else 0.5
+            metrics.record_classes(
+                self.name, self.spec.class_labels or ("0", "1"), probability >= threshold
+            )
+            return self.format.columns(self.spec, probability, threshold)
+        assert isinstance(self.format, RegressionFormat)
+        prediction = np.asarray(loaded.model.predict(frame), dtype=float)
+        metrics.record_prices(self.name, prediction)
+        return self.format.columns(prediction)
+
+    def _response(
+        self, request: Parsed, part: dict[str, np.ndarray]
+    ) -> dict[str, Any] | InferResponse:
+        if isinstance(request.payload, InferRequest):
+            return get_predict_response(request.payload, pd.DataFrame(part), self.name)
+        names = list(part)
+        rows = [
+            dict(zip(names, values, strict=True))
+            for values in zip(*(part[n].tolist() for n in names), strict=True)
+        ]
+        response: dict[str, Any] = get_predict_response(request.payload, rows, self.name)
+        if request.ignored_fields:
+            response["ignored_fields"] = request.ignored_fields
+        return response
+
+    async def explain(
+        self, payload: Parsed, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        if payload.rows > MAX_EXPLAIN_INSTANCES:
+            metrics.record_rejection(self.name, [REQUEST_FIELD])
+            raise rejected(
+                f"{payload.rows} instances exceed the limit of {MAX_EXPLAIN_INSTANCES} "
+                "per explain request"
+            )
+        try:
+            frame = validated_frame(self.spec, payload)
+        except RequestRejected as exc:
+            metrics.record_rejection(self.name, exc.fields)
+            raise
+        # SHAP takes tenths of a second per instance: off the event loop, so that health checks
+        # and predictions keep being answered meanwhile.
+        return await asyncio.to_thread(self._explain, frame, payload.ignored_fields)
+
+    def _explain(self, frame: pd.DataFrame, ignored_fields: list[str]) -> dict[str, Any]:
+        loaded = self._model()
+        with self._explain_lock:
+            explainer = self.explainer
+            assert explainer is not None
+            explanation = explainer.explain(frame)
+            if sum(len(v) for v in explainer.vocab.values()) > MAX_EXPLAINER_VOCABULARY:
+                self.explainer = RawInputExplainer(self.spec, loaded.model, loaded.background)
+        served = model_output(self.spec, loaded.model, frame)
+        contributions: pd.DataFrame = explanation.contributions
+        return {
+            "explanations": [
+                {
+                    "output": float(value),
+                    "base_value": explanation.base_value,
+                    "contributions": row,
+                }
+                for value, row in zip(served, contributions.to_dict("records"), strict=True)
+            ],
+            "explained_output": explained_output(self.format),
+            "method": explanation.method,
+            **({"ignored_fields": ignored_fields} if ignored_fields else {}),
+        }

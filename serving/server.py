@@ -1,0 +1,72 @@
+"""KServe's ModelServer, listening while the model loads, with readiness that means "can predict".
+
+Out of the box KServe 0.21 refuses to start before a model is ready, and once started
+`/v2/health/ready` answers 200 whether or not any model is loaded. Here the HTTP server starts
+first and the model loads in the background: until `load()` finishes, `/v2/health/ready`,
+`/v1/models/<name>`, `/v2/models/<name>/ready`, predict and explain answer 503, while liveness
+(`/`, `/v2/health/live`) answers 200 so that a slow load is not mistaken for a hung process.
+A load that fails stops the server with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kserve
+from kserve.constants.constants import PredictorProtocol
+from kserve.errors import InvalidInput
+from kserve.model_server import app
+from kserve.protocol.dataplane import DataPlane
+
+from serving.metrics import RequestMetrics
+from serving.predictor import ProjectPredictor
+
+
+class ReadinessDataPlane(DataPlane):
+    async def ready(self) -> bool:
+        """Ready when at least one model is registered and every registered model is ready."""
+        models = list(self.model_registry.get_models().values())
+        if not models:
+            return False
+        for model in models:
+            if not await model.healthy():
+                return False
+        return bool(await super().ready())
+
+    def decode(
+        self,
+        body: Any,
+        headers: Any,
+        protocol_version: str = PredictorProtocol.REST_V1.value,
+        model_name: str | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """A v1 body that KServe's JSON reader rejects goes to the model undecoded, which
+        reports it with the rest of its validation (and reads NaN, as `json.dumps` writes it)."""
+        try:
+            return super().decode(body, headers, protocol_version, model_name)
+        except InvalidInput:
+            if protocol_version != PredictorProtocol.REST_V1.value or not isinstance(body, bytes):
+                raise
+            return body, {}
+
+
+class ModelServer(kserve.ModelServer):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.workers != 1:
+            raise ValueError("serve one process per pod or core: --workers must be 1")
+        # start() builds the REST server from self.dataplane, so replacing it here is enough
+        self.dataplane = ReadinessDataPlane(model_registry=self.registered_models)
+
+    def serve_while_loading(self, model: ProjectPredictor) -> None:
+        """Starts listening at once and loads the model meanwhile; returns when the server stops.
+
+        Raises the load error (ModelLoadError) if the model cannot be loaded.
+        """
+        self.register_model(model)
+        model.enable_latency_logging = self.enable_latency_logging
+        app.add_middleware(RequestMetrics)
+        # start() gathers self.servers: a load that raises ends the gather, and start() with it
+        self.servers.append(asyncio.to_thread(model.load))
+        self.start([])

@@ -1,0 +1,75 @@
+"""Shared fixtures: small synthetic splits, a quick-trained model per project, a real MLflow store."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.core import ingest
+from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REAL_DATA_DIR = Path(
+    os.environ.get("DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+SMALL_ROWS = {"bankchurn": 1500, "carvision": 1500, "telecom": 1200}
+
+
+def real_data_path(spec: ProjectSpec) -> Path:
+    path = REAL_DATA_DIR / spec.data_file
+    if not path.is_file():
+        pytest.skip(
+            f"real data not available: {path} is absent (set DATA_DIR to the folder with {spec.data_file})"
+        )
+    return path
+
+
+@pytest.fixture(scope="session", params=sorted(PROJECTS))
+def spec(request: pytest.FixtureRequest) -> ProjectSpec:
+    return PROJECTS[request.param]
+
+
+_SPLITS: dict[str, ingest.Split] = {}
+_MODELS: dict[str, object] = {}
+
+
+def small_split(spec: ProjectSpec) -> ingest.Split:
+    if spec.name not in _SPLITS:
+        frame, _ = ingest.load(spec, f"synthetic:{SMALL_ROWS[spec.name]}", seed=7)
+        _SPLITS[spec.name] = ingest.split(spec, frame, 0.25, seed=7)
+    return _SPLITS[spec.name]
+
+
+def quick_spec(spec: ProjectSpec) -> ProjectSpec:
+    """The project with each candidate at its default parameters: fast, every stage still runs."""
+    return dataclasses.replace(
+        spec, candidates=tuple(dataclasses.replace(c, search_space={}) for c in spec.candidates)
+    )
+
+
+def quick_model(spec: ProjectSpec):  # type: ignore[no-untyped-def]
+    """One trial per candidate on the small synthetic split."""
+    from components.core.train import train
+
+    if spec.name not in _MODELS:
+        _MODELS[spec.name] = train(
+            quick_spec(spec), small_split(spec).train, seed=7, trials_per_candidate=1
+        )
+    return _MODELS[spec.name]
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real SQLite store for the session: creating one costs a schema migration."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    return f"sqlite:///{path}"
+
+
+def frame_without_target(spec: ProjectSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[spec.target])

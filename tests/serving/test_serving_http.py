@@ -1,0 +1,597 @@
+"""The model server over real HTTP on 127.0.0.1: one server process per project.
+
+Session fixtures train a quick model per project on synthetic data, save it as the register step
+saves it, and start every server at once so that their start-up (imports, load, SHAP warm-up)
+overlaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.core import ingest, train
+from components.core.explain import model_output
+from components.core.projects import get_spec
+from components.core.spec import ProjectSpec
+from serving.inputs import MAX_EXPLAIN_INSTANCES, MAX_INSTANCES
+from serving.launch import ServerProcess, launch
+from serving.loading import ModelLoadError, load, save, single_threaded
+from serving.outputs import risk_bands
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# One candidate per project keeps training to seconds; the random forest (n_jobs=2) is there
+# so that the server's single-threading of fitted estimators is exercised.
+CANDIDATES = {
+    "telecom": "logistic_regression",
+    "bankchurn": "logistic_regression",
+    "carvision": "random_forest",
+}
+SLOW_LOAD_SECONDS = 8.0
+
+
+@dataclass
+class Served:
+    spec: ProjectSpec
+    model_dir: Path
+    model: Any
+    test_frame: pd.DataFrame
+
+
+class SlowToUnpickle:
+    """Sleeps while the model is unpickled, so that the server's load is slow for real."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, tuple[float]]:
+        return time.sleep, (self.seconds,)
+
+
+def quick_model(spec: ProjectSpec, candidate: str, train_frame: pd.DataFrame) -> Any:
+    narrowed = dataclasses.replace(spec, candidates=(spec.candidate(candidate),))
+    return train.train(
+        narrowed, train_frame, seed=42, trials_per_candidate=1, time_budget_s=30
+    ).model
+
+
+def instances(spec: ProjectSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON objects of the raw input fields; blanks as null, floats exactly."""
+    rows = []
+    for record in frame[spec.input_columns].to_dict("records"):
+        rows.append(
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+        )
+    return rows
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serving-models")
+
+
+@pytest.fixture(scope="session")
+def served(models_root: Path) -> dict[str, Served]:
+    out = {}
+    for project, candidate in CANDIDATES.items():
+        spec = get_spec(project)
+        frame, _ = ingest.load(spec, "synthetic:2000")
+        split = ingest.split(spec, frame, test_size=0.2, seed=42)
+        model = quick_model(spec, candidate, split.train)
+        model_dir = save(spec, model, split.train, models_root / project)
+        out[project] = Served(spec, model_dir, model, split.test)
+    return out
+
+
+@pytest.fixture(scope="session")
+def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str, Path]:
+    """A model that loads slowly and one whose pickle is corrupt."""
+    telecom = served["telecom"]
+    telecom.model.load_delay_ = SlowToUnpickle(SLOW_LOAD_SECONDS)
+    try:
+        slow = save(telecom.spec, telecom.model, telecom.test_frame, models_root / "slow")
+    finally:
+        del telecom.model.load_delay_
+    corrupt = models_root / "corrupt"
+    corrupt.mkdir()
+    for item in telecom.model_dir.iterdir():
+        (corrupt / item.name).write_bytes(item.read_bytes())
+    (corrupt / "model.pkl").write_bytes(b"this is not a pickle")
+    return {"slow": slow, "corrupt": corrupt}
+
+
+@pytest.fixture(scope="session")
+def processes(
+    served: dict[str, Served], broken_model_dirs: dict[str, Path], models_root: Path
+) -> Iterator[dict[str, ServerProcess]]:
+    logs = models_root / "logs"
+    started = {name: launch(name, s.model_dir, logs / f"{name}.log") for name, s in served.items()}
+    for kind, path in broken_model_dirs.items():
+        started[kind] = launch("telecom", path, logs / f"{kind}.log")
+    yield started
+    for process in started.values():
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def servers(processes: dict[str, ServerProcess]) -> dict[str, ServerProcess]:
+    """The three project servers, ready."""
+    ready = {name: processes[name] for name in CANDIDATES}
+    for process in ready.values():
+        process.wait_ready()
+    return ready
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def post(
+    server: ServerProcess, path: str, body: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(server.url + path, content=content, headers=headers or JSON, timeout=60.0)
+
+
+def predict(server: ServerProcess, rows: list[dict[str, Any]]) -> httpx.Response:
+    return post(server, f"/v1/models/{server.project}:predict", {"instances": rows})
+
+
+def v2_body(rows: list[dict[str, Any]], spec_columns: list[str]) -> dict[str, Any]:
+    inputs = []
+    for name in spec_columns:
+        values = [row[name] for row in rows]
+        text = any(isinstance(v, str) for v in values)
+        inputs.append(
+            {
+                "name": name,
+                "shape": [len(values)],
+                "datatype": "BYTES" if text else "FP64",
+                "data": values,
+            }
+        )
+    return {"inputs": inputs}
+
+
+# --- start-up and health -------------------------------------------------------------------
+
+
+def test_readiness_and_predict_answer_503_until_the_model_has_loaded(
+    processes: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    slow = processes["slow"]
+    slow.wait_live()  # listening; the model's unpickling sleeps for several seconds
+    rows = instances(served["telecom"].spec, served["telecom"].test_frame.head(1))
+    assert slow.status("/v2/health/ready") == 503
+    assert slow.status("/v1/models/telecom") == 503
+    assert slow.status("/v2/models/telecom/ready") == 503
+    assert predict(slow, rows).status_code == 503
+    assert post(slow, "/v1/models/telecom:explain", {"instances": rows}).status_code == 503
+    assert slow.status("/v2/health/live") == 200  # alive while loading: no restart by liveness
+    slow.wait_ready()
+    assert slow.status("/v1/models/telecom") == 200
+    assert predict(slow, rows).status_code == 200
+
+
+def test_a_corrupt_model_stops_the_server_with_its_uri_and_cause(
+    processes: dict[str, ServerProcess], broken_model_dirs: dict[str, Path]
+) -> None:
+    process = processes["corrupt"]
+    assert process.wait_exit() == 1
+    lines = process.log_tail(20_000).splitlines()
+    message = next(line for line in lines if line.startswith("error: cannot serve telecom"))
+    assert str(broken_model_dirs["corrupt"]) in message
+    assert "UnpicklingError" in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "cause"),
+    [
+        ("{root}/no-such-model", "no such directory"),
+        ("{root}", "no MLmodel file"),
+        ("models:/telecom", "expected models:/NAME@ALIAS or models:/NAME/VERSION"),
+    ],
+)
+def test_a_model_that_cannot_be_found_is_an_error_naming_the_uri_and_cause(
+    uri: str, cause: str, models_root: Path
+) -> None:
+    uri = uri.format(root=models_root)
+    with pytest.raises(ModelLoadError) as error:
+        load(get_spec("telecom"), uri)
+    assert uri in str(error.value)
+    assert cause in str(error.value)
+
+
+def test_another_projects_model_is_refused(served: dict[str, Served]) -> None:
+    with pytest.raises(ModelLoadError, match="lacks the columns"):
+        load(get_spec("bankchurn"), str(served["telecom"].model_dir))
+
+
+# --- predictions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("project", list(CANDIDATES))
+def test_served_predictions_equal_in_process_predictions_of_the_saved_model(
+    project: str, servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    import mlflow.sklearn
+
+    s = served[project]
+    frame = s.test_frame.head(60)
+    reference = mlflow.sklearn.load_model(str(s.model_dir))
+    response = predict(servers[project], instances(s.spec, frame))
+    assert response.status_code == 200, response.text
+    predictions = pd.DataFrame(response.json()["predictions"])
+    expected = model_output(s.spec, reference, frame[s.spec.input_columns])
+    if project == "carvision":
+        np.testing.assert_allclose(predictions["price"], expected, rtol=1e-9)
+        return
+    labels = np.asarray(reference.predict(frame[s.spec.input_columns]))
+    if project == "telecom":
+        np.testing.assert_allclose(predictions["ultra_probability"], expected, rtol=1e-9)
+        assert list(predictions["recommended_plan"]) == [
+            "Ultra" if y else "Standard" for y in labels
+        ]
+    else:
+        np.testing.assert_allclose(predictions["churn_probability"], expected, rtol=1e-9)
+        assert list(predictions["churn"]) == labels.tolist()
+        bands = risk_bands(expected, float(reference.threshold))
+        assert list(predictions["risk_band"]) == list(bands)
+        assert (predictions["risk_band"] == "high").tolist() == (labels == 1).tolist()
+
+
+@pytest.mark.parametrize("project", list(CANDIDATES))
+def test_v2_infer_with_one_named_input_per_field_matches_v1(
+    project: str, servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    s = served[project]
+    rows = instances(s.spec, s.test_frame.head(5))
+    server = servers[project]
+    v1 = predict(server, rows).json()["predictions"]
+    response = post(server, f"/v2/models/{project}/infer", v2_body(rows, s.spec.input_columns))
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
+    assert set(outputs) == set(v1[0])
+    for name, values in outputs.items():
+        assert values == [row[name] for row in v1]
+
+
+def test_fields_outside_the_schema_are_ignored_and_listed(
+    servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    s = served["bankchurn"]
+    row = instances(s.spec, s.test_frame.head(1))[0]
+    plain = predict(servers["bankchurn"], [row]).json()
+    extended = predict(servers["bankchurn"], [{**row, "Surname": "Hill", "CustomerId": 1}]).json()
+    assert extended["predictions"] == plain["predictions"]
+    assert extended["ignored_fields"] == ["CustomerId", "Surname"]
+    assert "ignored_fields" not in plain
+
+
+def test_a_nullable_field_may_be_null_or_left_out(
+    servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    s = served["bankchurn"]
+    row = instances(s.spec, s.test_frame.head(1))[0]
+    with_null = predict(servers["bankchurn"], [{**row, "Tenure": None}])
+    left_out = predict(servers["bankchurn"], [{k: v for k, v in row.items() if k != "Tenure"}])
+    assert with_null.status_code == left_out.status_code == 200
+    assert with_null.json() == left_out.json()
+
+
+# --- explanations --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("project", list(CANDIDATES))
+def test_explanations_add_up_to_the_served_prediction(
+    project: str, servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    s = served[project]
+    rows = instances(s.spec, s.test_frame.head(3))
+    server = servers[project]
+    response = post(server, f"/v1/models/{project}:explain", {"instances": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    field = body["explained_output"]
+    served_values = [p[field] for p in predict(server, rows).json()["predictions"]]
+    scale = 1.0 if s.spec.task == "binary" else max(abs(v) for v in served_values)
+    for explanation, value in zip(body["explanations"], served_values, strict=True):
+        assert set(explanation["contributions"]) == set(s.spec.input_columns)
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert total == pytest.approx(value, abs=1e-6 * scale)
+        assert explanation["output"] == pytest.approx(value, abs=1e-9 * scale)
+
+
+def test_explain_refuses_more_instances_than_its_limit(
+    servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    s = served["telecom"]
+    rows = instances(s.spec, s.test_frame.head(MAX_EXPLAIN_INSTANCES + 1))
+    response = post(servers["telecom"], "/v1/models/telecom:explain", {"instances": rows})
+    assert response.status_code == 400
+    assert f"limit of {MAX_EXPLAIN_INSTANCES}" in response.json()["error"]
+
+
+# --- malformed requests --------------------------------------------------------------------
+
+
+def _row(served: dict[str, Served], project: str) -> dict[str, Any]:
+    s = served[project]
+    return instances(s.spec, s.test_frame.head(1))[0]
+
+
+def _body(instances_value: Any) -> bytes:
+    return json.dumps({"instances": instances_value}).encode()
+
+
+# (project, body from a valid row, content type, fragments the error must contain)
+MALFORMED: dict[str, tuple[str, Any, str, list[str]]] = {
+    "missing field": (
+        "telecom",
+        lambda r: _body([{k: v for k, v in r.items() if k != "calls"}]),
+        "application/json",
+        ["instance 0", "'calls'", "missing"],
+    ),
+    "wrong type": (
+        "telecom",
+        lambda r: _body([{**r, "minutes": "lots"}]),
+        "application/json",
+        ["instance 0", "'minutes'", "not a number", '"lots"'],
+    ),
+    "boolean for a number": (
+        "bankchurn",
+        lambda r: _body([{**r, "HasCrCard": True}]),
+        "application/json",
+        ["'HasCrCard'", "not a number", "true"],
+    ),
+    "NaN": (
+        "telecom",
+        lambda r: json.dumps({"instances": [r, {**r, "messages": float("nan")}]}).encode(),
+        "application/json",
+        ["instance 1", "'messages'", "blank value"],
+    ),
+    "Infinity": (
+        "telecom",
+        lambda r: json.dumps({"instances": [{**r, "mb_used": float("inf")}]}).encode(),
+        "application/json",
+        ["'mb_used'", "not a finite number"],
+    ),
+    "number beyond 64 bits": (
+        "telecom",
+        lambda r: _body([{**r, "calls": 10**400}]),
+        "application/json",
+        ["'calls'", "not a finite number"],
+    ),
+    "negative minutes": (
+        "telecom",
+        lambda r: _body([{**r, "minutes": -5}]),
+        "application/json",
+        ["'minutes'", "below the minimum 0", "-5"],
+    ),
+    "fractional age": (
+        "bankchurn",
+        lambda r: _body([{**r, "Age": 40.5}]),
+        "application/json",
+        ["'Age'", "not a whole number"],
+    ),
+    "unknown category": (
+        "bankchurn",
+        lambda r: _body([r, r, {**r, "Geography": "Atlantis"}]),
+        "application/json",
+        ["instance 2", "'Geography'", "allowed values", "Atlantis"],
+    ),
+    "bad date": (
+        "carvision",
+        lambda r: _body([{**r, "date_posted": "last tuesday"}]),
+        "application/json",
+        ["'date_posted'", "ISO date"],
+    ),
+    "object as a value": (
+        "telecom",
+        lambda r: _body([{**r, "calls": {"n": 3}}]),
+        "application/json",
+        ["'calls'", "not a number"],
+    ),
+    "empty instances": ("telecom", lambda r: _body([]), "application/json", ["no instances"]),
+    "10,000 instances": (
+        "telecom",
+        lambda r: _body([r] * 10_000),
+        "application/json",
+        ["10000 instances", f"limit of {MAX_INSTANCES}"],
+    ),
+    "instances not a list": (
+        "telecom",
+        lambda r: _body(r),
+        "application/json",
+        ["'instances' must be a list"],
+    ),
+    "instance not an object": (
+        "telecom",
+        lambda r: _body([r, [1, 2, 3]]),
+        "application/json",
+        ["instance 1", "expected an object"],
+    ),
+    "body not an object": (
+        "telecom",
+        lambda r: json.dumps([r]).encode(),
+        "application/json",
+        ['{"instances"'],
+    ),
+    "non-JSON body": (
+        "telecom",
+        lambda r: b"calls=3&minutes=4",
+        "application/json",
+        ["not valid JSON"],
+    ),
+    "truncated JSON": (
+        "telecom",
+        lambda r: _body([r])[:-5],
+        "application/json",
+        ["not valid JSON"],
+    ),
+    "wrong content type": (
+        "telecom",
+        lambda r: _body([r]),
+        "text/plain",
+        ["Content-Type", "text/plain"],
+    ),
+    "deeply nested JSON": (
+        "telecom",
+        lambda r: b"[" * 100_000 + b"]" * 100_000,
+        "application/json",
+        ["not valid JSON"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_requests_get_400_naming_the_field_and_rule_and_the_server_keeps_serving(
+    case: str, servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    project, make_body, content_type, fragments = MALFORMED[case]
+    server = servers[project]
+    response = post(
+        server,
+        f"/v1/models/{project}:predict",
+        make_body(_row(served, project)),
+        {"Content-Type": content_type},
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]
+    for fragment in fragments:
+        assert fragment in message
+    assert server.status("/v2/health/ready") == 200
+    assert predict(server, [_row(served, project)]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "fragments"),
+    [
+        ("missing input", lambda inputs: inputs[1:], ["'calls'", "missing input"]),
+        (
+            "uneven lengths",
+            lambda inputs: [
+                {**inputs[0], "shape": [2], "data": inputs[0]["data"] * 2},
+                *inputs[1:],
+            ],
+            ["values where the other inputs have"],
+        ),
+        (
+            "negative value",
+            lambda inputs: [*inputs[:1], {**inputs[1], "data": [-1.0]}, *inputs[2:]],
+            ["'minutes'", "below the minimum"],
+        ),
+    ],
+)
+def test_malformed_v2_requests_get_400(
+    case: str,
+    change: Any,
+    fragments: list[str],
+    servers: dict[str, ServerProcess],
+    served: dict[str, Served],
+) -> None:
+    s = served["telecom"]
+    body = v2_body(instances(s.spec, s.test_frame.head(1)), s.spec.input_columns)
+    body["inputs"] = change(body["inputs"])
+    response = post(servers["telecom"], "/v2/models/telecom/infer", body)
+    assert response.status_code == 400, response.text
+    for fragment in fragments:
+        assert fragment in response.json()["error"]
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """Value of the sample `name{labels...}` in Prometheus text, or 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_rejections_and_predictions(
+    servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    server = servers["bankchurn"]
+    before = httpx.get(server.url + "/metrics").text
+    row = _row(served, "bankchurn")
+    assert predict(server, [row, row, row]).status_code == 200
+    assert predict(server, [{**row, "Geography": "Mars"}]).status_code == 400
+    after = httpx.get(server.url + "/metrics").text
+
+    predict_route = "/v1/models/{model_name}:predict"
+    for status in ("200", "400"):
+        labels = {"route": predict_route, "status": status}
+        assert _sample(after, "mlops_http_requests_total", **labels) == (
+            _sample(before, "mlops_http_requests_total", **labels) + 1
+        )
+    geography = {"project": "bankchurn", "field": "Geography"}
+    assert _sample(after, "mlops_validation_failures_total", **geography) == (
+        _sample(before, "mlops_validation_failures_total", **geography) + 1
+    )
+    predicted = sum(
+        _sample(after, "mlops_predictions_total", project="bankchurn", **{"class": label})
+        - _sample(before, "mlops_predictions_total", project="bankchurn", **{"class": label})
+        for label in ("stays", "churns")
+    )
+    assert predicted == 3
+    assert re.search(r'mlops_model_info\{[^}]*project="bankchurn"[^}]*\} 1\.0', after)
+    assert _sample(after, "request_predict_seconds_count", model_name="bankchurn") > 0
+
+    carvision = servers["carvision"]
+    assert predict(carvision, [_row(served, "carvision")]).status_code == 200
+    prices = httpx.get(carvision.url + "/metrics").text
+    assert _sample(prices, "mlops_predicted_price_usd_count", project="carvision") >= 1
+
+
+# --- in-process ----------------------------------------------------------------------------
+
+
+def test_fitted_estimators_are_made_single_threaded(served: dict[str, Served]) -> None:
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(str(served["carvision"].model_dir))
+    forest = model.steps[-1][1]
+    forest.n_jobs = 2  # as a model registered without single-threading would have it
+    assert single_threaded(model) == 1
+    assert forest.n_jobs == 1
+    assert single_threaded(model) == 0
+
+
+# --- real data -----------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_served_predictions_equal_in_process_on_real_telecom_rows(tmp_path: Path) -> None:
+    data = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
+    if not data.is_file():
+        pytest.skip(f"real telecom data not found at {data} (set DATA_DIR)")
+    spec = get_spec("telecom")
+    frame, _ = ingest.load(spec, str(data))
+    split = ingest.split(spec, frame, test_size=0.2, seed=42)
+    model = quick_model(spec, CANDIDATES["telecom"], split.train)
+    model_dir = save(spec, model, split.train, tmp_path / "telecom-real")
+    server = launch("telecom", model_dir, tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        rows = split.test.head(200)
+        response = predict(server, instances(spec, rows))
+        assert response.status_code == 200, response.text
+        served_p = [p["ultra_probability"] for p in response.json()["predictions"]]
+        np.testing.assert_allclose(served_p, model_output(spec, model, rows), rtol=1e-9)
+    finally:
+        server.stop()

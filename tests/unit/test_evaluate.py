@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pytest
+
+from components.core import evaluate as logic
+from components.core.projects import PROJECTS
+from components.core.spec import Gate, ProjectSpec
+from tests.conftest import quick_model, small_split
+
+
+def test_lift_counts_positives_in_the_top_decile() -> None:
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1] * 10)
+    score = np.where(y == 1, 0.9, 0.1)
+    assert logic.lift_at(y, score, 0.1) == pytest.approx(1 / 0.2)
+
+
+def test_binary_metrics_match_hand_counts() -> None:
+    y = np.array([0, 0, 1, 1, 1])
+    score = np.array([0.1, 0.6, 0.4, 0.7, 0.9])
+    m = logic.binary_metrics(y, score, threshold=0.5)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+
+
+def test_evaluation_is_json_safe_and_has_groups(spec: ProjectSpec) -> None:
+    result = quick_model(spec)
+    evaluation, score = logic.evaluate(spec, result.model, small_split(spec).test)
+    json.dumps(evaluation.curves, allow_nan=False)
+    assert len(score) == evaluation.rows
+    if spec.task == "binary":
+        assert max(evaluation.curves["thresholds"]) <= 1.0
+        assert np.asarray(evaluation.curves["confusion_matrix"]).sum() == evaluation.rows
+        assert {"roc_auc", "pr_auc", "f1", "lift_top10", "threshold"} <= set(evaluation.metrics)
+    else:
+        assert {"rmse", "mae", "r2", "mape"} <= set(evaluation.metrics)
+    if spec.group_columns:
+        assert set(evaluation.groups["column"]) == set(spec.group_columns)
+
+
+def test_failing_gate_names_metric_value_and_threshold() -> None:
+    spec = PROJECTS["telecom"]
+    gates = spec.with_gate_overrides({"accuracy": 0.99})
+    with pytest.raises(logic.GateFailed, match=r"accuracy = 0\.8000 \(gate >= 0\.99\): FAILED"):
+        logic.enforce_gates(spec, gates, {"accuracy": 0.8, "roc_auc": 0.9})
+    assert logic.enforce_gates(spec, spec.gates, {"accuracy": 0.8, "roc_auc": 0.9})
+
+
+def test_lower_is_better_gates_and_unknown_gate_names() -> None:
+    gate = Gate("mape", 0.3, higher_is_better=False)
+    assert gate.passes(0.2) and not gate.passes(0.4)
+    passed, lines = logic.check_gates((gate,), {})
+    assert not passed and "not measured" in lines[0]
+    with pytest.raises(ValueError, match="no gate on \\['nope'\\]"):
+        PROJECTS["carvision"].with_gate_overrides({"nope": 1.0})
+
+
+def test_html_report_is_self_contained(spec: ProjectSpec) -> None:
+    result = quick_model(spec)
+    test = small_split(spec).test
+    evaluation, score = logic.evaluate(spec, result.model, test)
+    html = logic.html_report(spec, evaluation, test, score, ["a gate line"], notice="SYNTHETIC")
+    assert (
+        html.startswith("<!doctype html>")
+        and "data:image/png;base64" in html
+        and "SYNTHETIC" in html
+    )

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from components.core import drift, explain
+from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+from tests.conftest import quick_model, small_split
+
+
+def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -> None:
+    result = quick_model(spec)
+    parts = small_split(spec)
+    explainer = explain.RawInputExplainer(
+        spec, result.model, parts.train, max_background=20, permutations=2
+    )
+    rows = parts.test.head(5)
+    explanation = explainer.explain(rows)
+    assert list(explanation.contributions.columns) == spec.input_columns
+    expected = explain.model_output(spec, result.model, rows[spec.input_columns])
+    np.testing.assert_allclose(
+        explanation.base_value + explanation.contributions.sum(axis=1), expected, atol=1e-6
+    )
+
+
+def test_global_importance_is_named_by_engineered_columns(spec: ProjectSpec) -> None:
+    result = quick_model(spec)
+    parts = small_split(spec)
+    explanation = explain.explain_global(spec, result.model, parts.test, parts.train, rows=60)
+    names = set(explain.final_pipeline(result.model).steps[0][1].get_feature_names_out())
+    assert set(explanation.importance().index) <= names | set(spec.input_columns)
+    assert explanation.importance().iloc[0] > 0
+    assert "<img" in explain.summary_html(spec, explanation)
+
+
+def test_one_hot_names_fold_back_to_their_column() -> None:
+    sources = ["Geography", "Gender", "Age", "age_band"]
+    assert explain.source_column("Geography_Germany", sources) == "Geography"
+    assert explain.source_column("age_band_30-39", sources) == "age_band"
+    assert explain.source_column("Age", sources) == "Age"
+
+
+def test_drift_is_found_when_the_batch_shifts_and_not_otherwise() -> None:
+    spec = PROJECTS["telecom"]
+    reference = spec.make_synthetic(1500, 1)
+    same = drift.detect(spec, reference, spec.make_synthetic(400, 2))
+    assert same.drift_share < 0.5 and not same.dataset_drift
+    shifted = spec.make_synthetic(400, 2)
+    for col in ("calls", "minutes", "messages", "mb_used"):
+        shifted[col] = shifted[col] * 3
+    moved = drift.detect(spec, reference, shifted)
+    assert moved.dataset_drift and moved.drift_share == pytest.approx(1.0)
+    assert all(moved.column_drifted.values())
+    assert (
+        moved.html.lstrip().lower().startswith("<!doctype html")
+        or "<html" in moved.html[:500].lower()
+    )
