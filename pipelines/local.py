@@ -114,6 +114,7 @@ def run_project(project: str, source: str, args: argparse.Namespace) -> Outcome:
                     seed=args.seed,
                     test_size=args.test_size,
                     trials_per_candidate=args.trials,
+                    gate_overrides=args.gates,
                     mlflow_tracking_uri=args.tracking_uri,
                 )
         except Exception as exc:  # report the failed project and go on with the others
@@ -170,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument(
         "--trials", type=int, default=4, help="hyperparameter trials per candidate model"
+    )
+    parser.add_argument(
+        "--gates", default="{}", help='gate overrides as JSON, e.g. {"roc_auc": 0.8}'
     )
     parser.add_argument("--tracking-uri", default=default_tracking_uri())
     parser.add_argument("--no-cache", action="store_true")

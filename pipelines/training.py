@@ -11,6 +11,7 @@ from kfp.dsl import HTML, Artifact, Markdown
 
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
+from components.core.train import TIME_BUDGET_S
 from components.steps import drift, evaluate, explain, features, ingest, register, train, validate
 
 
@@ -28,8 +29,6 @@ class TrainingOutputs(NamedTuple):
 
 
 def build(spec: ProjectSpec) -> Callable[..., Any]:
-    gates = spec.gate_thresholds()
-
     @dsl.pipeline(
         name=f"{spec.name}-training",
         description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift, register.",
@@ -38,9 +37,9 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         source: str = "synthetic",
         seed: int = 42,
         test_size: float = 0.2,
-        gate_thresholds: dict = gates,
-        trials_per_candidate: int = 4,
-        time_budget_s: float = 150.0,
+        gate_overrides: str = "{}",
+        trials_per_candidate: int = 0,
+        time_budget_s: float = TIME_BUDGET_S,
         mlflow_tracking_uri: str = "",
     ) -> TrainingOutputs:
         name = spec.name
@@ -72,7 +71,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             model=fitted.outputs["model"],
             test=data.outputs["test"],
             source_info=data.outputs["source_info"],
-            gate_thresholds=gate_thresholds,
+            gate_overrides=gate_overrides,
         ).set_display_name("evaluate")
         explained = explain(
             project=name,

@@ -77,6 +77,11 @@ class ServerProcess:
     def wait_exit(self, timeout: float = 120.0) -> int:
         return self.process.wait(timeout=timeout)
 
+    def terminate(self) -> None:
+        """Asks the server to stop (SIGTERM) without waiting; `stop()` waits."""
+        if self.process.poll() is None:
+            self.process.terminate()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -92,6 +92,8 @@ class ProjectSpec:
     group_columns: tuple[str, ...] = ()
     """Columns whose groups get their own metrics in the evaluation."""
     min_rows: int = 100
+    search_trials: int = 4
+    """Hyperparameter trials per candidate model (the pipeline's default)."""
     reference_figures: Mapping[str, float] = field(default_factory=dict)
     """Figures the reference portfolio published on the same data, for the quality benchmark."""
     targets: Mapping[str, float] = field(default_factory=dict)

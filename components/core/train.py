@@ -32,6 +32,8 @@ from components.core.preprocessing import make_preprocessor
 from components.core.spec import Candidate, ProjectSpec
 
 CV_FOLDS = 5
+TIME_BUDGET_S = 600.0
+"""A safety cap on the search: reached, it skips the remaining trials and says so."""
 SCORING = {
     "binary": {
         "roc_auc": "roc_auc",
@@ -199,11 +201,12 @@ def train(
     spec: ProjectSpec,
     train_frame: pd.DataFrame,
     seed: int = 42,
-    trials_per_candidate: int = 4,
-    time_budget_s: float = 120.0,
+    trials_per_candidate: int = 0,
+    time_budget_s: float = TIME_BUDGET_S,
 ) -> TrainResult:
     """Searches the spec's candidates by CV on the training split, then fits the winner on all of it."""
     start = time.perf_counter()
+    trials_per_candidate = trials_per_candidate or spec.search_trials
     X, y = split_xy(spec, train_frame)
     trials: list[Trial] = []
     exhausted = False

@@ -41,7 +41,8 @@ CANDIDATES = {
     "bankchurn": "logistic_regression",
     "carvision": "random_forest",
 }
-SLOW_LOAD_SECONDS = 8.0
+SLOW_LOAD_SECONDS = 5.0
+REAL_TELECOM = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
 
 
 @dataclass
@@ -115,14 +116,35 @@ def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str,
 
 
 @pytest.fixture(scope="session")
+def real_telecom(request: pytest.FixtureRequest, models_root: Path) -> Served | None:
+    """A telecom model trained on the real file, when a selected test needs it and it exists."""
+    wanted = any(item.get_closest_marker("real_data") for item in request.session.items)
+    if not wanted or not REAL_TELECOM.is_file():
+        return None
+    spec = get_spec("telecom")
+    frame, _ = ingest.load(spec, str(REAL_TELECOM))
+    split = ingest.split(spec, frame, test_size=0.2, seed=42)
+    model = quick_model(spec, CANDIDATES["telecom"], split.train)
+    model_dir = save(spec, model, split.train, models_root / "telecom-real")
+    return Served(spec, model_dir, model, split.test)
+
+
+@pytest.fixture(scope="session")
 def processes(
-    served: dict[str, Served], broken_model_dirs: dict[str, Path], models_root: Path
+    served: dict[str, Served],
+    broken_model_dirs: dict[str, Path],
+    real_telecom: Served | None,
+    models_root: Path,
 ) -> Iterator[dict[str, ServerProcess]]:
     logs = models_root / "logs"
     started = {name: launch(name, s.model_dir, logs / f"{name}.log") for name, s in served.items()}
     for kind, path in broken_model_dirs.items():
         started[kind] = launch("telecom", path, logs / f"{kind}.log")
+    if real_telecom is not None:
+        started["real"] = launch("telecom", real_telecom.model_dir, logs / "real.log")
     yield started
+    for process in started.values():
+        process.terminate()
     for process in started.values():
         process.stop()
 
@@ -290,6 +312,46 @@ def test_a_nullable_field_may_be_null_or_left_out(
     left_out = predict(servers["bankchurn"], [{k: v for k, v in row.items() if k != "Tenure"}])
     assert with_null.status_code == left_out.status_code == 200
     assert with_null.json() == left_out.json()
+
+
+def test_concurrent_requests_each_get_their_own_answer(
+    servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    """Requests that arrive together are checked and predicted as one group; each must still get
+    the answer (or the 400) it gets alone. Probabilities may differ in the last bits: the model's
+    arithmetic depends on the batch size."""
+    import asyncio
+
+    s = served["bankchurn"]
+    rows = instances(s.spec, s.test_frame.head(40))
+    bodies = [rows[i : i + 1 + i % 4] for i in range(0, 36, 3)]
+    bodies.insert(5, [rows[0], {**rows[1], "Geography": "Atlantis"}])
+    alone = [predict(servers["bankchurn"], body) for body in bodies]
+
+    async def together() -> list[httpx.Response]:
+        url = f"{servers['bankchurn'].url}/v1/models/bankchurn:predict"
+        async with httpx.AsyncClient(timeout=60.0) as client:
+            return await asyncio.gather(
+                *(client.post(url, json={"instances": body}) for body in bodies for _ in range(3))
+            )
+
+    responses = asyncio.run(together())
+    for i, response in enumerate(responses):
+        expected = alone[i // 3]
+        assert response.status_code == expected.status_code
+        if expected.status_code != 200:
+            assert response.json() == expected.json()
+            continue
+        got, want = response.json()["predictions"], expected.json()["predictions"]
+        assert [{**p, "churn_probability": 0} for p in got] == [
+            {**p, "churn_probability": 0} for p in want
+        ]
+        np.testing.assert_allclose(
+            [p["churn_probability"] for p in got],
+            [p["churn_probability"] for p in want],
+            rtol=1e-12,
+        )
+    assert "instance 1, field 'Geography'" in alone[5].json()["error"]
 
 
 # --- explanations --------------------------------------------------------------------------
@@ -558,6 +620,38 @@ def test_metrics_count_requests_rejections_and_predictions(
     assert _sample(prices, "mlops_predicted_price_usd_count", project="carvision") >= 1
 
 
+@pytest.mark.slow
+def test_a_registry_uri_is_served_with_its_version_and_run_id(
+    tmp_path: Path, served: dict[str, Served]
+) -> None:
+    """Marked slow: a new SQLite registry migrates its schema for about ten seconds."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment("serving", artifact_location=str(tmp_path / "runs"))
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.log_artifacts(str(served["telecom"].model_dir), artifact_path="model")
+        registered = mlflow.register_model(f"runs:/{run.info.run_id}/model", "telecom")
+        client.set_registered_model_alias("telecom", "champion", registered.version)
+        spec = get_spec("telecom")
+        for uri in ("models:/telecom@champion", f"models:/telecom/{registered.version}"):
+            loaded = load(spec, uri)
+            assert loaded.provenance.version == str(registered.version)
+            assert loaded.provenance.run_id == run.info.run_id
+            rows = served["telecom"].test_frame.head(5)[spec.input_columns]
+            np.testing.assert_allclose(
+                model_output(spec, loaded.model, rows),
+                model_output(spec, served["telecom"].model, rows),
+            )
+        with pytest.raises(ModelLoadError, match="models:/telecom@nobody"):
+            load(spec, "models:/telecom@nobody")
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 # --- in-process ----------------------------------------------------------------------------
 
 
@@ -576,22 +670,15 @@ def test_fitted_estimators_are_made_single_threaded(served: dict[str, Served]) -
 
 
 @pytest.mark.real_data
-def test_served_predictions_equal_in_process_on_real_telecom_rows(tmp_path: Path) -> None:
-    data = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
-    if not data.is_file():
-        pytest.skip(f"real telecom data not found at {data} (set DATA_DIR)")
-    spec = get_spec("telecom")
-    frame, _ = ingest.load(spec, str(data))
-    split = ingest.split(spec, frame, test_size=0.2, seed=42)
-    model = quick_model(spec, CANDIDATES["telecom"], split.train)
-    model_dir = save(spec, model, split.train, tmp_path / "telecom-real")
-    server = launch("telecom", model_dir, tmp_path / "server.log")
-    try:
-        server.wait_ready()
-        rows = split.test.head(200)
-        response = predict(server, instances(spec, rows))
-        assert response.status_code == 200, response.text
-        served_p = [p["ultra_probability"] for p in response.json()["predictions"]]
-        np.testing.assert_allclose(served_p, model_output(spec, model, rows), rtol=1e-9)
-    finally:
-        server.stop()
+def test_served_predictions_equal_in_process_on_real_telecom_rows(
+    real_telecom: Served | None, processes: dict[str, ServerProcess]
+) -> None:
+    if real_telecom is None:
+        pytest.skip(f"real telecom data not found at {REAL_TELECOM} (set DATA_DIR)")
+    server = processes["real"]
+    server.wait_ready()
+    spec, rows = real_telecom.spec, real_telecom.test_frame.head(200)
+    response = predict(server, instances(spec, rows))
+    assert response.status_code == 200, response.text
+    served_p = [p["ultra_probability"] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(served_p, model_output(spec, real_telecom.model, rows), rtol=1e-9)

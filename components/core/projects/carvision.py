@@ -252,6 +252,7 @@ SPEC = ProjectSpec(
     data_file="vehicles_us.csv",
     cleaning_rules=(JUNK_LISTINGS,),
     group_columns=("condition", "type"),
+    search_trials=3,
     reference_figures={"r2": 0.766, "rmse": 4794.0},
     targets={"r2": 0.89, "rmse": 2900.0},
 )

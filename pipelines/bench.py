@@ -1,0 +1,188 @@
+"""Benchmarks on the real data.
+
+`quality`: the evaluation protocol (docs/protocol.md) for each project, the figures next to the
+reference portfolio's and the targets. `pipelines`: wall time per step and per pipeline through
+kfp.local, uncached and then cached. Both write Markdown under .state/bench/ and print it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from components.core import evaluate, ingest, train
+from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+
+OUT_DIR = Path(".state/bench")
+SEED = 42
+TEST_SIZE = 0.2
+LOWER_IS_BETTER = {"rmse", "mae", "mape"}
+
+
+def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    source = str(data_dir / spec.data_file)
+    frame, info = ingest.load(spec, source, SEED)
+    parts = ingest.split(spec, frame, TEST_SIZE, SEED)
+    result = train.train(spec, parts.train, SEED)
+    scored, _ = evaluate.evaluate(spec, result.model, parts.test)
+    lines = []
+    met_all = True
+    for metric in dict.fromkeys([*spec.targets, *spec.reference_figures, spec.primary_metric]):
+        test = scored.metrics[metric]
+        target = spec.targets.get(metric)
+        met = target is None or (test <= target if metric in LOWER_IS_BETTER else test >= target)
+        met_all &= met
+        cv = (
+            f"{result.cv_mean[metric]:.4f} ± {result.cv_std[metric]:.4f}"
+            if metric in result.cv_mean
+            else "n/a"
+        )
+        reference = spec.reference_figures.get(metric)
+        lines.append(
+            f"| {spec.name} | {metric} | {cv} | **{test:.4f}** | "
+            f"{'' if reference is None else f'{reference:g}'} | {'' if target is None else f'{target:g}'} | "
+            f"{'' if target is None else ('yes' if met else 'NO')} |"
+        )
+    detail = {
+        "project": spec.name,
+        "source": source,
+        "sha256": info.sha256,
+        "rows": info.rows,
+        "removed_rows": info.removed_rows,
+        "train_rows": len(parts.train),
+        "test_rows": len(parts.test),
+        "model": result.best.candidate,
+        "params": result.best.params,
+        "threshold": result.threshold,
+        "trials": len(result.trials),
+        "train_seconds": round(result.seconds, 1),
+        "test_metrics": scored.metrics,
+        "groups": scored.groups.to_dict("records"),
+        "all_targets_met": met_all,
+    }
+    return lines, detail
+
+
+def bench_quality(data_dir: Path, projects: list[str]) -> str:
+    rows: list[str] = []
+    details = []
+    for name in projects:
+        spec = PROJECTS[name]
+        if not (data_dir / spec.data_file).is_file():
+            rows.append(f"| {name} | skipped: {data_dir / spec.data_file} not found | | | | | |")
+            continue
+        lines, detail = quality_row(spec, data_dir)
+        rows += lines
+        details.append(detail)
+        print(f"{name}: {detail['model']} in {detail['train_seconds']} s", flush=True)
+    header = [
+        "# Quality benchmark",
+        "",
+        f"Protocol: stratified 80/20 split (plain for regression), seed {SEED}; model, "
+        "hyperparameters and threshold chosen by 5-fold CV on the training part; the test part scored once.",
+        f"Command: `make bench-quality DATA_DIR={data_dir}`",
+        "",
+        "| project | metric | CV mean ± std (5 folds) | test | reference portfolio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    body = "\n".join(header + rows) + "\n\n## Chosen models\n\n"
+    for d in details:
+        threshold = f", threshold {d['threshold']:.4f}" if d["threshold"] is not None else ""
+        removed = "".join(
+            f"; {n} rows removed by the cleaning rule" for n in d["removed_rows"].values()
+        )
+        body += (
+            f"- **{d['project']}**: {d['model']} {d['params']}{threshold}; {d['trials']} trials in "
+            f"{d['train_seconds']} s; data `{d['source']}` sha256 {d['sha256'][:12]}, {d['rows']} rows{removed}; "
+            f"train {d['train_rows']}, test {d['test_rows']}\n"
+        )
+    for d in details:
+        if d["groups"]:
+            keys = [k for k in d["groups"][0] if k not in ("column", "group")]
+            body += (
+                f"\n### {d['project']} by group (test)\n\n| column | group | "
+                + " | ".join(keys)
+                + " |\n"
+            )
+            body += "|---" * (len(keys) + 2) + "|\n"
+            for g in d["groups"]:
+                body += (
+                    f"| {g['column']} | {g['group']} | "
+                    + " | ".join(
+                        f"{g[k]:.4f}" if isinstance(g[k], float) else str(g[k]) for k in keys
+                    )
+                    + " |\n"
+                )
+    (OUT_DIR / "quality.json").write_text(json.dumps(details, indent=2, default=str))
+    return body
+
+
+def bench_pipelines(data_dir: Path, projects: list[str]) -> str:
+    from pipelines import local
+
+    runs = {}
+    for label, extra in (("uncached", ["--no-cache"]), ("cached re-run", [])):
+        timings = OUT_DIR / f"pipelines-{label.split()[0]}.json"
+        start = time.perf_counter()
+        argv = ["--data-dir", str(data_dir), "--timings", str(timings), *extra]
+        if len(projects) == 1:
+            argv += ["--project", projects[0]]
+        code = local.main(argv)
+        runs[label] = (time.perf_counter() - start, json.loads(timings.read_text()), code)
+    steps = ["ingest", "validate", "features", "train", "evaluate", "explain", "drift", "register"]
+    lines = [
+        "# Pipeline benchmark",
+        "",
+        f"Command: `make bench-pipelines DATA_DIR={data_dir}` (kfp.local SubprocessRunner, MLflow on SQLite).",
+        "",
+        "| run | project | " + " | ".join(steps) + " | pipeline |",
+        "|---|---|" + "---|" * (len(steps) + 1),
+    ]
+    for label, (total, outcomes, code) in runs.items():
+        for o in outcomes:
+            cells = [f"{o['steps'][s]:.1f}" if s in o["steps"] else "cached" for s in steps]
+            lines.append(
+                f"| {label} | {o['project']} | " + " | ".join(cells) + f" | {o['seconds']:.1f} |"
+            )
+        lines.append(
+            f"| {label} | **all** | "
+            + " | " * len(steps)
+            + f"**{total:.1f}**{'' if code == 0 else ' (failed)'} |"
+        )
+    return (
+        "\n".join(lines)
+        + "\n\nTimes in seconds, wall clock, including each step's process start.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("kind", choices=["quality", "pipelines"])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--project", default="all", choices=["all", *PROJECTS])
+    args = parser.parse_args(argv)
+    if not args.data_dir.is_dir():
+        parser.error(
+            f"data directory {args.data_dir} not found: the benchmarks run on the real data"
+        )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    projects = list(PROJECTS) if args.project == "all" else [args.project]
+    text = (
+        bench_quality(args.data_dir, projects)
+        if args.kind == "quality"
+        else bench_pipelines(args.data_dir, projects)
+    )
+    out = OUT_DIR / f"{args.kind}.md"
+    out.write_text(text)
+    print(f"\n{text}\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The checked-in IR YAML is what the source compiles to, and it has the expected shape."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.core.projects import PROJECTS
+from components.image import IMAGE
+from pipelines.compile import compile_all, compiled_path
+
+STEPS = {"ingest", "validate", "features", "train", "evaluate", "explain", "drift", "register"}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compiled")
+    compile_all(out)
+    return out
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_checked_in_yaml_matches_the_source(project: str, fresh: Path) -> None:
+    assert compiled_path(project).read_text() == (fresh / f"{project}.yaml").read_text(), (
+        f"pipelines/compiled/{project}.yaml is stale: run `make compile-pipelines`"
+    )
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None:
+    spec = yaml.safe_load(compiled_path(project).read_text())
+    assert spec["pipelineInfo"]["name"] == f"{project}-training"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == STEPS
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE}
+    for executor in spec["deploymentSpec"]["executors"].values():
+        # No runtime pip: the image carries the package.
+        assert "pip install" not in " ".join(executor["container"]["command"])
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert {"source", "seed", "test_size", "gate_overrides", "mlflow_tracking_uri"} <= set(params)
+    assert params["gate_overrides"]["defaultValue"] == "{}"
+
+
+def test_artifact_types_are_the_ones_the_kfp_ui_renders() -> None:
+    spec = yaml.safe_load(compiled_path("bankchurn").read_text())
+    components = spec["components"]
+
+    def outputs(name: str) -> dict[str, str]:
+        artifacts = components[f"comp-{name}"]["outputDefinitions"]["artifacts"]
+        return {k: v["artifactType"]["schemaTitle"] for k, v in artifacts.items()}
+
+    assert outputs("evaluate") == {
+        "metrics": "system.Metrics",
+        "classification": "system.ClassificationMetrics",
+        "report": "system.HTML",
+        "evaluation": "system.Artifact",
+    }
+    assert outputs("train")["model"] == "system.Model"
+    assert outputs("ingest")["train"] == "system.Dataset"
+    assert outputs("register")["model_card"] == "system.Markdown"
+    drift_params = components["comp-drift"]["outputDefinitions"]["parameters"]
+    assert drift_params["drift_detected"]["parameterType"] == "BOOLEAN"
+    # register and explain only start after the gate passed / the model exists
+    dag = spec["root"]["dag"]["tasks"]
+    assert "evaluate" in dag["register"]["dependentTasks"]

@@ -1,0 +1,104 @@
+"""Whole pipelines through kfp.local's SubprocessRunner, against a real MLflow SQLite store."""
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from kfp import local
+
+from components.core.projects import PROJECTS
+from pipelines.training import PIPELINES
+
+SPEC = PROJECTS["telecom"]
+# One trial on a small file: these tests are about the plumbing, not the model's quality.
+QUICK = {"trials_per_candidate": 1, "time_budget_s": 0.0, "gate_overrides": '{"accuracy": 0.6}'}
+
+
+@pytest.fixture(scope="module")
+def kfp_local(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("kfp")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=True)
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
+    mlflow.set_tracking_uri(mlflow_uri)
+    yield mlflow_uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="module")
+def good_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "users_behavior.csv"
+    SPEC.make_synthetic(900, 11).to_csv(path, index=False)
+    return path
+
+
+def run(source: Path | str, uri: str, **params: object):  # type: ignore[no-untyped-def]
+    return PIPELINES["telecom"](source=str(source), mlflow_tracking_uri=uri, **(QUICK | params))
+
+
+def champion_version() -> str:
+    return str(mlflow.MlflowClient().get_model_version_by_alias("telecom", "champion").version)
+
+
+def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(kfp_local: str, good_csv: Path) -> None:
+    task = run(good_csv, kfp_local)
+    registration = json.loads(Path(task.outputs["registration"].path).read_text())
+    assert registration["aliases"] == ["challenger", "champion"]
+    assert champion_version() == registration["version"]
+    model = mlflow.sklearn.load_model("models:/telecom@champion")
+    rows = SPEC.make_synthetic(20, 99).drop(columns=[SPEC.target])
+    assert set(model.predict(rows)) <= {0, 1}
+    card = Path(task.outputs["model_card"].path).read_text()
+    assert "Model card: telecom" in card and f"version {registration['version']}" in card
+    run_info = mlflow.get_run(registration["run_id"])
+    assert run_info.data.tags["kfp.run_name"].startswith("telecom-training")
+    assert "test_accuracy" in run_info.data.metrics
+    children = mlflow.search_runs(
+        experiment_ids=[run_info.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{registration['run_id']}'",
+    )
+    assert len(children) >= 1
+
+
+def test_unchanged_rerun_is_served_from_the_cache(kfp_local: str, good_csv: Path) -> None:
+    before = champion_version()
+    task = run(good_csv, kfp_local)
+    registration = json.loads(Path(task.outputs["registration"].path).read_text())
+    assert registration["version"] == before
+    assert len(mlflow.MlflowClient().search_model_versions("name = 'telecom'")) == int(before)
+
+
+def test_bad_data_stops_in_validate_and_keeps_the_champion(
+    kfp_local: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = champion_version()
+    bad = tmp_path / "bad.csv"
+    SPEC.make_synthetic(400, 3).drop(columns=["minutes"]).to_csv(bad, index=False)
+    with pytest.raises(RuntimeError):
+        run(bad, kfp_local)
+    output = capfd.readouterr().out
+    assert "column 'minutes': missing column" in output
+    assert champion_version() == before
+
+
+def test_unparsable_csv_stops_in_ingest(kfp_local: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "garbage.csv"
+    bad.write_bytes(b'calls,minutes\n"open quote,1\n')
+    with pytest.raises(RuntimeError):
+        run(bad, kfp_local)
+    assert "is not a readable CSV file" in capfd.readouterr().out
+
+
+def test_failed_gate_registers_nothing(kfp_local: str, good_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    versions = len(mlflow.MlflowClient().search_model_versions("name = 'telecom'"))
+    with pytest.raises(RuntimeError):
+        run(good_csv, kfp_local, gate_overrides='{"accuracy": 0.999}')
+    output = capfd.readouterr().out
+    assert "failed its quality gate" in output and "gate >= 0.999" in output
+    assert len(mlflow.MlflowClient().search_model_versions("name = 'telecom'")) == versions
