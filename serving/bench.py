@@ -245,6 +245,8 @@ def mlserver_python() -> Path | None:
     from importlib.metadata import version
 
     pins += [f"imbalanced-learn=={version('imbalanced-learn')}", f"scipy=={version('scipy')}"]
+    # MLServer 1.7's worker processes call asyncio.get_event_loop(), which uvloop 0.22+ refuses
+    pins.append("uvloop<0.22")
     try:
         subprocess.run(["uv", "venv", "-q", str(MLSERVER_VENV), "--python", "3.11"], check=True)
         subprocess.run(
@@ -397,7 +399,8 @@ def run(args: argparse.Namespace) -> Bench:
             system = f"MLServer 1.7 sklearn runtime ({label}), v2"
             mlserver = start_mlserver(spec, model, python, workers)
             try:
-                mlserver.wait_ready()
+                # with worker processes, MLServer is ready before its model is: ask for the model
+                mlserver.wait_ready(path=f"/v2/models/{spec.name}/ready")
                 outputs = ["predict_proba"] if spec.task == "binary" else None
                 url = f"{mlserver.url}/v2/models/{spec.name}/infer"
                 for batch, frame in bodies.items():

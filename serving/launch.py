@@ -71,8 +71,8 @@ class ServerProcess:
     def wait_live(self, timeout: float = 120.0) -> None:
         self._wait("/", timeout, 0.02)
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        self._wait("/v2/health/ready", timeout, 0.2)
+    def wait_ready(self, timeout: float = 180.0, path: str = "/v2/health/ready") -> None:
+        self._wait(path, timeout, 0.2)
 
     def wait_exit(self, timeout: float = 120.0) -> int:
         return self.process.wait(timeout=timeout)

@@ -1,8 +1,8 @@
 """The model server over real HTTP on 127.0.0.1: one server process per project.
 
-Session fixtures train a quick model per project on synthetic data, save it as the register step
-saves it, and start every server at once so that their start-up (imports, load, SHAP warm-up)
-overlaps.
+Module-wide fixtures train a quick model per project on synthetic data, save it as the register
+step saves it, and start every server at once so that their start-up (imports, load, SHAP
+warm-up) overlaps.
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ def instances(spec: ProjectSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for record in frame[spec.input_columns].to_dict("records"):
         rows.append(
-            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+            {
+                str(k): None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in record.items()
+            }
         )
     return rows
 

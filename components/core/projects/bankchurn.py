@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from components.core.derived import DerivedFeatures
 from components.core.spec import Candidate, Column, Gate, ProjectSpec
 
 COLUMNS = (
@@ -30,35 +30,26 @@ COLUMNS = (
     Column("EstimatedSalary", "float", 0, 10_000_000),
 )
 INPUT_COLUMNS = [c.name for c in COLUMNS]
+DERIVED = ["balance_to_salary", "products_per_tenure_year", "zero_balance", "age_band"]
 
 
-class ChurnFeatures(TransformerMixin, BaseEstimator):
-    """Keeps the input columns and, when `derived`, adds ratios that CV may or may not reward."""
+class ChurnFeatures(DerivedFeatures):
+    """The input columns, plus ratios and age bands when `derived`."""
 
-    def __init__(self, derived: bool = True) -> None:
-        self.derived = derived
+    input_columns = INPUT_COLUMNS
+    derived_columns = DERIVED
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> ChurnFeatures:
-        self.n_features_in_ = len(INPUT_COLUMNS)
-        return self
-
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = X[INPUT_COLUMNS].copy()
-        if self.derived:
-            salary = out["EstimatedSalary"].clip(lower=1.0)
-            out["balance_to_salary"] = out["Balance"] / salary
-            out["products_per_tenure_year"] = out["NumOfProducts"] / (out["Tenure"] + 1.0)
-            out["zero_balance"] = (out["Balance"] == 0).astype(int)
-            out["age_band"] = pd.cut(
-                out["Age"],
-                bins=[0, 30, 40, 50, 60, 200],
-                labels=["<30", "30-39", "40-49", "50-59", "60+"],
-            ).astype(str)
+    def derive(self, out: pd.DataFrame) -> pd.DataFrame:
+        salary = out["EstimatedSalary"].clip(lower=1.0)
+        out["balance_to_salary"] = out["Balance"] / salary
+        out["products_per_tenure_year"] = out["NumOfProducts"] / (out["Tenure"] + 1.0)
+        out["zero_balance"] = (out["Balance"] == 0).astype(int)
+        out["age_band"] = pd.cut(
+            out["Age"],
+            bins=[0, 30, 40, 50, 60, 200],
+            labels=["<30", "30-39", "40-49", "50-59", "60+"],
+        ).astype(str)
         return out
-
-    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        extra = ["balance_to_salary", "products_per_tenure_year", "zero_balance", "age_band"]
-        return np.asarray(INPUT_COLUMNS + (extra if self.derived else []), dtype=object)
 
 
 def make_synthetic(rows: int, seed: int) -> pd.DataFrame:

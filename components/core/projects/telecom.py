@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from components.core.derived import DerivedFeatures
 from components.core.spec import Candidate, Column, Gate, ProjectSpec
 
 COLUMNS = (
@@ -20,27 +20,21 @@ INPUT_COLUMNS = [c.name for c in COLUMNS]
 DERIVED = ["minutes_per_call", "mb_per_minute", "log_mb_used", "log_messages"]
 
 
-class UsageFeatures(TransformerMixin, BaseEstimator):
-    """Keeps the usage columns and, when `derived`, adds ratios and log-scaled volumes."""
+class UsageFeatures(DerivedFeatures):
+    """The usage columns, plus ratios and log-scaled volumes when `derived`."""
 
-    def __init__(self, derived: bool = True) -> None:
-        self.derived = derived
+    input_columns = INPUT_COLUMNS
+    derived_columns = DERIVED
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> UsageFeatures:
-        self.n_features_in_ = len(INPUT_COLUMNS)
-        return self
+    def select(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X[INPUT_COLUMNS].astype(float)
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = X[INPUT_COLUMNS].astype(float)
-        if self.derived:
-            out["minutes_per_call"] = out["minutes"] / out["calls"].clip(lower=1.0)
-            out["mb_per_minute"] = out["mb_used"] / out["minutes"].clip(lower=1.0)
-            out["log_mb_used"] = np.log1p(out["mb_used"])
-            out["log_messages"] = np.log1p(out["messages"])
+    def derive(self, out: pd.DataFrame) -> pd.DataFrame:
+        out["minutes_per_call"] = out["minutes"] / out["calls"].clip(lower=1.0)
+        out["mb_per_minute"] = out["mb_used"] / out["minutes"].clip(lower=1.0)
+        out["log_mb_used"] = np.log1p(out["mb_used"])
+        out["log_messages"] = np.log1p(out["messages"])
         return out
-
-    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.asarray(INPUT_COLUMNS + (DERIVED if self.derived else []), dtype=object)
 
 
 def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
