@@ -20,7 +20,9 @@ QUICK = {"trials_per_candidate": 1, "time_budget_s": 0.0, "gate_overrides": '{"a
 @pytest.fixture(scope="module")
 def kfp_local(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Iterator[str]:
     root = tmp_path_factory.mktemp("kfp")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=True
+    )
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
     mlflow.set_tracking_uri(mlflow_uri)
@@ -46,7 +48,9 @@ def champion_version() -> str:
     return str(mlflow.MlflowClient().get_model_version_by_alias("telecom", "champion").version)
 
 
-def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(kfp_local: str, good_csv: Path) -> None:
+def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(
+    kfp_local: str, good_csv: Path
+) -> None:
     task = run(good_csv, kfp_local)
     registration = json.loads(Path(task.outputs["registration"].path).read_text())
     assert registration["aliases"] == ["challenger", "champion"]
@@ -87,7 +91,9 @@ def test_bad_data_stops_in_validate_and_keeps_the_champion(
     assert champion_version() == before
 
 
-def test_unparsable_csv_stops_in_ingest(kfp_local: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_unparsable_csv_stops_in_ingest(
+    kfp_local: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "garbage.csv"
     bad.write_bytes(b'calls,minutes\n"open quote,1\n')
     with pytest.raises(RuntimeError):
@@ -95,7 +101,9 @@ def test_unparsable_csv_stops_in_ingest(kfp_local: str, tmp_path: Path, capfd: p
     assert "is not a readable CSV file" in capfd.readouterr().out
 
 
-def test_failed_gate_registers_nothing(kfp_local: str, good_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_failed_gate_registers_nothing(
+    kfp_local: str, good_csv: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     versions = len(mlflow.MlflowClient().search_model_versions("name = 'telecom'"))
     with pytest.raises(RuntimeError):
         run(good_csv, kfp_local, gate_overrides='{"accuracy": 0.999}')
