@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,97 +36,126 @@ class DataValidationError(ValueError):
         super().__init__(f"{dataset} failed validation with {len(violations)} problem(s):\n{lines}")
 
 
-def _positions(mask: pd.Series) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.flatnonzero(mask.to_numpy()))
-
-
-def _violation(column: str, rule: str, mask: pd.Series, values: pd.Series) -> Violation | None:
-    rows = _positions(mask)
-    if not rows:
+def _violation(column: str, rule: str, mask: np.ndarray, raw: np.ndarray) -> Violation | None:
+    rows = np.flatnonzero(mask)
+    if rows.size == 0:
         return None
-    example = values.iloc[rows[0]]
+    example = raw[rows[0]]
     return Violation(
-        column, rule, rows, example.item() if isinstance(example, np.generic) else example
+        column,
+        rule,
+        tuple(int(r) for r in rows),
+        example.item() if isinstance(example, np.generic) else example,
     )
 
 
+def _as_number(value: object) -> float:
+    """The value as a float, NaN when it is not a number. A boolean is not a number here: JSON
+    true/false would otherwise pass as 1/0."""
+    if isinstance(value, bool | np.bool_):
+        return np.nan
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return np.nan
+    return np.nan
+
+
+def _numbers(values: pd.Series, raw: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "iuf":
+        return values.to_numpy(dtype=float)
+    return np.fromiter((_as_number(v) for v in raw), dtype=float, count=len(raw))
+
+
+def _is_iso_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return False
+    return True
+
+
 def column_violations(column: Column, values: pd.Series) -> list[Violation]:
-    """Every rule of `column` that `values` breaks, with the positions of the rows that break it."""
+    """Every rule of `column` that `values` breaks, with the positions of the rows that break it.
+
+    Works on plain arrays: the server calls it on every request, often for one row.
+    """
+    name = column.name
+    raw = values.to_numpy(dtype=object)
+    present = ~pd.isna(raw)
     found: list[Violation | None] = []
-    present = values.notna()
     if not column.nullable:
-        found.append(_violation(column.name, "blank value where one is required", ~present, values))
+        found.append(_violation(name, "blank value where one is required", ~present, raw))
     if column.dtype in ("float", "int"):
-        # JSON true/false would pass as 1/0: a boolean is not a number here.
-        boolean = values.map(lambda v: isinstance(v, bool | np.bool_))
-        numbers = pd.to_numeric(values.where(~boolean), errors="coerce")
-        not_number = present & numbers.isna()
+        numbers = _numbers(values, raw)
+        known = ~np.isnan(numbers)
         found.append(
-            _violation(column.name, f"not a number (expected {column.dtype})", not_number, values)
+            _violation(name, f"not a number (expected {column.dtype})", present & ~known, raw)
         )
+        finite = np.isfinite(numbers)
+        found.append(_violation(name, "not a finite number", known & ~finite, raw))
         if column.dtype == "int":
-            fractional = numbers.notna() & (numbers != numbers.round())
-            found.append(_violation(column.name, "not a whole number", fractional, values))
-        infinite = numbers.notna() & ~np.isfinite(numbers.astype(float))
-        found.append(_violation(column.name, "not a finite number", infinite, values))
-        finite = numbers.where(~infinite)
-        if column.minimum is not None:
             found.append(
-                _violation(
-                    column.name,
-                    f"below the minimum {column.minimum:g}",
-                    finite < column.minimum,
-                    values,
-                )
+                _violation(name, "not a whole number", finite & (numbers != np.round(numbers)), raw)
             )
-        if column.maximum is not None:
-            found.append(
-                _violation(
-                    column.name,
-                    f"above the maximum {column.maximum:g}",
-                    finite > column.maximum,
-                    values,
+        checked = np.where(finite, numbers, np.nan)
+        with np.errstate(invalid="ignore"):
+            if column.minimum is not None:
+                found.append(
+                    _violation(
+                        name, f"below the minimum {column.minimum:g}", checked < column.minimum, raw
+                    )
                 )
-            )
+            if column.maximum is not None:
+                found.append(
+                    _violation(
+                        name, f"above the maximum {column.maximum:g}", checked > column.maximum, raw
+                    )
+                )
     elif column.dtype == "category":
-        allowed = set(column.categories or ())
-        unknown = present & ~values.map(lambda v: isinstance(v, str) and v in allowed)
+        allowed = frozenset(column.categories or ())
+        known = np.fromiter(
+            (isinstance(v, str) and v in allowed for v in raw), dtype=bool, count=len(raw)
+        )
         found.append(
             _violation(
-                column.name, f"not one of the allowed values {sorted(allowed)}", unknown, values
+                name, f"not one of the allowed values {sorted(allowed)}", present & ~known, raw
             )
         )
     elif column.dtype == "string":
-        not_text = present & ~values.map(lambda v: isinstance(v, str) and v.strip() != "")
-        found.append(_violation(column.name, "not a non-empty string", not_text, values))
-    elif column.dtype == "date":
-        is_text = values.map(lambda v: isinstance(v, str))
-        parsed = pd.to_datetime(values.where(is_text), errors="coerce", format="ISO8601")
-        found.append(
-            _violation(column.name, "not an ISO date (YYYY-MM-DD)", present & parsed.isna(), values)
+        text = np.fromiter(
+            (isinstance(v, str) and v.strip() != "" for v in raw), dtype=bool, count=len(raw)
         )
+        found.append(_violation(name, "not a non-empty string", present & ~text, raw))
+    elif column.dtype == "date":
+        dates = np.fromiter((_is_iso_date(v) for v in raw), dtype=bool, count=len(raw))
+        found.append(_violation(name, "not an ISO date (YYYY-MM-DD)", present & ~dates, raw))
     return [v for v in found if v is not None]
 
 
 def target_violations(spec: ProjectSpec, target: pd.Series) -> list[Violation]:
     name = spec.target
-    found: list[Violation | None] = [_violation(name, "blank target", target.isna(), target)]
-    numbers = pd.to_numeric(target, errors="coerce")
-    found.append(
-        _violation(name, "target is not a number", target.notna() & numbers.isna(), target)
-    )
+    raw = target.to_numpy(dtype=object)
+    present = ~pd.isna(raw)
+    numbers = _numbers(target, raw)
+    known = ~np.isnan(numbers)
+    found = [
+        _violation(name, "blank target", ~present, raw),
+        _violation(name, "target is not a number", present & ~known, raw),
+    ]
     if spec.task == "binary":
         found.append(
-            _violation(
-                name, "target is not 0 or 1", numbers.notna() & ~numbers.isin([0, 1]), target
-            )
+            _violation(name, "target is not 0 or 1", known & ~np.isin(numbers, [0, 1]), raw)
         )
-        classes = {int(c) for c in numbers.dropna().unique() if c in (0, 1)}
+        classes = sorted({int(c) for c in numbers[known] if c in (0, 1)})
         if len(classes) < 2:
             found.append(
-                Violation(
-                    name, f"target has a single class {sorted(classes)}; both 0 and 1 are needed"
-                )
+                Violation(name, f"target has a single class {classes}; both 0 and 1 are needed")
             )
     return [v for v in found if v is not None]
 
