@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from components.core.registry import model_files
 from components.core.spec import ProjectSpec
+from components.core.train import single_threaded
 
 MODELS_SCHEME = "models:/"
-REQUIREMENTS = ("scikit-learn", "imbalanced-learn", "pandas", "numpy", "cloudpickle")
 UNKNOWN = "unknown"
 
 
@@ -91,32 +91,6 @@ def resolve(uri: str, version: str | None) -> tuple[Path, Provenance]:
     return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN)
 
 
-def single_threaded(obj: Any, seen: set[int] | None = None) -> int:
-    """Sets `n_jobs` to 1 on every fitted estimator inside `obj`; returns how many it changed.
-
-    A forest with n_jobs=2 starts a joblib pool on every predict call, which costs several
-    milliseconds on a batch of one row; the server answers one request at a time per core, so
-    parallelism inside a prediction only adds latency. `set_params` would not reach the fitted
-    copies (`estimator_`, calibrated folds), hence the walk over attributes.
-    """
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    if isinstance(obj, list | tuple):
-        return sum(single_threaded(item, seen) for item in obj)
-    if isinstance(obj, dict):
-        return sum(single_threaded(item, seen) for item in obj.values())
-    module = type(obj).__module__
-    if not hasattr(obj, "__dict__") or not module.startswith(("sklearn", "imblearn", "components")):
-        return 0
-    changed = 0
-    if vars(obj).get("n_jobs") not in (None, 1):
-        obj.n_jobs = 1
-        changed = 1
-    return changed + sum(single_threaded(value, seen) for value in vars(obj).values())
-
-
 def decision_threshold(spec: ProjectSpec, model: Any, uri: str) -> float | None:
     if spec.task != "binary":
         return None
@@ -169,21 +143,5 @@ def save(
 ) -> Path:
     """Writes `model` in the layout the register step writes (for tests and the benchmark)."""
     mlflow = _mlflow()
-    from importlib.metadata import version
-
-    from mlflow.models import infer_signature
-
-    inputs = train_frame[spec.input_columns]
-    example = inputs.sample(min(rows, len(inputs)), random_state=0)
-    signature = infer_signature(example, np.asarray(model.predict(example)))
-    # Listed rather than inferred: inference re-imports the model in a subprocess (~10 s).
-    requirements = [f"{name}=={version(name)}" for name in REQUIREMENTS]
-    mlflow.sklearn.save_model(
-        model,
-        str(path),
-        serialization_format="cloudpickle",
-        signature=signature,
-        input_example=example,
-        pip_requirements=requirements,
-    )
+    mlflow.sklearn.save_model(model, str(path), **model_files(spec, model, train_frame, rows))
     return path

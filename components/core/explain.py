@@ -187,7 +187,7 @@ def explain_global(
     explainer = RawInputExplainer(
         spec, model, background, max_background=25, permutations=2, seed=seed
     )
-    return explainer.explain(sample.head(100))
+    return explainer.explain(sample.head(50))
 
 
 def summary_html(spec: ProjectSpec, explanation: Explanation, notice: str = "") -> str:

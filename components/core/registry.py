@@ -64,6 +64,28 @@ class Registration:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+MODEL_REQUIREMENTS = ("scikit-learn", "imbalanced-learn", "pandas", "numpy", "cloudpickle")
+
+
+def model_files(
+    spec: ProjectSpec, model: BaseEstimator, train_frame: pd.DataFrame, rows: int = BACKGROUND_ROWS
+) -> dict[str, Any]:
+    """How a project model is written to MLflow, by the register step and anyone else: cloudpickle
+    (the pipelines hold the project's own transformers), a signature on the raw input columns, and
+    `rows` training rows as the input example, which the server uses as the SHAP background."""
+    from importlib.metadata import version
+
+    X_train, _ = split_xy(spec, train_frame)
+    background = X_train.sample(min(rows, len(X_train)), random_state=0)
+    return {
+        "serialization_format": "cloudpickle",
+        "signature": infer_signature(background, np.asarray(model.predict(background))),
+        "input_example": background,
+        # Listed, not inferred: inference re-imports the model in a subprocess (~10 s).
+        "pip_requirements": [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
+    }
+
+
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)
@@ -153,9 +175,6 @@ def register(
     if previous is not None:
         return previous
     champion_version, champion_value, champion_note = champion_score(spec, test_frame)
-    X_train, _ = split_xy(spec, train_frame)
-    background = X_train.sample(min(BACKGROUND_ROWS, len(X_train)), random_state=0)
-    signature = infer_signature(background, np.asarray(model.predict(background)))
     with mlflow.start_run(
         experiment_id=exp, run_name=run_name, tags={"project": spec.name, **tags}
     ) as run:
@@ -189,10 +208,8 @@ def register(
         info = mlflow.sklearn.log_model(
             model,
             name="model",
-            serialization_format="cloudpickle",
-            signature=signature,
-            input_example=background,
             registered_model_name=spec.name,
+            **model_files(spec, model, train_frame),
         )
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()

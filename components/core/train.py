@@ -261,21 +261,30 @@ def train(
     )
 
 
-def single_threaded(obj: Any, seen: set[int] | None = None) -> None:
-    """Sets n_jobs=1 on every fitted estimator inside `obj`: for the small batches a served or
-    explained model sees, starting a thread pool per call costs more than it saves."""
+def single_threaded(obj: Any, seen: set[int] | None = None) -> int:
+    """Sets `n_jobs` to 1 on every fitted estimator inside `obj`; returns how many it changed.
+
+    A forest with n_jobs=2 starts a joblib pool on every predict call, which costs several
+    milliseconds on a batch of one row; the server answers one request at a time per core, so
+    parallelism inside a prediction only adds latency. `set_params` would not reach the fitted
+    copies (`estimator_`, calibrated folds), hence the walk over attributes.
+    """
     seen = set() if seen is None else seen
     if id(obj) in seen:
-        return
+        return 0
     seen.add(id(obj))
-    if isinstance(obj, BaseEstimator):
-        if getattr(obj, "n_jobs", None) not in (None, 1):
-            obj.n_jobs = 1
-        for value in vars(obj).values():
-            single_threaded(value, seen)
-    elif isinstance(obj, list | tuple):
-        for value in obj:
-            single_threaded(value, seen)
+    if isinstance(obj, list | tuple):
+        return sum(single_threaded(item, seen) for item in obj)
+    if isinstance(obj, dict):
+        return sum(single_threaded(item, seen) for item in obj.values())
+    module = type(obj).__module__
+    if not hasattr(obj, "__dict__") or not module.startswith(("sklearn", "imblearn", "components")):
+        return 0
+    changed = 0
+    if vars(obj).get("n_jobs") not in (None, 1):
+        obj.n_jobs = 1
+        changed = 1
+    return changed + sum(single_threaded(value, seen) for value in vars(obj).values())
 
 
 def final_pipeline(model: BaseEstimator) -> Pipeline:
