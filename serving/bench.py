@@ -39,6 +39,7 @@ from serving.launch import REPO_ROOT, ServerProcess, free_port, launch, server_e
 
 STATE = REPO_ROOT / ".state" / "bench"
 MLSERVER_VENV = STATE / "mlserver-venv"
+MLSERVER_VERSION = "1.7.1"
 SERVER_CPU, CLIENT_CPU = 0, 1
 CONCURRENCY = 8
 TARGET_P50_OVER_FLOOR_MS = 3.0
@@ -246,7 +247,7 @@ def mlserver_python() -> Path | None:
 
     pins += [f"imbalanced-learn=={version('imbalanced-learn')}", f"scipy=={version('scipy')}"]
     # MLServer 1.7's worker processes call asyncio.get_event_loop(), which uvloop 0.22+ refuses
-    pins.append("uvloop<0.22")
+    pins.append("uvloop==0.21.0")
     try:
         subprocess.run(["uv", "venv", "-q", str(MLSERVER_VENV), "--python", "3.11"], check=True)
         subprocess.run(
@@ -257,8 +258,8 @@ def mlserver_python() -> Path | None:
                 "-q",
                 "--python",
                 str(python),
-                "mlserver",
-                "mlserver-sklearn",
+                f"mlserver=={MLSERVER_VERSION}",
+                f"mlserver-sklearn=={MLSERVER_VERSION}",
                 *pins,
             ],
             check=True,
