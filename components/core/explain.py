@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import shap
 from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -130,43 +131,63 @@ def source_column(name: str, sources: list[str]) -> str:
     return max(matches, key=len) if matches else name
 
 
+def _tree_models(estimator: BaseEstimator) -> list[BaseEstimator] | None:
+    """The tree models to explain: the estimator itself, or the fitted trees inside each fold of a
+    calibrated classifier."""
+    if isinstance(estimator, TREE_MODELS):
+        return [estimator]
+    if isinstance(estimator, CalibratedClassifierCV):
+        inner = [fold.estimator for fold in estimator.calibrated_classifiers_]
+        if all(isinstance(e, TREE_MODELS) for e in inner):
+            return inner
+    return None
+
+
 def tree_explanation(
     spec: ProjectSpec, model: BaseEstimator, frame: pd.DataFrame
 ) -> Explanation | None:
-    """TreeExplainer in the transformed space, or None where it does not apply."""
+    """TreeExplainer in the transformed space, or None where it does not apply. For a calibrated
+    model the calibration folds' trees are explained and averaged, before the calibration map."""
     pipeline = final_pipeline(model)
-    estimator = pipeline.steps[-1][1]
-    if not isinstance(estimator, TREE_MODELS):
+    trees = _tree_models(pipeline.steps[-1][1])
+    if trees is None:
         return None
     transformed = frame[spec.input_columns]
     for _, step in pipeline.steps[:-1]:
         if hasattr(step, "transform"):  # samplers such as SMOTE only act while fitting
             transformed = step.transform(transformed)
     if not all(pd.api.types.is_numeric_dtype(t) for t in transformed.dtypes):
-        return None  # native categorical splits: SHAP's tree walker does not read them
+        return None  # SHAP's tree walker reads numbers only
+    all_values, all_bases = [], []
     try:
-        explainer = shap.TreeExplainer(estimator)
-        values = np.asarray(
-            explainer.shap_values(transformed.to_numpy(dtype=float), check_additivity=False)
-        )
+        for tree in trees:
+            explainer = shap.TreeExplainer(tree)
+            values = np.asarray(
+                explainer.shap_values(transformed.to_numpy(dtype=float), check_additivity=False)
+            )
+            base = np.asarray(explainer.expected_value, dtype=float).ravel()
+            if values.ndim == 3:  # one slice per class: keep the positive class
+                values, base = values[..., 1], base[1:]
+            all_values.append(values)
+            all_bases.append(float(base[-1]))
     except (shap.utils._exceptions.InvalidModelError, ValueError, TypeError):
         return None
-    base = np.asarray(explainer.expected_value, dtype=float).ravel()
-    if values.ndim == 3:  # one slice per class: keep the positive class
-        values, base = values[..., 1], base[1:]
     sources = list(pipeline.steps[0][1].get_feature_names_out())
     columns = [source_column(str(n), sources) for n in transformed.columns]
     contributions = (
-        pd.DataFrame(values, columns=columns, index=frame.index)
+        pd.DataFrame(np.mean(all_values, axis=0), columns=columns, index=frame.index)
         .T.groupby(level=0, sort=False)
         .sum()
         .T
     )
+    base_value = float(np.mean(all_bases))
+    method = "tree (transformed space, margin)"
+    if len(trees) > 1:
+        method = (
+            f"tree (transformed space, mean of {len(trees)} calibration folds, before calibration)"
+        )
     return Explanation(
-        contributions,
-        float(base[-1]),
-        float(base[-1]) + contributions.sum(axis=1).to_numpy(),
-        "tree (transformed space, margin)",
+        contributions, base_value, base_value + contributions.sum(axis=1).to_numpy(), method
     )
 
 

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+from sklearn.model_selection import FixedThresholdClassifier
 
 from components.core import drift, explain
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
+from components.core.train import build_pipeline, calibrated
 from tests.conftest import quick_model, small_split
 
 
@@ -54,3 +56,17 @@ def test_drift_is_found_when_the_batch_shifts_and_not_otherwise() -> None:
         moved.html.lstrip().lower().startswith("<!doctype html")
         or "<html" in moved.html[:500].lower()
     )
+
+
+def test_a_calibrated_forest_is_explained_by_its_trees() -> None:
+    spec = PROJECTS["telecom"]
+    parts = small_split(spec)
+
+    pipeline = calibrated(
+        build_pipeline(spec, spec.candidate("random_forest"), 7, {"model__n_estimators": 20}), 7
+    )
+    X, y = parts.train[spec.input_columns], parts.train[spec.target]
+    model = FixedThresholdClassifier(pipeline, threshold=0.5).fit(X, y)
+    explanation = explain.tree_explanation(spec, model, parts.test.head(30))
+    assert explanation is not None and "3 calibration folds" in explanation.method
+    assert explanation.importance().iloc[0] > 0
