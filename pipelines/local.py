@@ -77,7 +77,10 @@ class Progress(io.TextIOBase):
             self.durations[task] = seconds
             self.terminal.write(f"    {task:<10} {seconds:6.1f} s  {status}\n")
             if status != "SUCCESS":
-                tail = [entry for entry in self.recent if entry.strip()][-25:]
+                lines = [entry for entry in self.recent if entry.strip()]
+                starts = [i for i, entry in enumerate(lines) if "Traceback" in entry]
+                # Show what the step printed last before its traceback, then the error itself.
+                tail = lines[max(0, starts[-1] - 3) :] if starts else lines[-25:]
                 self.terminal.write("".join(f"      | {entry}\n" for entry in tail))
         else:
             self.recent.append(line)

@@ -132,3 +132,15 @@ def test_served_models_predict_single_threaded(spec: ProjectSpec) -> None:
 
     walk(result.model, set())
     assert all(n in (None, 1) for n in jobs)
+
+
+def test_the_default_synthetic_data_passes_each_projects_gates(spec: ProjectSpec) -> None:
+    """`make run` with no data uses the generator: its models must clear the default gates."""
+    from components.core import evaluate, ingest
+
+    frame, _ = ingest.load(spec, "synthetic", seed=42)
+    parts = ingest.split(spec, frame, 0.2, seed=42)
+    result = logic.train(quick_spec(spec), parts.train, seed=42, trials_per_candidate=1)
+    scored, _ = evaluate.evaluate(spec, result.model, parts.test)
+    passed, lines = evaluate.check_gates(spec.gates, scored.metrics)
+    assert passed, lines

@@ -65,12 +65,12 @@ def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
     tenure = rng.integers(0, 11, rows).astype(float)
     tenure[rng.random(rows) < 0.09] = np.nan
     logit = (
-        -1.6
-        + 0.07 * (age - 40)
-        - 1.0 * active
-        + np.select([products == 2, products >= 3], [-1.3, 2.5], 0.0)
-        + 0.8 * (geography == "Germany")
-        + 0.3 * (balance > 0)
+        -1.1
+        + 0.11 * (age - 40)
+        - 1.5 * active
+        + np.select([products == 2, products >= 3], [-1.8, 3.0], 0.0)
+        + 1.1 * (geography == "Germany")
+        + 0.4 * (balance > 0)
     )
     exited = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     return pd.DataFrame(
