@@ -163,17 +163,18 @@ class ProjectPredictor(Model):
 
     def _outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         loaded = self._model()
+        # P(positive) for classifiers, the price for regression: the same output explain() explains.
+        output = model_output(self.spec, loaded.model, frame)
         if isinstance(self.format, BinaryFormat):
-            probability = np.asarray(loaded.model.predict_proba(frame))[:, 1].astype(float)
+            probability = output
             threshold = loaded.threshold if loaded.threshold is not None else 0.5
             metrics.record_classes(
                 self.name, self.spec.class_labels or ("0", "1"), probability >= threshold
             )
             return self.format.columns(self.spec, probability, threshold)
         assert isinstance(self.format, RegressionFormat)
-        prediction = np.asarray(loaded.model.predict(frame), dtype=float)
-        metrics.record_prices(self.name, prediction)
-        return self.format.columns(prediction)
+        metrics.record_prices(self.name, output)
+        return self.format.columns(output)
 
     def _response(
         self, request: Parsed, part: dict[str, np.ndarray]
