@@ -134,13 +134,20 @@ def source_column(name: str, sources: list[str]) -> str:
 def _tree_models(estimator: BaseEstimator) -> list[BaseEstimator] | None:
     """The tree models to explain: the estimator itself, or the fitted trees inside each fold of a
     calibrated classifier."""
-    if isinstance(estimator, TREE_MODELS):
-        return [estimator]
-    if isinstance(estimator, CalibratedClassifierCV):
-        inner = [fold.estimator for fold in estimator.calibrated_classifiers_]
-        if all(isinstance(e, TREE_MODELS) for e in inner):
-            return inner
+    inner = (
+        [fold.estimator for fold in estimator.calibrated_classifiers_]
+        if isinstance(estimator, CalibratedClassifierCV)
+        else [estimator]
+    )
+    if all(isinstance(e, TREE_MODELS) and not has_categorical_splits(e) for e in inner):
+        return inner
     return None
+
+
+def has_categorical_splits(estimator: BaseEstimator) -> bool:
+    """SHAP's tree walker reads every split as a threshold and would misread categorical ones."""
+    flags = getattr(estimator, "is_categorical_", None)
+    return flags is not None and bool(np.any(flags))
 
 
 def tree_explanation(

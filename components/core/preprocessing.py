@@ -12,6 +12,7 @@ from components.core.spec import Preprocessing
 
 NUMERIC = make_column_selector(dtype_include=np.number)
 CATEGORICAL = make_column_selector(dtype_exclude=np.number)
+MAX_CODES = 255
 
 
 def make_preprocessor(kind: Preprocessing) -> ColumnTransformer:
@@ -27,7 +28,11 @@ def make_preprocessor(kind: Preprocessing) -> ColumnTransformer:
         numeric = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True))
         categorical = make_pipeline(
             SimpleImputer(strategy="constant", fill_value="missing"),
-            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+            # Rare values beyond 254 share one code, so gradient boosting's native categorical
+            # splits (at most 255 values) accept any column; unseen values become -1 (missing).
+            OrdinalEncoder(
+                handle_unknown="use_encoded_value", unknown_value=-1, max_categories=MAX_CODES
+            ),
         )
     else:
         raise ValueError(f"unknown preprocessing {kind!r}; expected 'linear' or 'tree'")

@@ -70,3 +70,20 @@ def test_a_calibrated_forest_is_explained_by_its_trees() -> None:
     explanation = explain.tree_explanation(spec, model, parts.test.head(30))
     assert explanation is not None and "3 calibration folds" in explanation.method
     assert explanation.importance().iloc[0] > 0
+
+
+def test_categorical_splits_take_the_model_agnostic_path() -> None:
+    # SHAP's tree walker would read carvision's native categorical splits as thresholds.
+    spec = PROJECTS["carvision"]
+    parts = small_split(spec)
+    pipeline = build_pipeline(spec, spec.candidate("gradient_boosting"), 7, {"model__max_iter": 30})
+    model = pipeline.fit(parts.train[spec.input_columns], parts.train[spec.target])
+    assert explain.has_categorical_splits(model.steps[-1][1])
+    assert explain.tree_explanation(spec, model, parts.test.head(10)) is None
+    explanation = explain.explain_global(spec, model, parts.test, parts.train, rows=10)
+    assert explanation.method == "permutation (raw inputs)"
+    explained = parts.test.loc[explanation.contributions.index, spec.input_columns]
+    expected = explain.model_output(spec, model, explained)
+    np.testing.assert_allclose(
+        explanation.base_value + explanation.contributions.sum(axis=1), expected, rtol=1e-6
+    )

@@ -64,6 +64,8 @@ COLUMNS = (
 )
 INPUT_COLUMNS = [c.name for c in COLUMNS]
 CATEGORICAL = ["model", "brand", "condition", "fuel", "transmission", "type", "paint_color"]
+IMPUTED_BY_MODEL = ("model_year", "cylinders", "odometer")
+MISSING_FLAGS = [f"{col}_missing" for col in IMPUTED_BY_MODEL]
 NUMERIC = [
     "model_year",
     "vehicle_age",
@@ -73,19 +75,22 @@ NUMERIC = [
     "is_4wd",
     "condition_rank",
     "posted_month",
+    *MISSING_FLAGS,
 ]
-IMPUTED_BY_MODEL = ("model_year", "cylinders", "odometer")
+PLACEHOLDER_ODOMETER = 100
+"""Readings under 100 miles on a used car are placeholders (mostly 0): treated as missing."""
 
 
 class CarFeatures(TransformerMixin, BaseEstimator):
     """Vehicle age at posting, brand, mileage per year, and blanks filled from the same model.
 
     Model-level medians are learnt in `fit`, so inside the training pipeline they come from the
-    training folds only.
+    training folds only. A flag per imputed column keeps the fact that it was blank: a listing
+    without year or mileage prices differently from one with the model's typical values.
     """
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CarFeatures:
-        frame = X[INPUT_COLUMNS]
+        frame = without_placeholders(X[INPUT_COLUMNS])
         self.model_medians_ = {
             col: pd.to_numeric(frame[col], errors="coerce")
             .groupby(frame["model"])
@@ -100,12 +105,14 @@ class CarFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        frame = X[INPUT_COLUMNS]
+        frame = without_placeholders(X[INPUT_COLUMNS])
         model = frame["model"].astype(str).str.strip().str.lower()
         out = pd.DataFrame(index=frame.index)
         for col in IMPUTED_BY_MODEL:
+            raw = pd.to_numeric(frame[col])
             by_model = model.map(self.model_medians_[col]).astype(float)
-            out[col] = pd.to_numeric(frame[col]).fillna(by_model).fillna(self.global_medians_[col])
+            out[col] = raw.fillna(by_model).fillna(self.global_medians_[col])
+            out[f"{col}_missing"] = raw.isna().astype(float)
         posted = pd.to_datetime(frame["date_posted"], errors="coerce")
         out["posted_month"] = posted.dt.month.astype(float)
         out["vehicle_age"] = (posted.dt.year + (posted.dt.month - 1) / 12 - out["model_year"]).clip(
@@ -124,6 +131,11 @@ class CarFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(NUMERIC + CATEGORICAL, dtype=object)
+
+
+def without_placeholders(frame: pd.DataFrame) -> pd.DataFrame:
+    odometer = pd.to_numeric(frame["odometer"])
+    return frame.assign(odometer=odometer.where(~(odometer < PLACEHOLDER_ODOMETER)))
 
 
 def keep_plausible_prices(frame: pd.DataFrame) -> pd.Series:
@@ -223,15 +235,22 @@ CANDIDATES = (
         ),
         preprocessing="tree",
     ),
+    # Native categorical splits on model and brand (about 100 and 20 values): ordinal codes
+    # force arbitrary orderings on them, which cost about 0.005 of R2 in CV.
     Candidate(
         "gradient_boosting",
-        lambda seed: HistGradientBoostingRegressor(random_state=seed, early_stopping=False),
+        lambda seed: HistGradientBoostingRegressor(
+            categorical_features=CATEGORICAL,
+            learning_rate=0.05,
+            max_iter=1000,
+            max_leaf_nodes=63,
+            early_stopping=False,
+            random_state=seed,
+        ),
         preprocessing="tree",
         search_space={
-            "model__learning_rate": [0.05, 0.1],
-            "model__max_iter": [300, 500],
-            "model__max_leaf_nodes": [63, 127],
-            "model__min_samples_leaf": [10, 20],
+            "model__min_samples_leaf": [5, 10],
+            "model__max_features": [0.7, 1.0],
             "model__l2_regularization": [0.0, 1.0],
         },
     ),
@@ -252,7 +271,7 @@ SPEC = ProjectSpec(
     data_file="vehicles_us.csv",
     cleaning_rules=(JUNK_LISTINGS,),
     group_columns=("condition", "type"),
-    search_trials=3,
+    search_trials=2,
     reference_figures={"r2": 0.766, "rmse": 4794.0},
     targets={"r2": 0.89, "rmse": 2900.0},
 )
