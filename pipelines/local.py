@@ -7,11 +7,13 @@ import argparse
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import re
 import sys
 import time
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,8 +53,12 @@ class Progress(io.TextIOBase):
     """Stands in for stdout during a run: the full kfp.local log goes to a file, the terminal
     gets one line per step with its wall time, and the tail of a failing step's output."""
 
-    def __init__(self, terminal: TextIO, log: TextIO) -> None:
+    def __init__(self, terminal: TextIO, log: TextIO, prefix: str = "", live: bool = True) -> None:
         self.terminal, self.log = terminal, log
+        self.prefix = prefix
+        """Names the project on every line when several run at once."""
+        self.live = live
+        """Show a 'running...' line that the step's result overwrites (one project at a time)."""
         self.buffer = ""
         self.started: dict[str, float] = {}
         self.durations: dict[str, float] = {}
@@ -70,18 +76,19 @@ class Progress(io.TextIOBase):
         if started := TASK_START.search(line):
             self.started[started[1]] = time.perf_counter()
             self.recent.clear()
-            self.terminal.write(f"    {started[1]:<10} running...\r")
+            if self.live:
+                self.terminal.write(f"    {self.prefix}{started[1]:<10} running...\r")
         elif ended := TASK_END.search(line):
             task, status = ended[1], ended[2]
             seconds = time.perf_counter() - self.started.get(task, time.perf_counter())
             self.durations[task] = seconds
-            self.terminal.write(f"    {task:<10} {seconds:6.1f} s  {status}\n")
+            self.terminal.write(f"    {self.prefix}{task:<10} {seconds:6.1f} s  {status}\n")
             if status != "SUCCESS":
                 lines = [entry for entry in self.recent if entry.strip()]
                 starts = [i for i, entry in enumerate(lines) if "Traceback" in entry]
                 # Show what the step printed last before its traceback, then the error itself.
                 tail = lines[max(0, starts[-1] - 3) :] if starts else lines[-25:]
-                self.terminal.write("".join(f"      | {entry}\n" for entry in tail))
+                self.terminal.write("".join(f"      {self.prefix}| {entry}\n" for entry in tail))
         else:
             self.recent.append(line)
         self.terminal.flush()
@@ -102,14 +109,30 @@ class Outcome:
     steps: dict[str, float] = field(default_factory=dict)
 
 
-def run_project(project: str, source: str, args: argparse.Namespace) -> Outcome:
+def init_local_runner(args: argparse.Namespace) -> None:
+    from kfp import local
+
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(STATE_DIR / "kfp"),
+        enable_caching=not args.no_cache,
+        raise_on_error=True,
+    )
+
+
+def run_project(
+    project: str, source: str, args: argparse.Namespace, concurrent: bool = False
+) -> Outcome:
     from pipelines.training import PIPELINES
 
     log_path = STATE_DIR / "logs" / f"{project}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log_path.open("w") as log:
-        progress = Progress(sys.stdout, log)
+        prefix = f"{project:<10} " if concurrent else ""
+        progress = Progress(sys.stdout, log, prefix=prefix, live=not concurrent)
         try:
             with contextlib.redirect_stdout(progress):
                 task = PIPELINES[project](
@@ -136,6 +159,28 @@ def run_project(project: str, source: str, args: argparse.Namespace) -> Outcome:
     )
 
 
+def run_in_worker(project: str, source: str, args: argparse.Namespace) -> Outcome:
+    """One project's pipeline in its own process: kfp.local's configuration is process-global.
+
+    The steps inherit one OpenMP thread each: several pipelines already share the cores, and
+    OpenMP threads that outnumber them spin and slow every step down.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    init_local_runner(args)
+    return run_project(project, source, args, concurrent=True)
+
+
+def ensure_tracking_store(tracking_uri: str) -> None:
+    """Creates a new SQLite store's tables once, before concurrent runs would race to do it."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    if Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
 def summary(outcome: Outcome) -> str:
     lines = [f"== {outcome.project}: {'OK' if outcome.ok else 'FAILED'} in {outcome.seconds:.1f} s"]
     if not outcome.ok:
@@ -159,9 +204,26 @@ def summary(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def project_list(value: str) -> list[str]:
+    if value == "all":
+        return list(PROJECTS)
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROJECTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown project {', '.join(unknown) or repr(value)}; choose from {', '.join(PROJECTS)} or all"
+        )
+    return list(dict.fromkeys(names))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--project", default="all", choices=["all", *PROJECTS])
+    parser.add_argument(
+        "--project",
+        default="all",
+        type=project_list,
+        help=f"'all' or a comma-separated list of {', '.join(PROJECTS)}",
+    )
     parser.add_argument(
         "--data", default=os.environ.get("DATA") or None, help="path or URL (one project)"
     )
@@ -173,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument(
-        "--trials", type=int, default=4, help="hyperparameter trials per candidate model"
+        "--trials",
+        type=int,
+        default=0,
+        help="hyperparameter trials per candidate model (0: the project's default)",
     )
     parser.add_argument(
         "--gates", default="{}", help='gate overrides as JSON, e.g. {"roc_auc": 0.8}'
@@ -181,34 +246,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default=default_tracking_uri())
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("JOBS") or os.cpu_count() or 1),
+        help="pipelines run at once, each in its own process (default: one per core; 1: one "
+        "after another)",
+    )
+    parser.add_argument(
         "--timings", type=Path, help="write step and pipeline wall times as JSON here"
     )
     args = parser.parse_args(argv)
-    projects = list(PROJECTS) if args.project == "all" else [args.project]
+    projects = args.project
     if args.data and len(projects) > 1:
         parser.error("DATA names one file: give PROJECT too (or use DATA_DIR for all three)")
 
-    from kfp import local
-
-    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     (STATE_DIR / "mlflow").mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(STATE_DIR / "kfp"),
-        enable_caching=not args.no_cache,
-        raise_on_error=True,
-    )
+    jobs = max(1, min(args.jobs, len(projects)))
     print(
         f"MLflow: {args.tracking_uri}\nKFP pipeline root: {STATE_DIR / 'kfp'} (cache {'off' if args.no_cache else 'on'})"
+        + (f"\n{jobs} pipelines at a time, each in its own process" if jobs > 1 else "")
     )
-    outcomes = []
-    for project in projects:
-        source = resolve_source(project, args.data, args.data_dir)
-        if source == "synthetic":
+    sources = {p: resolve_source(p, args.data, args.data_dir) for p in projects}
+
+    def announce(project: str) -> None:
+        if sources[project] == "synthetic":
             print(f"\n!!! {project}: no DATA or DATA_DIR given. {SYNTHETIC_NOTICE}.\n")
-        print(f"--> {project}: {source}", flush=True)
-        outcomes.append(run_project(project, source, args))
+        print(f"--> {project}: {sources[project]}", flush=True)
+
+    outcomes = []
+    if jobs == 1:
+        init_local_runner(args)
+        for project in projects:
+            announce(project)
+            outcomes.append(run_project(project, sources[project], args))
+    else:
+        for project in projects:
+            announce(project)
+        ensure_tracking_store(args.tracking_uri)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_in_worker, p, sources[p], args) for p in projects]
+            outcomes = [future.result() for future in futures]
     print("\n" + "\n\n".join(summary(o) for o in outcomes))
     if args.timings:
         args.timings.parent.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,7 @@ CANDIDATES = (
     Candidate(
         "random_forest",
         lambda seed: RandomForestClassifier(
-            n_estimators=300, class_weight="balanced_subsample", n_jobs=2, random_state=seed
+            n_estimators=150, class_weight="balanced_subsample", n_jobs=2, random_state=seed
         ),
         preprocessing="tree",
         search_space={
