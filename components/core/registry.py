@@ -219,10 +219,10 @@ def register(
         if beats(spec, ours, champion_value):
             client.set_registered_model_alias(spec.name, CHAMPION, version)
             aliases.append(CHAMPION)
-            shown = "none" if champion_value is None else f"{champion_value:.4f}"
-            decision = (
-                f"promoted to champion: {spec.primary_metric} {ours:.4f} vs {champion_note} {shown}"
+            against = (
+                champion_note if champion_value is None else f"{champion_note} {champion_value:.4f}"
             )
+            decision = f"promoted to champion: {spec.primary_metric} {ours:.4f} vs {against}"
         else:
             decision = f"kept {champion_note}: {spec.primary_metric} {champion_value:.4f} vs challenger {ours:.4f} on this test split"
         client.set_model_version_tag(spec.name, version, "decision", decision)
