@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 	bench-pipelines bench-quality bench-serving clean
 
 help:
-	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=2]"
+	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
 	@echo "make test | lint | compile-pipelines | check-compiled"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"

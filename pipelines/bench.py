@@ -22,6 +22,7 @@ import pandas as pd
 from components.core import evaluate, ingest, train
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
+from pipelines import local
 
 OUT_DIR = Path(".state/bench")
 SEED = 42
@@ -54,7 +55,11 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
     result = train.train(spec, parts.train, SEED)
     scored, _ = evaluate.evaluate(spec, result.model, parts.test)
     repeated = seen_in_training(spec, parts.train, parts.test)
-    unseen, _ = evaluate.evaluate(spec, result.model, parts.test[~repeated])
+    unseen = (
+        evaluate.evaluate(spec, result.model, parts.test[~repeated])[0]
+        if repeated.any()
+        else scored
+    )
     lines = []
     met_all = True
     for metric in dict.fromkeys([*spec.targets, *spec.reference_figures, spec.primary_metric]):
@@ -164,8 +169,6 @@ def bench_quality(data_dir: Path, projects: list[str]) -> str:
 
 
 def bench_pipelines(data_dir: Path, projects: list[str], jobs: int) -> str:
-    from pipelines import local
-
     runs = {}
     # First pass on an empty cache (every step runs and fills it), second pass served from it.
     # Each pass is its own process, as `make run` is, so the times include interpreter start.
@@ -182,9 +185,9 @@ def bench_pipelines(data_dir: Path, projects: list[str], jobs: int) -> str:
             str(timings),
             "--jobs",
             str(jobs),
+            "--project",
+            ",".join(projects),
         ]
-        if len(projects) == 1:
-            command += ["--project", projects[0]]
         start = time.perf_counter()
         code = subprocess.run(command, check=False).returncode
         runs[label] = (time.perf_counter() - start, json.loads(timings.read_text()), code)
@@ -221,12 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("kind", choices=["quality", "pipelines"])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--project", default="all", choices=["all", *PROJECTS])
     parser.add_argument(
-        "--jobs",
-        type=int,
-        default=int(os.environ.get("JOBS") or os.cpu_count() or 1),
-        help="pipelines at a time",
+        "--project",
+        default="all",
+        type=local.project_list,
+        help=f"'all' or a comma-separated list of {', '.join(PROJECTS)}",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=local.default_jobs(), help="pipelines at a time"
     )
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
@@ -234,11 +239,10 @@ def main(argv: list[str] | None = None) -> int:
             f"data directory {args.data_dir} not found: the benchmarks run on the real data"
         )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    projects = list(PROJECTS) if args.project == "all" else [args.project]
     text = (
-        bench_quality(args.data_dir, projects)
+        bench_quality(args.data_dir, args.project)
         if args.kind == "quality"
-        else bench_pipelines(args.data_dir, projects, args.jobs)
+        else bench_pipelines(args.data_dir, args.project, args.jobs)
     )
     out = OUT_DIR / f"{args.kind}.md"
     out.write_text(text)

@@ -204,6 +204,11 @@ def summary(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def default_jobs() -> int:
+    """`JOBS` from the environment, else one pipeline per core."""
+    return int(os.environ.get("JOBS") or os.cpu_count() or 1)
+
+
 def project_list(value: str) -> list[str]:
     if value == "all":
         return list(PROJECTS)
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=int(os.environ.get("JOBS") or os.cpu_count() or 1),
+        default=default_jobs(),
         help="pipelines run at once, each in its own process (default: one per core; 1: one "
         "after another)",
     )

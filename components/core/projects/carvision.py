@@ -108,11 +108,11 @@ class CarFeatures(TransformerMixin, BaseEstimator):
         frame = without_placeholders(X[INPUT_COLUMNS])
         model = frame["model"].astype(str).str.strip().str.lower()
         out = pd.DataFrame(index=frame.index)
-        for col in IMPUTED_BY_MODEL:
+        for col, flag in zip(IMPUTED_BY_MODEL, MISSING_FLAGS, strict=True):
             raw = pd.to_numeric(frame[col])
             by_model = model.map(self.model_medians_[col]).astype(float)
             out[col] = raw.fillna(by_model).fillna(self.global_medians_[col])
-            out[f"{col}_missing"] = raw.isna().astype(float)
+            out[flag] = raw.isna().astype(float)
         posted = pd.to_datetime(frame["date_posted"], errors="coerce")
         out["posted_month"] = posted.dt.month.astype(float)
         out["vehicle_age"] = (posted.dt.year + (posted.dt.month - 1) / 12 - out["model_year"]).clip(
