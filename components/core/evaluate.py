@@ -65,6 +65,36 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def bootstrap_intervals(
+    spec: ProjectSpec,
+    y: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    metrics: list[str],
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of test figures: how far the figure of one test split of
+    this size moves by the luck of which rows it drew."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {m: [] for m in metrics}
+    for _ in range(resamples):
+        idx = rng.integers(0, len(y), len(y))
+        figures = (
+            binary_metrics(y[idx], score[idx], threshold)
+            if spec.task == "binary"
+            else regression_metrics(y[idx], score[idx])
+        )
+        for m in metrics:
+            draws[m].append(figures[m])
+    tail = (1.0 - level) / 2
+    return {
+        m: (float(np.nanquantile(v, tail)), float(np.nanquantile(v, 1.0 - tail)))
+        for m, v in draws.items()
+    }
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]

@@ -132,8 +132,8 @@ def source_column(name: str, sources: list[str]) -> str:
 
 
 def _tree_models(estimator: BaseEstimator) -> list[BaseEstimator] | None:
-    """The tree models to explain: the estimator itself, or the fitted trees inside each fold of a
-    calibrated classifier."""
+    """The tree models to explain: the estimator itself, or the fitted trees inside a calibrated
+    classifier (one per fold where it keeps an ensemble of folds)."""
     inner = (
         [fold.estimator for fold in estimator.calibrated_classifiers_]
         if isinstance(estimator, CalibratedClassifierCV)
@@ -158,7 +158,7 @@ def tree_explanation(
     spec: ProjectSpec, model: BaseEstimator, frame: pd.DataFrame
 ) -> Explanation | None:
     """TreeExplainer in the transformed space, or None where it does not apply. For a calibrated
-    model the calibration folds' trees are explained and averaged, before the calibration map."""
+    model the trees are explained before the calibration map (averaged over folds if it keeps them)."""
     pipeline = final_pipeline(model)
     trees = _tree_models(pipeline.steps[-1][1])
     if trees is None:
@@ -193,10 +193,9 @@ def tree_explanation(
     )
     base_value = float(np.mean(all_bases))
     method = "tree (transformed space, margin)"
-    if len(trees) > 1:
-        method = (
-            f"tree (transformed space, mean of {len(trees)} calibration folds, before calibration)"
-        )
+    if isinstance(pipeline.steps[-1][1], CalibratedClassifierCV):
+        folds = f"mean of {len(trees)} calibration folds, " if len(trees) > 1 else ""
+        method = f"tree (transformed space, {folds}before calibration)"
     return Explanation(
         contributions, base_value, base_value + contributions.sum(axis=1).to_numpy(), method
     )

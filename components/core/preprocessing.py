@@ -16,10 +16,18 @@ MAX_CODES = 255
 
 
 def make_preprocessor(kind: Preprocessing) -> ColumnTransformer:
-    """`linear`: impute, scale, one-hot. `tree`: impute, ordinal codes (numeric throughout, so
-    SHAP's TreeExplainer reads the fitted trees)."""
+    """`linear`: impute, scale, one-hot. `tree`: impute, ordinal codes, for native categorical
+    splits. `tree_onehot`: impute, one-hot, for trees that test one value per split (an ordinal
+    code puts a category's rows between its neighbours'). Numeric throughout, so SHAP's
+    TreeExplainer reads the fitted trees."""
     if kind == "linear":
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        categorical = make_pipeline(
+            SimpleImputer(strategy="constant", fill_value="missing"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+        )
+    elif kind == "tree_onehot":
+        numeric = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True))
         categorical = make_pipeline(
             SimpleImputer(strategy="constant", fill_value="missing"),
             OneHotEncoder(handle_unknown="ignore", sparse_output=False),
@@ -35,7 +43,9 @@ def make_preprocessor(kind: Preprocessing) -> ColumnTransformer:
             ),
         )
     else:
-        raise ValueError(f"unknown preprocessing {kind!r}; expected 'linear' or 'tree'")
+        raise ValueError(
+            f"unknown preprocessing {kind!r}; expected 'linear', 'tree' or 'tree_onehot'"
+        )
     transformer = ColumnTransformer(
         [("num", numeric, NUMERIC), ("cat", categorical, CATEGORICAL)],
         verbose_feature_names_out=False,

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 
 Task = Literal["binary", "regression"]
 ColumnType = Literal["float", "int", "category", "string", "date"]
-Preprocessing = Literal["linear", "tree"]
+Preprocessing = Literal["linear", "tree", "tree_onehot"]
 
 
 @dataclass(frozen=True)

@@ -118,13 +118,21 @@ def build_pipeline(
 
 
 def calibrated(pipeline: Pipeline, seed: int) -> Pipeline:
-    """The same pipeline with its estimator wrapped in sigmoid calibration (ranking unchanged)."""
+    """The same pipeline with its estimator wrapped in sigmoid calibration (ranking unchanged).
+
+    The sigmoid is fitted on out-of-fold predictions and the estimator refitted on all the rows
+    (`ensemble=False`), rather than averaging fold models that each saw part of them: on the
+    telecom training folds that scored higher in CV on accuracy, ROC-AUC and log loss alike.
+    """
     out = clone(pipeline)
     estimator = out.steps[-1][1]
     out.steps[-1] = (
         "model",
         CalibratedClassifierCV(
-            estimator, method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=seed)
+            estimator,
+            method="sigmoid",
+            cv=StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed),
+            ensemble=False,
         ),
     )
     return out
@@ -238,7 +246,9 @@ def train(
 
     if spec.calibrate:
         pipeline = calibrated(pipeline, seed)
-        notes.append("probabilities calibrated (sigmoid, 3-fold, inside the pipeline)")
+        notes.append(
+            f"probabilities calibrated (sigmoid on {CV_FOLDS}-fold out-of-fold predictions, inside the pipeline)"
+        )
     oof = cross_val_predict(pipeline, X, y, cv=folds(spec, seed), method="predict_proba")[:, 1]
     threshold = best_f1_threshold(y.to_numpy(), oof) if spec.tune_threshold else 0.5
     if spec.tune_threshold:

@@ -65,3 +65,39 @@ def test_html_report_is_self_contained(spec: ProjectSpec) -> None:
         and "data:image/png;base64" in html
         and "SYNTHETIC" in html
     )
+
+
+def _noisy_scores(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(rows) < 0.3).astype(int)
+    return y, np.clip(0.3 * y + rng.normal(0.35, 0.2, rows), 0, 1)
+
+
+def test_bootstrap_interval_holds_the_test_figure_and_narrows_with_more_rows() -> None:
+    spec = PROJECTS["telecom"]
+    widths = []
+    for rows in (200, 5000):
+        y, score = _noisy_scores(rows, 3)
+        point = logic.binary_metrics(y, score, 0.5)
+        intervals = logic.bootstrap_intervals(spec, y, score, 0.5, ["roc_auc", "f1"], 300)
+        for metric, (low, high) in intervals.items():
+            assert low < point[metric] < high
+        widths.append(intervals["roc_auc"][1] - intervals["roc_auc"][0])
+    assert widths[1] < widths[0] / 3
+
+
+def test_bootstrap_interval_of_a_perfect_ranking_is_a_point() -> None:
+    y = np.array([0, 0, 0, 1, 1, 0, 1, 0] * 10)
+    intervals = logic.bootstrap_intervals(PROJECTS["bankchurn"], y, y * 0.8 + 0.1, 0.5, ["roc_auc"])
+    assert intervals["roc_auc"] == (1.0, 1.0)
+
+
+def test_bootstrap_interval_for_regression_figures() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.normal(10_000, 3_000, 1000)
+    pred = y + rng.normal(0, 1_000, 1000)
+    rmse = logic.regression_metrics(y, pred)["rmse"]
+    low, high = logic.bootstrap_intervals(PROJECTS["carvision"], y, pred, 0.5, ["rmse"], 300)[
+        "rmse"
+    ]
+    assert low < rmse < high and 900 < low and high < 1100

@@ -109,6 +109,9 @@ def make_catboost(seed: int) -> BaseEstimator:
     )
 
 
+# Tree candidates read Geography, Gender and age bands one-hot: on the training folds every tree
+# candidate and every CatBoost setting scored a higher CV ROC-AUC that way than on ordinal codes
+# (CatBoost about +0.002 to +0.003).
 CANDIDATES = (
     Candidate(
         "logistic_regression",
@@ -121,7 +124,7 @@ CANDIDATES = (
         lambda seed: RandomForestClassifier(
             n_estimators=100, class_weight="balanced_subsample", n_jobs=2, random_state=seed
         ),
-        preprocessing="tree",
+        preprocessing="tree_onehot",
         search_space={
             "model__max_depth": [6, 8, 10, 12],
             "model__min_samples_leaf": [5, 10, 20],
@@ -134,7 +137,7 @@ CANDIDATES = (
     Candidate(
         "catboost",
         make_catboost,
-        preprocessing="tree",
+        preprocessing="tree_onehot",
         search_space={
             "model__depth": [4, 5],
             "model__l2_leaf_reg": [3.0, 10.0],
@@ -146,7 +149,7 @@ CANDIDATES = (
     Candidate(
         "gradient_boosting_smote",
         lambda seed: HistGradientBoostingClassifier(random_state=seed),
-        preprocessing="tree",
+        preprocessing="tree_onehot",
         resample=True,
         search_space={
             "model__learning_rate": [0.03, 0.05],
