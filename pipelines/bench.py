@@ -28,6 +28,7 @@ OUT_DIR = Path(".state/bench")
 SEED = 42
 TEST_SIZE = 0.2
 LOWER_IS_BETTER = {"rmse", "mae", "mape"}
+USD_METRICS = {"rmse", "mae"}
 
 
 def seen_in_training(spec: ProjectSpec, train: pd.DataFrame, test: pd.DataFrame) -> pd.Series:
@@ -41,11 +42,16 @@ def seen_in_training(spec: ProjectSpec, train: pd.DataFrame, test: pd.DataFrame)
     return as_text(test).isin(set(as_text(train)))
 
 
-def shown(value: float, target: float | None, met: bool) -> str:
-    """Four decimals, or more where four would round a missed target up to it."""
-    if target is not None and not met and round(value, 4) == round(target, 4):
-        return f"{value:.6f}"
-    return f"{value:.4f}"
+def figure(metric: str, value: float) -> str:
+    """Money in whole dollars, ratios to four decimals."""
+    return f"{value:,.0f}" if metric in USD_METRICS else f"{value:.4f}"
+
+
+def shown(metric: str, value: float, target: float | None, met: bool) -> str:
+    """As `figure`, with more decimals where it would round a missed target up to it."""
+    if target is not None and not met and figure(metric, value) == figure(metric, target):
+        return f"{value:,.2f}" if metric in USD_METRICS else f"{value:.6f}"
+    return figure(metric, value)
 
 
 def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str, Any]]:
@@ -80,14 +86,14 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         met = target is None or (test <= target if metric in LOWER_IS_BETTER else test >= target)
         met_all &= met
         cv = (
-            f"{result.cv_mean[metric]:.4f} ± {result.cv_std[metric]:.4f}"
+            f"{figure(metric, result.cv_mean[metric])} ± {figure(metric, result.cv_std[metric])}"
             if metric in result.cv_mean
             else "n/a"
         )
         reference = spec.reference_figures.get(metric)
         lines.append(
-            f"| {spec.name} | {metric} | {cv} | **{shown(test, target, met)}** | "
-            f"{low:.4f} to {high:.4f} | "
+            f"| {spec.name} | {metric} | {cv} | **{shown(metric, test, target, met)}** | "
+            f"{figure(metric, low)} to {figure(metric, high)} | "
             f"{'' if reference is None else f'{reference:g}'} | {'' if target is None else f'{target:g}'} | "
             f"{'' if target is None else ('yes' if met else 'NO')} |"
         )
@@ -161,7 +167,8 @@ def bench_quality(data_dir: Path, projects: list[str]) -> str:
         for metric in d["targets"]:
             body += (
                 f"| {d['project']} | {d['repeated_test_rows']} of {d['test_rows']} | {metric} | "
-                f"{d['test_metrics'][metric]:.4f} | {d['unseen_test_metrics'][metric]:.4f} |\n"
+                f"{figure(metric, d['test_metrics'][metric])} | "
+                f"{figure(metric, d['unseen_test_metrics'][metric])} |\n"
             )
     for d in details:
         if d["groups"]:

@@ -100,4 +100,4 @@ def test_bootstrap_interval_for_regression_figures() -> None:
     low, high = logic.bootstrap_intervals(PROJECTS["carvision"], y, pred, 0.5, ["rmse"], 300)[
         "rmse"
     ]
-    assert low < rmse < high and 900 < low and high < 1100
+    assert 900 < low < rmse < high < 1100
