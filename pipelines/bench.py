@@ -117,8 +117,30 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         "groups": scored.groups.to_dict("records"),
         "all_targets_met": met_all,
         "targets": list(spec.targets),
+        "primary_metric": spec.primary_metric,
+        "candidates": candidate_rows(spec, result),
     }
     return lines, detail
+
+
+def candidate_rows(spec: ProjectSpec, result: train.TrainResult) -> list[dict[str, Any]]:
+    """The best trial of each candidate model by CV on the primary metric: what the choice
+    was made between (training part only; classifiers at threshold 0.5)."""
+    rows = []
+    for cand in spec.candidates:
+        tried = [t for t in result.trials if t.candidate == cand.name]
+        if not tried:
+            continue
+        best = max(tried, key=lambda t: t.cv_mean[spec.primary_metric])
+        rows.append(
+            {
+                "candidate": cand.name,
+                "trials": len(tried),
+                **{m: best.cv_mean[m] for m in train.SCORING[spec.task]},
+                "params": best.params,
+            }
+        )
+    return rows
 
 
 def bench_quality(data_dir: Path, projects: list[str]) -> str:
@@ -156,6 +178,24 @@ def bench_quality(data_dir: Path, projects: list[str]) -> str:
             f"{d['train_seconds']} s; data `{d['source']}` sha256 {d['sha256'][:12]}, {d['rows']} rows{removed}; "
             f"train {d['train_rows']}, test {d['test_rows']}\n"
         )
+    body += (
+        "\n## Candidates compared\n\nThe best trial of each candidate by 5-fold CV on the "
+        "training part (primary metric in bold); classifiers at threshold 0.5.\n"
+    )
+    for d in details:
+        metrics = [k for k in d["candidates"][0] if k not in ("candidate", "trials", "params")]
+        body += f"\n| {d['project']} | trials | " + " | ".join(metrics) + " | parameters |\n"
+        body += "|---" * (len(metrics) + 3) + "|\n"
+        for c in d["candidates"]:
+            cells = [
+                f"**{figure(m, c[m])}**" if m == d["primary_metric"] else figure(m, c[m])
+                for m in metrics
+            ]
+            body += (
+                f"| {c['candidate']} | {c['trials']} | "
+                + " | ".join(cells)
+                + f" | {c['params']} |\n"
+            )
     body += (
         "\n## Test rows that repeat a training row\n\nA test row that matches a training row in "
         "every field but dates (the same listing or customer posted again) lands on both sides of "

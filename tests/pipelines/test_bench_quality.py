@@ -37,6 +37,12 @@ def test_quality_table_rows_follow_from_the_figures(
         low, high = (float(v) for v in re.findall(r"[\d.]+", cells[4]))
         assert low <= test <= high
         assert cells[-1] == ("yes" if test >= spec.targets[metric] else "NO")
+    # Every candidate appears among those compared, the chosen one with the best CV figure.
+    compared = {c["candidate"]: c for c in detail["candidates"]}
+    assert set(compared) == {c.name for c in spec.candidates}
+    assert max(compared.values(), key=lambda c: c["accuracy"])["candidate"] == detail["model"]
+    for name in compared:
+        assert f"| {name} | 1 | " in table
     # A project whose file is absent is listed as skipped, not silently left out.
     assert "| bankchurn | skipped:" in table
 
