@@ -47,6 +47,11 @@ def figure(metric: str, value: float) -> str:
     return f"{value:,.0f}" if metric in USD_METRICS else f"{value:.4f}"
 
 
+def plain(metric: str, value: float) -> str:
+    """A published figure as it was written (money with thousands separators)."""
+    return f"{value:,.0f}" if metric in USD_METRICS else f"{value:g}"
+
+
 def shown(metric: str, value: float, target: float | None, met: bool) -> str:
     """As `figure`, with more decimals where it would round a missed target up to it."""
     if target is not None and not met and figure(metric, value) == figure(metric, target):
@@ -94,7 +99,8 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         lines.append(
             f"| {spec.name} | {metric} | {cv} | **{shown(metric, test, target, met)}** | "
             f"{figure(metric, low)} to {figure(metric, high)} | "
-            f"{'' if reference is None else f'{reference:g}'} | {'' if target is None else f'{target:g}'} | "
+            f"{'' if reference is None else plain(metric, reference)} | "
+            f"{'' if target is None else plain(metric, target)} | "
             f"{'' if target is None else ('yes' if met else 'NO')} |"
         )
     detail = {
