@@ -72,7 +72,7 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         spec,
         train.split_xy(spec, parts.test)[1].to_numpy(),
         score,
-        float(result.threshold or 0.5),
+        scored.metrics.get("threshold", 0.5),  # the threshold the test figures were taken at
         shown_metrics,
         seed=SEED,
     )

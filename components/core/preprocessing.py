@@ -20,32 +20,25 @@ def make_preprocessor(kind: Preprocessing) -> ColumnTransformer:
     splits. `tree_onehot`: impute, one-hot, for trees that test one value per split (an ordinal
     code puts a category's rows between its neighbours'). Numeric throughout, so SHAP's
     TreeExplainer reads the fitted trees."""
+    # Categories: blanks become their own value "missing", then one-hot or ordinal codes.
+    blank_as_value = SimpleImputer(strategy="constant", fill_value="missing")
     if kind == "linear":
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-        categorical = make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="missing"),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-        )
-    elif kind == "tree_onehot":
+    elif kind in ("tree", "tree_onehot"):
         numeric = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True))
-        categorical = make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="missing"),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-        )
-    elif kind == "tree":
-        numeric = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True))
-        categorical = make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="missing"),
-            # Rare values beyond 254 share one code, so gradient boosting's native categorical
-            # splits (at most 255 values) accept any column; unseen values become -1 (missing).
-            OrdinalEncoder(
-                handle_unknown="use_encoded_value", unknown_value=-1, max_categories=MAX_CODES
-            ),
-        )
     else:
         raise ValueError(
             f"unknown preprocessing {kind!r}; expected 'linear', 'tree' or 'tree_onehot'"
         )
+    if kind == "tree":
+        # Rare values beyond 254 share one code, so gradient boosting's native categorical
+        # splits (at most 255 values) accept any column; unseen values become -1 (missing).
+        encoder: OneHotEncoder | OrdinalEncoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, max_categories=MAX_CODES
+        )
+    else:
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    categorical = make_pipeline(blank_as_value, encoder)
     transformer = ColumnTransformer(
         [("num", numeric, NUMERIC), ("cat", categorical, CATEGORICAL)],
         verbose_feature_names_out=False,
