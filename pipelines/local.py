@@ -200,6 +200,7 @@ def summary(outcome: Outcome) -> str:
         f"             {out['explanation_report']}",
         f"             {out['drift_report']}",
         f"   card      {out['model_card']}",
+        f"   serving   {out['inference_service']}",
     ]
     return "\n".join(lines)
 

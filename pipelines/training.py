@@ -9,10 +9,23 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown
 
+from components.core.deploy import Target
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
-from components.steps import drift, evaluate, explain, features, ingest, register, train, validate
+from components.steps import (
+    deploy,
+    drift,
+    evaluate,
+    explain,
+    features,
+    ingest,
+    register,
+    train,
+    validate,
+)
+
+DEFAULT_TARGET = Target()
 
 
 class TrainingOutputs(NamedTuple):
@@ -20,6 +33,7 @@ class TrainingOutputs(NamedTuple):
 
     model_card: Markdown
     registration: Artifact
+    inference_service: Artifact
     source_info: Artifact
     evaluation: Artifact
     drift_summary: Artifact
@@ -31,7 +45,7 @@ class TrainingOutputs(NamedTuple):
 def build(spec: ProjectSpec) -> Callable[..., Any]:
     @dsl.pipeline(
         name=f"{spec.name}-training",
-        description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift, register.",
+        description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift, register, deploy.",
     )
     def pipeline(
         source: str = "synthetic",
@@ -41,6 +55,9 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         trials_per_candidate: int = 0,
         time_budget_s: float = TIME_BUDGET_S,
         mlflow_tracking_uri: str = "",
+        deploy_mode: str = "manifest",
+        deploy_namespace: str = DEFAULT_TARGET.namespace,
+        serving_image: str = DEFAULT_TARGET.image,
     ) -> TrainingOutputs:
         name = spec.name
         data = ingest(project=name, source=source, seed=seed, test_size=test_size).set_display_name(
@@ -104,9 +121,17 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             test_size=test_size,
             mlflow_tracking_uri=mlflow_tracking_uri,
         ).set_display_name("register")
+        deployed = deploy(
+            project=name,
+            registration=registered.outputs["registration"],
+            mode=deploy_mode,
+            namespace=deploy_namespace,
+            serving_image=serving_image,
+        ).set_display_name("deploy")
         return TrainingOutputs(
             model_card=registered.outputs["model_card"],
             registration=registered.outputs["registration"],
+            inference_service=deployed.outputs["manifest"],
             source_info=data.outputs["source_info"],
             evaluation=scored.outputs["evaluation"],
             drift_summary=drifted.outputs["summary"],

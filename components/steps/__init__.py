@@ -4,6 +4,7 @@ They run unchanged under `kfp.local.SubprocessRunner(use_venv=False)`, where the
 installed in the running venv, and on a cluster, where the component image carries it.
 """
 
+from components.steps.deploy import deploy
 from components.steps.drift import drift
 from components.steps.evaluate import evaluate
 from components.steps.explain import explain
@@ -13,4 +14,14 @@ from components.steps.register import register
 from components.steps.train import train
 from components.steps.validate import validate
 
-__all__ = ["drift", "evaluate", "explain", "features", "ingest", "register", "train", "validate"]
+__all__ = [
+    "deploy",
+    "drift",
+    "evaluate",
+    "explain",
+    "features",
+    "ingest",
+    "register",
+    "train",
+    "validate",
+]

@@ -9,7 +9,17 @@ from components.core.projects import PROJECTS
 from components.image import IMAGE
 from pipelines.compile import compile_all, compiled_path
 
-STEPS = {"ingest", "validate", "features", "train", "evaluate", "explain", "drift", "register"}
+STEPS = {
+    "ingest",
+    "validate",
+    "features",
+    "train",
+    "evaluate",
+    "explain",
+    "drift",
+    "register",
+    "deploy",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +74,9 @@ def test_artifact_types_are_the_ones_the_kfp_ui_renders() -> None:
     # register and explain only start after the gate passed / the model exists
     dag = spec["root"]["dag"]["tasks"]
     assert "evaluate" in dag["register"]["dependentTasks"]
+    assert dag["deploy"]["dependentTasks"] == ["register"]
+    assert params_of(spec)["deploy_mode"]["defaultValue"] == "manifest"
+
+
+def params_of(spec: dict) -> dict:  # type: ignore[type-arg]
+    return spec["root"]["inputDefinitions"]["parameters"]

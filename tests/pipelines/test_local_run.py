@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from kfp import local
 
 from components.core.projects import PROJECTS
@@ -68,6 +69,9 @@ def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(
         filter_string=f"tags.mlflow.parentRunId = '{registration['run_id']}'",
     )
     assert len(children) >= 1
+    served = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
+    args = served["spec"]["predictor"]["containers"][0]["args"]
+    assert f"--model_uri=models:/telecom/{registration['version']}" in args
 
 
 def test_unchanged_rerun_is_served_from_the_cache(kfp_local: str, good_csv: Path) -> None:
@@ -76,6 +80,17 @@ def test_unchanged_rerun_is_served_from_the_cache(kfp_local: str, good_csv: Path
     registration = json.loads(Path(task.outputs["registration"].path).read_text())
     assert registration["version"] == before
     assert len(mlflow.MlflowClient().search_model_versions("name = 'telecom'")) == int(before)
+
+
+def test_apply_mode_off_cluster_stops_in_deploy_naming_the_way_out(
+    kfp_local: str, good_csv: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = champion_version()
+    with pytest.raises(RuntimeError):
+        run(good_csv, kfp_local, deploy_mode="apply")
+    output = capfd.readouterr().out
+    assert "mode 'apply' needs a Kubernetes service account" in output
+    assert champion_version() == before
 
 
 def test_bad_data_stops_in_validate_and_keeps_the_champion(

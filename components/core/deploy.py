@@ -1,0 +1,274 @@
+"""The KServe InferenceService that serves a project's registered model, and applying it.
+
+One function describes the serving resource; the deploy step, the checked-in manifests
+(`manifests/base/inferenceservices/`) and the docs all come from it, so they cannot drift apart.
+The predictor is the project's own server image (`serving/`), started with a registry URI pinned
+to one model version: a rollout is an explicit change of that version, and a rollback is
+re-deploying the previous one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+
+from components import __version__
+from components.core.spec import ProjectSpec
+
+GROUP = "serving.kserve.io"
+API_VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+PART_OF = "kubeflow-mlops"
+HTTP_PORT = 8080
+SERVING_IMAGE = f"ghcr.io/kubeflow-mlops/mlops-serving:{__version__}"
+# Holds MLFLOW_TRACKING_URI (and the artifact store's credentials) for the predictor pods.
+CONFIG_MAP = "mlops-serving-config"
+SERVICE_ACCOUNT = "mlops-serving"
+MODEL_URI = re.compile(
+    r"^models:/(?P<name>[A-Za-z0-9_.-]+)(/(?P<version>[0-9]+)|@(?P<alias>[\w-]+))$"
+)
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+
+Mode = Literal["manifest", "apply"]
+
+
+class DeployError(ValueError):
+    """A deployment that cannot be described or applied; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how big: everything about a deployment that is not the model."""
+
+    namespace: str = "kubeflow-mlops"
+    image: str = SERVING_IMAGE
+    min_replicas: int = 1
+    max_replicas: int = 3
+    cpu_request: str = "500m"
+    memory_request: str = "1Gi"
+    cpu_limit: str = "1"
+    memory_limit: str = "2Gi"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        problems = []
+        if not DNS_LABEL.match(self.namespace):
+            problems.append(f"namespace {self.namespace!r} is not a DNS label")
+        if not self.image.strip():
+            problems.append("image is empty")
+        if self.min_replicas < 0:
+            problems.append(f"min_replicas {self.min_replicas} is negative")
+        if self.max_replicas < max(self.min_replicas, 1):
+            problems.append(
+                f"max_replicas {self.max_replicas} is below min_replicas {self.min_replicas} "
+                "(or below 1)"
+            )
+        for name in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
+            value = getattr(self, name)
+            if not QUANTITY.match(value):
+                problems.append(f"{name} {value!r} is not a Kubernetes quantity")
+        if problems:
+            raise DeployError("; ".join(problems))
+
+
+def check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
+    match = MODEL_URI.match(model_uri)
+    if not match:
+        raise DeployError(
+            f"model_uri {model_uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    if match["name"] != spec.name:
+        raise DeployError(
+            f"model_uri {model_uri!r} names model {match['name']!r}, not project {spec.name!r}"
+        )
+
+
+def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict[str, Any]:
+    """The InferenceService (KServe v1 protocol, raw deployment) serving `model_uri`."""
+    check_model_uri(spec, model_uri)
+    target.check()
+    labels = {
+        "app.kubernetes.io/name": spec.name,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/component": "predictor",
+        **target.labels,
+    }
+    return {
+        "apiVersion": f"{GROUP}/{API_VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": spec.name,
+            "namespace": target.namespace,
+            "labels": labels,
+            "annotations": {
+                # A Deployment and a Service, no Knative: /metrics stays on the model port.
+                "serving.kserve.io/deploymentMode": "RawDeployment",
+                "serving.kserve.io/enable-prometheus-scraping": "true",
+                "prometheus.kserve.io/port": str(HTTP_PORT),
+                "prometheus.kserve.io/path": "/metrics",
+                "mlops.kubeflow.org/model-uri": model_uri,
+            },
+        },
+        "spec": {
+            "predictor": {
+                "minReplicas": target.min_replicas,
+                "maxReplicas": target.max_replicas,
+                "serviceAccountName": SERVICE_ACCOUNT,
+                "labels": labels,
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": target.image,
+                        "args": [
+                            f"--model_name={spec.name}",
+                            f"--model_uri={model_uri}",
+                            f"--http_port={HTTP_PORT}",
+                            "--enable_grpc=false",
+                        ],
+                        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+                        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+                        # Ready only once the model has loaded: the server answers 503 until then.
+                        "readinessProbe": {
+                            "httpGet": {"path": f"/v1/models/{spec.name}", "port": HTTP_PORT},
+                            "periodSeconds": 5,
+                            "failureThreshold": 3,
+                        },
+                        "livenessProbe": {
+                            "httpGet": {"path": "/", "port": HTTP_PORT},
+                            "initialDelaySeconds": 30,
+                            "periodSeconds": 10,
+                        },
+                        "resources": {
+                            "requests": {
+                                "cpu": target.cpu_request,
+                                "memory": target.memory_request,
+                            },
+                            "limits": {"cpu": target.cpu_limit, "memory": target.memory_limit},
+                        },
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        # A registry URI is downloaded to a temporary directory.
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    }
+                ],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
+            }
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the deploy step serves: the registry's champion, pinned to its version."""
+
+    model_uri: str | None
+    reason: str
+
+
+def plan(spec: ProjectSpec, registration: dict[str, Any]) -> Plan:
+    """The champion after this run's registration: the new version if it was promoted, else
+    the one that stayed. A run that promoted nothing and found no champion deploys nothing."""
+    if "champion" in registration.get("aliases", []):
+        version = str(registration["version"])
+        return Plan(f"models:/{spec.name}/{version}", f"version {version} is the new champion")
+    before = registration.get("champion_before")
+    if before:
+        return Plan(
+            f"models:/{spec.name}/{before}",
+            f"version {registration['version']} was not promoted; champion {before} stays",
+        )
+    return Plan(None, f"{spec.name} has no champion: nothing to deploy")
+
+
+def to_yaml(manifest: dict[str, Any]) -> str:
+    return yaml.safe_dump(manifest, sort_keys=False)
+
+
+class CustomObjects(Protocol):
+    """The part of kubernetes.client.CustomObjectsApi that applying uses."""
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> Any: ...
+
+    def create_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, body: Any
+    ) -> Any: ...
+
+    def patch_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
+    ) -> Any: ...
+
+
+def in_cluster_api() -> CustomObjects:
+    """The Kubernetes API as the pod's service account sees it (the deploy step on a cluster)."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as error:
+        raise DeployError(
+            f"mode 'apply' needs a Kubernetes service account (in-cluster config): {error}. "
+            "Use mode 'manifest' off-cluster and apply the written manifest with kubectl."
+        ) from error
+    return client.CustomObjectsApi()  # type: ignore[no-any-return]
+
+
+def apply(manifest: dict[str, Any], api: CustomObjects) -> str:
+    """Creates the InferenceService, or patches the existing one; returns which it did."""
+    from kubernetes.client.exceptions import ApiException
+
+    meta = manifest["metadata"]
+    where = (GROUP, API_VERSION, meta["namespace"], PLURAL)
+    try:
+        api.get_namespaced_custom_object(*where, meta["name"])
+    except ApiException as error:
+        if error.status != 404:
+            raise DeployError(
+                f"reading InferenceService {meta['namespace']}/{meta['name']} failed: "
+                f"{error.status} {error.reason}"
+            ) from error
+        api.create_namespaced_custom_object(*where, manifest)
+        return "created"
+    api.patch_namespaced_custom_object(*where, meta["name"], manifest)
+    return "patched"
+
+
+def write_base(directory: Path, specs: list[ProjectSpec]) -> list[Path]:
+    """The checked-in manifests: each project's champion, resolved when a pod starts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec in specs:
+        manifest = inference_service(spec, f"models:/{spec.name}@champion", Target())
+        path = directory / f"{spec.name}.yaml"
+        path.write_text(
+            "# Generated by `make generate` from components/core/deploy.py: do not edit.\n"
+            + to_yaml(manifest)
+        )
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.core.projects import PROJECTS
+
+    parser = argparse.ArgumentParser(description="Write the InferenceService manifests.")
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    for path in write_base(args.directory, [PROJECTS[name] for name in sorted(PROJECTS)]):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
