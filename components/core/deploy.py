@@ -221,7 +221,7 @@ def in_cluster_api() -> CustomObjects:
             f"mode 'apply' needs a Kubernetes service account (in-cluster config): {error}. "
             "Use mode 'manifest' off-cluster and apply the written manifest with kubectl."
         ) from error
-    return client.CustomObjectsApi()  # type: ignore[no-any-return]
+    return client.CustomObjectsApi()
 
 
 def apply(manifest: dict[str, Any], api: CustomObjects) -> str:
