@@ -1,20 +1,10 @@
-"""The model server over real HTTP on 127.0.0.1: one server process per project.
-
-Module-wide fixtures train a quick model per project on synthetic data, save it as the register
-step saves it, and start every server at once so that their start-up (imports, load, SHAP
-warm-up) overlaps.
-"""
+"""The model server over real HTTP on 127.0.0.1: one server process per project (conftest)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import re
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,173 +13,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.core import ingest, train
 from components.core.explain import model_output
 from components.core.projects import get_spec
-from components.core.spec import ProjectSpec
 from serving.inputs import MAX_EXPLAIN_INSTANCES, MAX_INSTANCES
-from serving.launch import ServerProcess, launch
-from serving.loading import ModelLoadError, load, save, single_threaded
+from serving.launch import ServerProcess
+from serving.loading import ModelLoadError, load, single_threaded
 from serving.outputs import risk_bands
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-# One candidate per project keeps training to seconds; the random forest (n_jobs=2) is there
-# so that the server's single-threading of fitted estimators is exercised.
-CANDIDATES = {
-    "telecom": "logistic_regression",
-    "bankchurn": "logistic_regression",
-    "carvision": "random_forest",
-}
-SLOW_LOAD_SECONDS = 5.0
-REAL_TELECOM = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
-
-
-@dataclass
-class Served:
-    spec: ProjectSpec
-    model_dir: Path
-    model: Any
-    test_frame: pd.DataFrame
-
-
-class SlowToUnpickle:
-    """Sleeps while the model is unpickled, so that the server's load is slow for real."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __reduce__(self) -> tuple[Any, tuple[float]]:
-        return time.sleep, (self.seconds,)
-
-
-def quick_model(spec: ProjectSpec, candidate: str, train_frame: pd.DataFrame) -> Any:
-    narrowed = dataclasses.replace(spec, candidates=(spec.candidate(candidate),))
-    return train.train(
-        narrowed, train_frame, seed=42, trials_per_candidate=1, time_budget_s=30
-    ).model
-
-
-def instances(spec: ProjectSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON objects of the raw input fields; blanks as null, floats exactly."""
-    rows = []
-    for record in frame[spec.input_columns].to_dict("records"):
-        rows.append(
-            {
-                str(k): None if isinstance(v, float) and math.isnan(v) else v
-                for k, v in record.items()
-            }
-        )
-    return rows
-
-
-@pytest.fixture(scope="session")
-def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serving-models")
-
-
-@pytest.fixture(scope="session")
-def served(models_root: Path) -> dict[str, Served]:
-    out = {}
-    for project, candidate in CANDIDATES.items():
-        spec = get_spec(project)
-        frame, _ = ingest.load(spec, "synthetic:2000")
-        split = ingest.split(spec, frame, test_size=0.2, seed=42)
-        model = quick_model(spec, candidate, split.train)
-        model_dir = save(spec, model, split.train, models_root / project)
-        out[project] = Served(spec, model_dir, model, split.test)
-    return out
-
-
-@pytest.fixture(scope="session")
-def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str, Path]:
-    """A model that loads slowly and one whose pickle is corrupt."""
-    telecom = served["telecom"]
-    telecom.model.load_delay_ = SlowToUnpickle(SLOW_LOAD_SECONDS)
-    try:
-        slow = save(telecom.spec, telecom.model, telecom.test_frame, models_root / "slow")
-    finally:
-        del telecom.model.load_delay_
-    corrupt = models_root / "corrupt"
-    corrupt.mkdir()
-    for item in telecom.model_dir.iterdir():
-        (corrupt / item.name).write_bytes(item.read_bytes())
-    (corrupt / "model.pkl").write_bytes(b"this is not a pickle")
-    return {"slow": slow, "corrupt": corrupt}
-
-
-@pytest.fixture(scope="session")
-def real_telecom(request: pytest.FixtureRequest, models_root: Path) -> Served | None:
-    """A telecom model trained on the real file, when a selected test needs it and it exists."""
-    wanted = any(item.get_closest_marker("real_data") for item in request.session.items)
-    if not wanted or not REAL_TELECOM.is_file():
-        return None
-    spec = get_spec("telecom")
-    frame, _ = ingest.load(spec, str(REAL_TELECOM))
-    split = ingest.split(spec, frame, test_size=0.2, seed=42)
-    model = quick_model(spec, CANDIDATES["telecom"], split.train)
-    model_dir = save(spec, model, split.train, models_root / "telecom-real")
-    return Served(spec, model_dir, model, split.test)
-
-
-@pytest.fixture(scope="session")
-def processes(
-    served: dict[str, Served],
-    broken_model_dirs: dict[str, Path],
-    real_telecom: Served | None,
-    models_root: Path,
-) -> Iterator[dict[str, ServerProcess]]:
-    logs = models_root / "logs"
-    started = {name: launch(name, s.model_dir, logs / f"{name}.log") for name, s in served.items()}
-    for kind, path in broken_model_dirs.items():
-        started[kind] = launch("telecom", path, logs / f"{kind}.log")
-    if real_telecom is not None:
-        started["real"] = launch("telecom", real_telecom.model_dir, logs / "real.log")
-    yield started
-    for process in started.values():
-        process.terminate()
-    for process in started.values():
-        process.stop()
-
-
-@pytest.fixture(scope="session")
-def servers(processes: dict[str, ServerProcess]) -> dict[str, ServerProcess]:
-    """The three project servers, ready."""
-    ready = {name: processes[name] for name in CANDIDATES}
-    for process in ready.values():
-        process.wait_ready()
-    return ready
-
-
-JSON = {"Content-Type": "application/json"}
-
-
-def post(
-    server: ServerProcess, path: str, body: Any, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(server.url + path, content=content, headers=headers or JSON, timeout=60.0)
-
-
-def predict(server: ServerProcess, rows: list[dict[str, Any]]) -> httpx.Response:
-    return post(server, f"/v1/models/{server.project}:predict", {"instances": rows})
-
-
-def v2_body(rows: list[dict[str, Any]], spec_columns: list[str]) -> dict[str, Any]:
-    inputs = []
-    for name in spec_columns:
-        values = [row[name] for row in rows]
-        text = any(isinstance(v, str) for v in values)
-        inputs.append(
-            {
-                "name": name,
-                "shape": [len(values)],
-                "datatype": "BYTES" if text else "FP64",
-                "data": values,
-            }
-        )
-    return {"inputs": inputs}
-
+from tests.serving.support import (
+    CANDIDATES,
+    REAL_TELECOM,
+    Served,
+    instances,
+    post,
+    predict,
+    v2_body,
+)
 
 # --- start-up and health -------------------------------------------------------------------
 

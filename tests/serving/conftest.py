@@ -1,0 +1,100 @@
+"""Session fixtures: a quick model per project, saved as the register step saves it, and one
+server process per project, all started at once so that their start-up overlaps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.core import ingest
+from components.core.projects import get_spec
+from serving.launch import ServerProcess, launch
+from serving.loading import save
+from tests.serving.support import (
+    CANDIDATES,
+    REAL_TELECOM,
+    SLOW_LOAD_SECONDS,
+    Served,
+    SlowToUnpickle,
+    quick_model,
+)
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serving-models")
+
+
+@pytest.fixture(scope="session")
+def served(models_root: Path) -> dict[str, Served]:
+    out = {}
+    for project, candidate in CANDIDATES.items():
+        spec = get_spec(project)
+        frame, _ = ingest.load(spec, "synthetic:2000")
+        split = ingest.split(spec, frame, test_size=0.2, seed=42)
+        model = quick_model(spec, candidate, split.train)
+        model_dir = save(spec, model, split.train, models_root / project)
+        out[project] = Served(spec, model_dir, model, split.test)
+    return out
+
+
+@pytest.fixture(scope="session")
+def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str, Path]:
+    """A model that loads slowly and one whose pickle is corrupt."""
+    telecom = served["telecom"]
+    telecom.model.load_delay_ = SlowToUnpickle(SLOW_LOAD_SECONDS)
+    try:
+        slow = save(telecom.spec, telecom.model, telecom.test_frame, models_root / "slow")
+    finally:
+        del telecom.model.load_delay_
+    corrupt = models_root / "corrupt"
+    corrupt.mkdir()
+    for item in telecom.model_dir.iterdir():
+        (corrupt / item.name).write_bytes(item.read_bytes())
+    (corrupt / "model.pkl").write_bytes(b"this is not a pickle")
+    return {"slow": slow, "corrupt": corrupt}
+
+
+@pytest.fixture(scope="session")
+def real_telecom(request: pytest.FixtureRequest, models_root: Path) -> Served | None:
+    """A telecom model trained on the real file, when a selected test needs it and it exists."""
+    wanted = any(item.get_closest_marker("real_data") for item in request.session.items)
+    if not wanted or not REAL_TELECOM.is_file():
+        return None
+    spec = get_spec("telecom")
+    frame, _ = ingest.load(spec, str(REAL_TELECOM))
+    split = ingest.split(spec, frame, test_size=0.2, seed=42)
+    model = quick_model(spec, CANDIDATES["telecom"], split.train)
+    model_dir = save(spec, model, split.train, models_root / "telecom-real")
+    return Served(spec, model_dir, model, split.test)
+
+
+@pytest.fixture(scope="session")
+def processes(
+    served: dict[str, Served],
+    broken_model_dirs: dict[str, Path],
+    real_telecom: Served | None,
+    models_root: Path,
+) -> Iterator[dict[str, ServerProcess]]:
+    logs = models_root / "logs"
+    started = {name: launch(name, s.model_dir, logs / f"{name}.log") for name, s in served.items()}
+    for kind, path in broken_model_dirs.items():
+        started[kind] = launch("telecom", path, logs / f"{kind}.log")
+    if real_telecom is not None:
+        started["real"] = launch("telecom", real_telecom.model_dir, logs / "real.log")
+    yield started
+    for process in started.values():
+        process.terminate()
+    for process in started.values():
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def servers(processes: dict[str, ServerProcess]) -> dict[str, ServerProcess]:
+    """The three project servers, ready."""
+    ready = {name: processes[name] for name in CANDIDATES}
+    for process in ready.values():
+        process.wait_ready()
+    return ready

@@ -1,0 +1,97 @@
+"""What the serving tests share: the quick models, the served-model record, HTTP helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from components.core import train
+from components.core.spec import ProjectSpec
+from serving.launch import ServerProcess
+
+# One candidate per project keeps training to seconds; the random forest (n_jobs=2) is there
+# so that the server's single-threading of fitted estimators is exercised.
+CANDIDATES = {
+    "telecom": "logistic_regression",
+    "bankchurn": "logistic_regression",
+    "carvision": "random_forest",
+}
+SLOW_LOAD_SECONDS = 5.0
+REAL_TELECOM = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
+
+
+@dataclass
+class Served:
+    spec: ProjectSpec
+    model_dir: Path
+    model: Any
+    test_frame: pd.DataFrame
+
+
+class SlowToUnpickle:
+    """Sleeps while the model is unpickled, so that the server's load is slow for real."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, tuple[float]]:
+        return time.sleep, (self.seconds,)
+
+
+def quick_model(spec: ProjectSpec, candidate: str, train_frame: pd.DataFrame) -> Any:
+    narrowed = dataclasses.replace(spec, candidates=(spec.candidate(candidate),))
+    return train.train(
+        narrowed, train_frame, seed=42, trials_per_candidate=1, time_budget_s=30
+    ).model
+
+
+def instances(spec: ProjectSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON objects of the raw input fields; blanks as null, floats exactly."""
+    rows = []
+    for record in frame[spec.input_columns].to_dict("records"):
+        rows.append(
+            {
+                str(k): None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in record.items()
+            }
+        )
+    return rows
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def post(
+    server: ServerProcess, path: str, body: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(server.url + path, content=content, headers=headers or JSON, timeout=60.0)
+
+
+def predict(server: ServerProcess, rows: list[dict[str, Any]]) -> httpx.Response:
+    return post(server, f"/v1/models/{server.project}:predict", {"instances": rows})
+
+
+def v2_body(rows: list[dict[str, Any]], spec_columns: list[str]) -> dict[str, Any]:
+    inputs = []
+    for name in spec_columns:
+        values = [row[name] for row in rows]
+        text = any(isinstance(v, str) for v in values)
+        inputs.append(
+            {
+                "name": name,
+                "shape": [len(values)],
+                "datatype": "BYTES" if text else "FP64",
+                "data": values,
+            }
+        )
+    return {"inputs": inputs}
