@@ -18,12 +18,13 @@ PYTEST_ARGS ?=
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test test-all lint format compile-pipelines check-compiled submit serve \
+.PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
+	submit serve \
 	bench-pipelines bench-quality bench-serving clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
-	@echo "make test | lint | compile-pipelines | check-compiled"
+	@echo "make test | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
@@ -48,7 +49,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy components pipelines serving
+	$(VENV)/bin/mypy components pipelines serving grafana
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -57,9 +58,25 @@ format: $(STAMP)
 compile-pipelines: $(STAMP)
 	$(PY) -m pipelines.compile
 
-# Generated files are checked in: regenerate and fail on any difference.
-check-compiled: compile-pipelines
-	git diff --exit-code -- pipelines/compiled
+# Every generated file: compiled pipelines, InferenceServices, dashboard and alert rules.
+GENERATED := pipelines/compiled manifests grafana/dashboards grafana/alerts
+generate: compile-pipelines
+	$(PY) -m components.core.deploy manifests/base/inferenceservices
+	$(PY) -m grafana
+
+# Generated files are checked in: regenerate and fail on any difference or new file.
+check-compiled: generate
+	@git diff --exit-code -- $(GENERATED)
+	@test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || \
+		{ git ls-files --others --exclude-standard -- $(GENERATED); \
+		  echo "generated files above are not in git"; exit 1; }
+
+# Offline checks of the cluster side: kustomize builds and promtool's alert unit tests.
+check-manifests: $(STAMP)
+	kubectl kustomize manifests/overlays/dev > /dev/null
+	kubectl kustomize manifests/overlays/prod > /dev/null
+	promtool check rules grafana/alerts/*.rules.yml
+	promtool test rules tests/monitoring/alerts_test.yml
 
 submit: $(STAMP)
 	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }

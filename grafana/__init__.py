@@ -1,0 +1,1 @@
+"""Monitoring as code: the serving dashboard and the alerting rules (`python -m grafana`)."""
