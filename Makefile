@@ -71,12 +71,14 @@ check-compiled: generate
 		{ git ls-files --others --exclude-standard -- $(GENERATED); \
 		  echo "generated files above are not in git"; exit 1; }
 
-# Offline checks of the cluster side: kustomize builds and promtool's alert unit tests.
+# Offline checks of the cluster side: kustomize builds, promtool's alert unit tests, Terraform
+# formatting (`terraform validate` needs the provider registry).
 check-manifests: $(STAMP)
 	kubectl kustomize manifests/overlays/dev > /dev/null
 	kubectl kustomize manifests/overlays/prod > /dev/null
 	promtool check rules grafana/alerts/*.rules.yml
-	promtool test rules tests/monitoring/alerts_test.yml
+	promtool test rules tests/cluster/alerts_test.yml
+	terraform fmt -check -recursive terraform
 
 submit: $(STAMP)
 	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }

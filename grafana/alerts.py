@@ -2,7 +2,7 @@
 
 Every rule reads a series the server really emits (tests check each name against a live
 `/metrics`), carries `summary`, `description` and `severity`, and has a promtool unit test in
-`tests/monitoring/alerts_test.yml`. Scrape targets carry the `isvc` label: the PodMonitor copies
+`tests/cluster/alerts_test.yml`. Scrape targets carry the `isvc` label: the PodMonitor copies
 it from the pod's `app.kubernetes.io/name` (the project).
 """
 

@@ -23,6 +23,7 @@ from components.core import evaluate, ingest, train
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from pipelines import local
+from pipelines.training import STEPS
 
 OUT_DIR = Path(".state/bench")
 SEED = 42
@@ -260,7 +261,7 @@ def bench_pipelines(data_dir: Path, projects: list[str], jobs: int) -> str:
         start = time.perf_counter()
         code = subprocess.run(command, check=False).returncode
         runs[label] = (time.perf_counter() - start, json.loads(timings.read_text()), code)
-    steps = ["ingest", "validate", "features", "train", "evaluate", "explain", "drift", "register"]
+    steps = list(STEPS)
     lines = [
         "# Pipeline benchmark",
         "",

@@ -26,6 +26,18 @@ from components.steps import (
 )
 
 DEFAULT_TARGET = Target()
+STEPS = (
+    "ingest",
+    "validate",
+    "features",
+    "train",
+    "evaluate",
+    "explain",
+    "drift",
+    "register",
+    "deploy",
+)
+"""The display name of every task, in the order a run reaches them."""
 
 
 class TrainingOutputs(NamedTuple):

@@ -108,6 +108,7 @@ def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict
             "labels": labels,
             "annotations": {
                 # A Deployment and a Service, no Knative: /metrics stays on the model port.
+                # KServe 0.16+ calls this mode Standard and still reads the older name.
                 "serving.kserve.io/deploymentMode": "RawDeployment",
                 "serving.kserve.io/enable-prometheus-scraping": "true",
                 "prometheus.kserve.io/port": str(HTTP_PORT),

@@ -3,6 +3,7 @@ into what the deploy step and the monitoring expect, and promtool's alert unit t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = subprocess.run(
-        [promtool, "test", "rules", str(ROOT / "tests" / "monitoring" / "alerts_test.yml")],
+        [promtool, "test", "rules", str(ROOT / "tests" / "cluster" / "alerts_test.yml")],
         capture_output=True,
         text=True,
     )
@@ -150,3 +151,69 @@ def test_the_dashboard_has_fixed_ids_and_reads_the_chosen_datasource_and_project
             assert target["datasource"]["uid"] == "${datasource}"
             assert 'isvc=~"$isvc"' in target["expr"]
     assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "isvc"]
+
+
+# --- Terraform ---------------------------------------------------------------------------------
+# `terraform init` cannot reach the provider registry here, so `validate` cannot run: these
+# check formatting and the conventions that validate would not (typed, described variables).
+
+TERRAFORM = ROOT / "terraform"
+MODULE_FILES = {"main.tf", "variables.tf", "outputs.tf", "versions.tf"}
+BLOCK = re.compile(r'^(variable|output) "([^"]+)" \{\n(.*?)^\}', re.S | re.M)
+
+
+def blocks(kind: str, directory: Path) -> dict[str, str]:
+    text = "\n".join(p.read_text() for p in sorted(directory.glob("*.tf")))
+    return {name: body for k, name, body in BLOCK.findall(text) if k == kind}
+
+
+def test_terraform_is_formatted() -> None:
+    formatted = subprocess.run(
+        [tool("terraform"), "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+    )
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+@pytest.mark.parametrize(
+    "directory",
+    sorted(p.parent.relative_to(TERRAFORM) for p in TERRAFORM.glob("*/*/main.tf")),
+    ids=str,
+)
+def test_every_terraform_variable_and_output_is_typed_and_described(directory: Path) -> None:
+    root = TERRAFORM / directory
+    assert {p.name for p in root.glob("*.tf")} >= MODULE_FILES
+    variables = blocks("variable", root)
+    assert variables
+    for name, body in variables.items():
+        assert re.search(r"^\s*type\s*=", body, re.M), f"{directory}: variable {name} has no type"
+        assert re.search(r'^\s*description\s*=\s*"\S', body, re.M), (
+            f"{directory}: variable {name} has no description"
+        )
+    for name, body in blocks("output", root).items():
+        assert re.search(r'^\s*description\s*=\s*"\S', body, re.M), (
+            f"{directory}: output {name} has no description"
+        )
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_environment_applies_its_own_overlay_with_its_namespace(env: str) -> None:
+    main = (TERRAFORM / "envs" / env / "main.tf").read_text()
+    overlay = re.search(r'overlay_path\s*=\s*"\$\{path\.module\}/(.+?)"', main)
+    assert overlay, "the serving module is given no overlay"
+    path = (TERRAFORM / "envs" / env / overlay[1]).resolve()
+    assert path == ROOT / "manifests" / "overlays" / env
+    namespace = re.search(r'serving_namespace\s*=\s*"([^"]+)"', main)
+    kustomization = yaml.safe_load((path / "kustomization.yaml").read_text())
+    assert namespace and namespace[1] == kustomization["namespace"]
+    for module in re.findall(r'source\s*=\s*"(\.\./\.\./modules/[^"]+)"', main):
+        assert (TERRAFORM / "envs" / env / module / "main.tf").is_file()
+    example = (TERRAFORM / "envs" / env / "terraform.tfvars.example").read_text()
+    required = [
+        name
+        for name, body in blocks("variable", TERRAFORM / "envs" / env).items()
+        if "default" not in body
+    ]
+    for name in required:
+        assert re.search(rf"^{name}\s*=", example, re.M), f"{name} missing from the example"

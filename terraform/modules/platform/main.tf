@@ -1,0 +1,75 @@
+# What the serving side needs from the cluster: KServe (raw deployments, no Knative), and the
+# Prometheus operator with Grafana, whose dashboard sidecar loads the dashboard ConfigMap of
+# manifests/components/monitoring. The serving namespace itself belongs to the kustomize overlay.
+
+resource "helm_release" "cert_manager" {
+  count            = var.install_cert_manager ? 1 : 0
+  name             = "cert-manager"
+  repository       = "https://charts.jetstack.io"
+  chart            = "cert-manager"
+  version          = var.cert_manager_version
+  namespace        = "cert-manager"
+  create_namespace = true
+
+  set {
+    name  = "crds.enabled"
+    value = "true"
+  }
+}
+
+resource "helm_release" "kserve_crd" {
+  name             = "kserve-crd"
+  repository       = "oci://ghcr.io/kserve/charts"
+  chart            = "kserve-crd"
+  version          = var.kserve_version
+  namespace        = "kserve"
+  create_namespace = true
+  depends_on       = [helm_release.cert_manager]
+}
+
+resource "helm_release" "kserve" {
+  name       = "kserve"
+  repository = "oci://ghcr.io/kserve/charts"
+  chart      = "kserve"
+  version    = var.kserve_version
+  namespace  = "kserve"
+
+  # Plain Deployments, no Knative (KServe's Standard mode; the InferenceServices ask for it too).
+  set {
+    name  = "kserve.controller.deploymentMode"
+    value = "Standard"
+  }
+
+  depends_on = [helm_release.kserve_crd]
+}
+
+resource "helm_release" "kube_prometheus_stack" {
+  count            = var.install_monitoring ? 1 : 0
+  name             = "kube-prometheus-stack"
+  repository       = "https://prometheus-community.github.io/helm-charts"
+  chart            = "kube-prometheus-stack"
+  version          = var.kube_prometheus_stack_version
+  namespace        = var.monitoring_namespace
+  create_namespace = true
+
+  values = [yamlencode({
+    prometheus = {
+      prometheusSpec = {
+        # Pick up the PodMonitor and PrometheusRule of every namespace, not only the release's.
+        podMonitorSelectorNilUsesHelmValues     = false
+        ruleSelectorNilUsesHelmValues           = false
+        serviceMonitorSelectorNilUsesHelmValues = false
+      }
+    }
+    grafana = {
+      adminPassword = var.grafana_admin_password
+      sidecar = {
+        dashboards = {
+          enabled         = true
+          label           = "grafana_dashboard"
+          searchNamespace = "ALL"
+        }
+      }
+    }
+  })]
+}

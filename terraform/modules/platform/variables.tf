@@ -1,0 +1,47 @@
+variable "monitoring_namespace" {
+  type        = string
+  description = "Namespace of Prometheus, Alertmanager and Grafana."
+  default     = "monitoring"
+}
+
+variable "cert_manager_version" {
+  type        = string
+  description = "cert-manager chart version; KServe's webhooks need its certificates."
+  default     = "v1.16.2"
+}
+
+variable "kserve_version" {
+  type        = string
+  description = "KServe chart version (kserve-crd and kserve)."
+  default     = "v0.17.0"
+}
+
+variable "kube_prometheus_stack_version" {
+  type        = string
+  description = "prometheus-community/kube-prometheus-stack chart version (Prometheus operator, Grafana)."
+  default     = "66.3.1"
+}
+
+variable "install_cert_manager" {
+  type        = bool
+  description = "Install cert-manager; false when the cluster already runs it (Kubeflow installs it)."
+  default     = true
+}
+
+variable "install_monitoring" {
+  type        = bool
+  description = "Install kube-prometheus-stack; false when the cluster already has a Prometheus operator."
+  default     = true
+}
+
+variable "grafana_admin_password" {
+  type        = string
+  description = "Initial Grafana admin password; required when install_monitoring is true."
+  sensitive   = true
+  default     = null
+
+  validation {
+    condition     = !var.install_monitoring || try(length(var.grafana_admin_password) >= 8, false)
+    error_message = "grafana_admin_password of at least 8 characters is required when install_monitoring is true."
+  }
+}

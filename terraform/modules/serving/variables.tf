@@ -1,0 +1,19 @@
+variable "overlay_path" {
+  type        = string
+  description = "Path of the kustomize overlay to apply (manifests/overlays/<env>)."
+}
+
+variable "mlflow_tracking_uri" {
+  type        = string
+  description = "MLflow server the predictors resolve models:/ URIs from (written into mlops-serving-config)."
+
+  validation {
+    condition     = can(regex("^https?://", var.mlflow_tracking_uri))
+    error_message = "mlflow_tracking_uri must be an http(s):// URL of an MLflow tracking server."
+  }
+}
+
+variable "serving_image" {
+  type        = string
+  description = "Model server image (built from serving/Dockerfile), replacing the overlay's default."
+}
