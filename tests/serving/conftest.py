@@ -15,7 +15,7 @@ from serving.loading import save
 from tests.serving.support import (
     CANDIDATES,
     REAL_TELECOM,
-    SLOW_LOAD_SECONDS,
+    SLOW_RELEASE,
     Served,
     SlowToUnpickle,
     quick_model,
@@ -44,7 +44,7 @@ def served(models_root: Path) -> dict[str, Served]:
 def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str, Path]:
     """A model that loads slowly and one whose pickle is corrupt."""
     telecom = served["telecom"]
-    telecom.model.load_delay_ = SlowToUnpickle(SLOW_LOAD_SECONDS)
+    telecom.model.load_delay_ = SlowToUnpickle(models_root / SLOW_RELEASE)
     try:
         slow = save(telecom.spec, telecom.model, telecom.test_frame, models_root / "slow")
     finally:

@@ -25,7 +25,9 @@ CANDIDATES = {
     "bankchurn": "logistic_regression",
     "carvision": "random_forest",
 }
-SLOW_LOAD_SECONDS = 5.0
+SLOW_LOAD_LIMIT_SECONDS = 300.0
+SLOW_RELEASE = "slow-model.release"
+"""Created under the models root by the test that watches the slow server finish loading."""
 REAL_TELECOM = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
 
 
@@ -37,14 +39,22 @@ class Served:
     test_frame: pd.DataFrame
 
 
+def wait_for_file(path: str, limit: float) -> None:
+    """Blocks until `path` exists (or `limit` seconds pass). Runs inside the server process."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class SlowToUnpickle:
-    """Sleeps while the model is unpickled, so that the server's load is slow for real."""
+    """Holds the server's model load until the test creates `release`: the load is slow for
+    real, and stays slow for as long as the test needs, whatever ran before it."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, release: Path, limit: float = SLOW_LOAD_LIMIT_SECONDS) -> None:
+        self.release, self.limit = release, limit
 
-    def __reduce__(self) -> tuple[Any, tuple[float]]:
-        return time.sleep, (self.seconds,)
+    def __reduce__(self) -> tuple[Any, tuple[str, float]]:
+        return wait_for_file, (str(self.release), self.limit)
 
 
 def quick_model(spec: ProjectSpec, candidate: str, train_frame: pd.DataFrame) -> Any:

@@ -25,6 +25,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from tests.serving.support import (
     CANDIDATES,
     REAL_TELECOM,
+    SLOW_RELEASE,
     Served,
     instances,
     post,
@@ -36,10 +37,10 @@ from tests.serving.support import (
 
 
 def test_readiness_and_predict_answer_503_until_the_model_has_loaded(
-    processes: dict[str, ServerProcess], served: dict[str, Served]
+    processes: dict[str, ServerProcess], served: dict[str, Served], models_root: Path
 ) -> None:
     slow = processes["slow"]
-    slow.wait_live()  # listening; the model's unpickling sleeps for several seconds
+    slow.wait_live()  # listening; the model's unpickling waits for the release file
     rows = instances(served["telecom"].spec, served["telecom"].test_frame.head(1))
     assert slow.status("/v2/health/ready") == 503
     assert slow.status("/v1/models/telecom") == 503
@@ -47,6 +48,7 @@ def test_readiness_and_predict_answer_503_until_the_model_has_loaded(
     assert predict(slow, rows).status_code == 503
     assert post(slow, "/v1/models/telecom:explain", {"instances": rows}).status_code == 503
     assert slow.status("/v2/health/live") == 200  # alive while loading: no restart by liveness
+    (models_root / SLOW_RELEASE).touch()
     slow.wait_ready()
     assert slow.status("/v1/models/telecom") == 200
     assert predict(slow, rows).status_code == 200
