@@ -2,9 +2,12 @@
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 import yaml
@@ -12,6 +15,7 @@ from kfp import local
 
 from components.core.projects import PROJECTS
 from pipelines.training import PIPELINES
+from serving.launch import REPO_ROOT, ServerProcess, free_port, server_env
 
 SPEC = PROJECTS["telecom"]
 # One trial on a small file: these tests are about the plumbing, not the model's quality.
@@ -80,6 +84,44 @@ def test_unchanged_rerun_is_served_from_the_cache(kfp_local: str, good_csv: Path
     registration = json.loads(Path(task.outputs["registration"].path).read_text())
     assert registration["version"] == before
     assert len(mlflow.MlflowClient().search_model_versions("name = 'telecom'")) == int(before)
+
+
+def test_the_deploy_manifest_starts_a_server_that_serves_the_champion(
+    kfp_local: str, good_csv: Path, tmp_path: Path
+) -> None:
+    """The container of the written InferenceService, run as KServe would run it (its args and
+    its readiness probe), on this machine's MLflow store instead of the cluster's."""
+    task = run(good_csv, kfp_local)  # served from the cache
+    registration = json.loads(Path(task.outputs["registration"].path).read_text())
+    resource = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
+    container = resource["spec"]["predictor"]["containers"][0]
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving", *container["args"], f"--http_port={port}"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=server_env({"MLFLOW_TRACKING_URI": kfp_local}),
+            cwd=REPO_ROOT,
+        )
+    server = ServerProcess("telecom", port, process, log)
+    try:
+        server.wait_ready(path=container["readinessProbe"]["httpGet"]["path"])
+        rows = SPEC.make_synthetic(30, 5).drop(columns=[SPEC.target])
+        answer = httpx.post(
+            f"{server.url}/v1/models/telecom:predict",
+            json={"instances": rows.to_dict("records")},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        served = [p["recommended_plan"] == "Ultra" for p in answer.json()["predictions"]]
+        champion = mlflow.sklearn.load_model(f"models:/telecom/{registration['version']}")
+        assert served == [bool(y) for y in champion.predict(rows)]
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert f'version="{registration["version"]}"' in metrics
+    finally:
+        server.stop()
 
 
 def test_apply_mode_off_cluster_stops_in_deploy_naming_the_way_out(
