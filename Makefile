@@ -17,10 +17,11 @@ NO_CACHE ?=
 PYTEST_ARGS ?=
 
 export MLFLOW_DISABLE_TELEMETRY := true
+, := ,
 
 .PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit serve \
-	bench-pipelines bench-quality bench-serving clean
+	bench-pipelines bench-quality bench-serving image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -28,6 +29,7 @@ help:
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
+	@echo "make image [BASE_IMAGE=localhost/debian:bookworm]"
 
 # The venv is rebuilt whenever the lock file or the project metadata changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -98,6 +100,15 @@ bench-quality: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(PY) -m serving.bench --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT))
+
+# The project image with podman (no Docker engine here). BASE_IMAGE must exist locally: see
+# docs/serving.md for a Debian base made with debootstrap when no image registry is reachable.
+BASE_IMAGE ?= docker.io/library/debian:bookworm-slim
+PODMAN := podman --runtime runc --cgroup-manager cgroupfs
+image: $(STAMP)
+	$(PODMAN) build -f serving/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		$(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt) \
+		--network host -t $$($(PY) -c 'from components.image import IMAGE; print(IMAGE)') .
 
 clean:
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,6 @@
-"""The one component image every KFP step runs in, derived from the package version."""
+"""The one project image, tagged with the package version: every KFP step runs in it (KFP sets
+the command) and so does the model server (its entrypoint). Built from serving/Dockerfile
+(`make image`)."""
 
 from components import __version__
 

@@ -17,15 +17,16 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
-from components import __version__
 from components.core.spec import ProjectSpec
+from components.image import IMAGE
 
 GROUP = "serving.kserve.io"
 API_VERSION = "v1beta1"
 PLURAL = "inferenceservices"
 PART_OF = "kubeflow-mlops"
 HTTP_PORT = 8080
-SERVING_IMAGE = f"ghcr.io/kubeflow-mlops/mlops-serving:{__version__}"
+# The one project image: the KFP steps run in it too (serving/Dockerfile).
+SERVING_IMAGE = IMAGE
 # Holds MLFLOW_TRACKING_URI (and the artifact store's credentials) for the predictor pods.
 CONFIG_MAP = "mlops-serving-config"
 SERVICE_ACCOUNT = "mlops-serving"

@@ -16,7 +16,7 @@ variable "mlflow_tracking_uri" {
 
 variable "serving_image" {
   type        = string
-  description = "Model server image built from serving/Dockerfile and pushed to your registry."
+  description = "Project image (`make image`, serving/Dockerfile), pushed to your registry."
 }
 
 variable "grafana_admin_password" {

@@ -15,5 +15,5 @@ variable "mlflow_tracking_uri" {
 
 variable "serving_image" {
   type        = string
-  description = "Model server image (built from serving/Dockerfile), replacing the overlay's default."
+  description = "Project image (`make image`, serving/Dockerfile) for the predictors, replacing the overlay's default."
 }
