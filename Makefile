@@ -21,7 +21,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit serve \
-	bench-pipelines bench-quality bench-serving image clean
+	bench-pipelines bench-quality bench-serving image check-image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -29,7 +29,7 @@ help:
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
-	@echo "make image [BASE_IMAGE=localhost/debian:bookworm]"
+	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
 # The venv is rebuilt whenever the lock file or the project metadata changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -109,6 +109,10 @@ image: $(STAMP)
 	$(PODMAN) build -f serving/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 		$(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt) \
 		--network host -t $$($(PY) -c 'from components.image import IMAGE; print(IMAGE)') .
+
+# A compiled step and the server's entrypoint, run inside the built image.
+check-image: $(STAMP)
+	$(PY) -m pipelines.image_check
 
 clean:
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
