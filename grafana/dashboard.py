@@ -99,21 +99,25 @@ def error_ratio() -> dict[str, Any]:
     )
 
 
+def quantiles(histogram: str, wanted: dict[str, str]) -> list[dict[str, Any]]:
+    """One target per quantile of a histogram, per project; `wanted` maps legend to quantile."""
+    return [
+        target(
+            f"histogram_quantile({q}, sum by (isvc, le) "
+            f"(rate({histogram}_bucket{{{SELECTOR}}}[$__rate_interval])))",
+            f"{{{{isvc}}}} {name}",
+            chr(ord("A") + i),
+        )
+        for i, (name, q) in enumerate(wanted.items())
+    ]
+
+
 def predict_latency() -> dict[str, Any]:
-    quantiles = [("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")]
     return panel(
         "Predict latency",
         "KServe's request_predict_seconds: the model's predict call, per project. Alert "
         "MLOpsPredictLatencyHigh fires when p99 stays above 100 ms.",
-        [
-            target(
-                f"histogram_quantile({q}, sum by (isvc, le) "
-                f"(rate(request_predict_seconds_bucket{{{SELECTOR}}}[$__rate_interval])))",
-                f"{{{{isvc}}}} {name}",
-                ref,
-            )
-            for (name, q), ref in zip(quantiles, "ABC", strict=True)
-        ],
+        quantiles("request_predict_seconds", {"p50": "0.5", "p95": "0.95", "p99": "0.99"}),
         (12, 8, 12, 8),
         unit="s",
     )
@@ -155,19 +159,10 @@ def class_share() -> dict[str, Any]:
 
 
 def predicted_price() -> dict[str, Any]:
-    quantiles = [("median", "0.5"), ("p90", "0.9")]
     return panel(
         "Predicted price (regression)",
         "Median and 90th percentile of the prices a regression model predicts (USD).",
-        [
-            target(
-                f"histogram_quantile({q}, sum by (isvc, le) "
-                f"(rate(mlops_predicted_price_usd_bucket{{{SELECTOR}}}[$__rate_interval])))",
-                f"{{{{isvc}}}} {name}",
-                ref,
-            )
-            for (name, q), ref in zip(quantiles, "AB", strict=True)
-        ],
+        quantiles("mlops_predicted_price_usd", {"median": "0.5", "p90": "0.9"}),
         (0, 21, 12, 8),
         unit="currencyUSD",
     )
