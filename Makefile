@@ -20,13 +20,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
 .PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit serve \
+	submit serve prometheus \
 	bench-pipelines bench-quality bench-serving image check-image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
 	@echo "make test | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
+	@echo "make prometheus PROJECT=telecom [PORT=8080]   (scrapes make serve, alert rules loaded)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
@@ -86,6 +87,11 @@ submit: $(STAMP)
 	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)"
+
+# Prometheus on 127.0.0.1:9090 scraping `make serve` on PORT, with the alert rules loaded.
+prometheus: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	$(PY) -m grafana.local $(PROJECT)=127.0.0.1:$(PORT)
 
 serve: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }

@@ -19,13 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from grafana import alerts, dashboard
+from grafana import alerts, dashboard, local
 from serving.launch import ServerProcess, free_port
 from tests.serving.support import Served, instances, predict
 
-RULES = (
-    Path(__file__).resolve().parents[2] / "grafana" / "alerts" / f"{alerts.GROUP_NAME}.rules.yml"
-)
 WINDOW = "30s"
 # Every panel has data once the servers have answered good and bad requests, but the 5xx ratio:
 # zero or no series, as nothing failed (503s while a model loaded are older than the window).
@@ -74,43 +71,27 @@ class Prometheus:
 def prometheus(
     tmp_path_factory: pytest.TempPathFactory, servers: dict[str, ServerProcess]
 ) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    if binary is None:
+    if shutil.which("prometheus") is None:
         pytest.skip(
             "prometheus is not installed (Debian package `prometheus`; .ci/run installs it)"
         )
     root = tmp_path_factory.mktemp("prometheus")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [
-            {
-                "job_name": "mlops-serving",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{server.port}"], "labels": {"isvc": name}}
-                    for name, server in servers.items()
-                ],
-            }
-        ],
-    }
+    config = local.prometheus_config(
+        {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}, interval="1s"
+    )
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     log = root / "prometheus.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={root / 'prometheus.yml'}",
-                f"--storage.tsdb.path={root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
+            local.command(root / "prometheus.yml", root / "data", f"127.0.0.1:{port}"),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
     server = Prometheus(f"http://127.0.0.1:{port}", process, log)
     try:
         server.wait_ready()
-        server.wait_for(f'count(up{{job="mlops-serving"}} == 1) == {len(servers)}')
+        server.wait_for(f'count(up{{job="{local.JOB}"}} == 1) == {len(servers)}')
         yield server
     finally:
         process.terminate()

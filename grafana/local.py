@@ -1,0 +1,77 @@
+"""Prometheus on this machine, scraping model servers on localhost with the alert rules loaded.
+
+The scrape targets get the `isvc` label that the PodMonitor sets on a cluster, so the rules and
+the dashboard's queries read the same series here as there. `make prometheus` runs it against
+`make serve`; the monitoring tests run it against their own servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grafana import alerts
+
+RULES = Path(__file__).resolve().parent / "alerts" / f"{alerts.GROUP_NAME}.rules.yml"
+JOB = "mlops-serving"
+
+
+def prometheus_config(targets: dict[str, str], interval: str = "5s") -> dict[str, Any]:
+    """Scrape config for `targets` (project -> host:port), with the serving rules loaded."""
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "static_configs": [
+                    {"targets": [address], "labels": {"isvc": project}}
+                    for project, address in sorted(targets.items())
+                ],
+            }
+        ],
+    }
+
+
+def command(config: Path, data: Path, listen: str) -> list[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise SystemExit("prometheus is not installed: apt-get install prometheus")
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address={listen}",
+    ]
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    project, sep, address = text.partition("=")
+    if not sep or ":" not in address:
+        raise argparse.ArgumentTypeError(f"expected PROJECT=HOST:PORT, got {text!r}")
+    return project, address
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("targets", nargs="+", type=parse_target, help="PROJECT=HOST:PORT")
+    parser.add_argument("--state", type=Path, default=Path(".state/prometheus"))
+    parser.add_argument("--listen", default="127.0.0.1:9090")
+    args = parser.parse_args(argv)
+    args.state.mkdir(parents=True, exist_ok=True)
+    config = args.state / "prometheus.yml"
+    config.write_text(yaml.safe_dump(prometheus_config(dict(args.targets))))
+    argv_ = command(config, args.state / "data", args.listen)
+    print(f"Prometheus on http://{args.listen} scraping {dict(args.targets)}", file=sys.stderr)
+    os.execv(argv_[0], argv_)
+    return 0  # not reached: exec replaces this process
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
