@@ -13,6 +13,7 @@ MODEL ?= models:/$(PROJECT)@champion
 PORT ?= 8080
 HOST ?=
 SOURCE ?= synthetic
+DEPLOY_MODE ?= manifest
 NO_CACHE ?=
 PYTEST_ARGS ?=
 
@@ -28,7 +29,7 @@ help:
 	@echo "make test | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080]   (scrapes make serve, alert rules loaded)"
-	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>]"
+	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>] [DEPLOY_MODE=apply]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
@@ -86,7 +87,8 @@ check-manifests: $(STAMP)
 submit: $(STAMP)
 	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
-	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)"
+	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)" \
+		--deploy-mode $(DEPLOY_MODE)
 
 # Prometheus on 127.0.0.1:9090 scraping `make serve` on PORT, with the alert rules loaded.
 prometheus: $(STAMP)

@@ -4,9 +4,50 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+import yaml
 
 from components.core.projects import PROJECTS
 from pipelines.compile import compiled_path
+
+
+class SubmitError(ValueError):
+    pass
+
+
+def pipeline_parameters(project: str) -> dict[str, Any]:
+    """The compiled pipeline's parameters: name -> KFP definition (type, default)."""
+    spec = yaml.safe_load(compiled_path(project).read_text())
+    return spec["root"]["inputDefinitions"]["parameters"]
+
+
+def run_arguments(
+    project: str, source: str, mlflow_tracking_uri: str, deploy_mode: str, params: str
+) -> dict[str, Any]:
+    """The run's arguments, checked against the compiled pipeline before anything is sent."""
+    try:
+        extra = json.loads(params)
+    except json.JSONDecodeError as error:
+        raise SubmitError(
+            f"--params is not JSON ({error.msg} at char {error.pos}): {params}"
+        ) from error
+    if not isinstance(extra, dict):
+        raise SubmitError(f"--params must be a JSON object of parameter values, got {params}")
+    arguments = {
+        "source": source,
+        "mlflow_tracking_uri": mlflow_tracking_uri,
+        "deploy_mode": deploy_mode,
+        **extra,
+    }
+    known = pipeline_parameters(project)
+    unknown = sorted(set(arguments) - set(known))
+    if unknown:
+        raise SubmitError(
+            f"{project}-training has no parameter {', '.join(unknown)}; "
+            f"its parameters are {', '.join(sorted(known))}"
+        )
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,21 +63,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mlflow-tracking-uri", default="", help="MLflow server the register step logs to"
     )
+    parser.add_argument(
+        "--deploy-mode",
+        default="manifest",
+        choices=["manifest", "apply"],
+        help="'apply' has the deploy step create or patch the InferenceService",
+    )
     parser.add_argument("--namespace", default=None)
     parser.add_argument("--params", default="{}", help="extra pipeline parameters as JSON")
     args = parser.parse_args(argv)
+    try:
+        arguments = run_arguments(
+            args.project, args.source, args.mlflow_tracking_uri, args.deploy_mode, args.params
+        )
+    except SubmitError as error:
+        parser.error(str(error))
 
     import kfp
 
-    params = {
-        "source": args.source,
-        "mlflow_tracking_uri": args.mlflow_tracking_uri,
-        **json.loads(args.params),
-    }
     client = kfp.Client(host=args.host, namespace=args.namespace)
     run = client.create_run_from_pipeline_package(
         str(compiled_path(args.project)),
-        arguments=params,
+        arguments=arguments,
         experiment_name=args.experiment or args.project,
         enable_caching=True,
     )
