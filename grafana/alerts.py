@@ -120,6 +120,20 @@ ALERTS = (
         "drifted: run the pipeline's drift step on recent data.",
     ),
     Alert(
+        "MLOpsPredictionsAwayFromReference",
+        "max by (isvc) (abs(\n"
+        + class_share("6h")
+        + "\n  -\nmax by (isvc, class) (mlops_reference_class_share)\n)) > 0.15\n"
+        "and on (isvc) sum by (isvc) (increase(mlops_predictions_total[6h])) >= 200",
+        "1h",
+        "warning",
+        "{{ $labels.isvc }} predicts classes far from its held-out test split",
+        "Over 6 hours the share of a predicted class on {{ $labels.isvc }} differs by "
+        "{{ $value | humanizePercentage }} from the share the model predicted on its held-out "
+        "test split at registration: the live inputs no longer look like the data the model "
+        "was evaluated on. Run the pipeline on recent data (its drift step names the columns).",
+    ),
+    Alert(
         "MLOpsModelVersionsMixed",
         "count by (isvc) (count by (isvc, version) (mlops_model_info)) > 1",
         "30m",

@@ -142,15 +142,21 @@ def validation_failures() -> dict[str, Any]:
 def class_share() -> dict[str, Any]:
     return panel(
         "Predicted class share (classifiers)",
-        "Share of each predicted class. A lasting move is a sign of input drift (alert "
-        "MLOpsPredictionShift compares the last hour with the last day).",
+        "Share of each predicted class, next to the share the model predicted on its held-out "
+        "test split. A lasting move is a sign of input drift (alerts MLOpsPredictionShift and "
+        "MLOpsPredictionsAwayFromReference).",
         [
             target(
                 f"sum by (isvc, class) (rate(mlops_predictions_total{{{SELECTOR}}}[$__rate_interval]))"
                 "\n  / ignoring (class) group_left\n"
                 f"sum by (isvc) (rate(mlops_predictions_total{{{SELECTOR}}}[$__rate_interval]))",
                 "{{isvc}} {{class}}",
-            )
+            ),
+            target(
+                f"max by (isvc, class) (mlops_reference_class_share{{{SELECTOR}}})",
+                "{{isvc}} {{class}} on the held-out test split",
+                "B",
+            ),
         ],
         (12, 16, 12, 8),
         unit="percentunit",

@@ -43,6 +43,9 @@ class LoadedModel:
     """Decision threshold of a binary model (P(positive) >= threshold predicts the positive class)."""
     single_threaded: int
     """How many estimators had `n_jobs` set to 1."""
+    reference_class_share: dict[str, float] | None = None
+    """Class shares the model predicted on its held-out test split, when the register step
+    stored them (models registered before that have none)."""
 
 
 def _mlflow() -> Any:
@@ -115,7 +118,9 @@ def load(spec: ProjectSpec, uri: str, version: str | None = None) -> LoadedModel
     try:
         path, provenance = resolve(uri, version)
         model = mlflow.sklearn.load_model(str(path))
-        background = mlflow.models.Model.load(str(path)).load_input_example(str(path))
+        description = mlflow.models.Model.load(str(path))
+        background = description.load_input_example(str(path))
+        reference = (description.metadata or {}).get("reference_class_share")
     except ModelLoadError:
         raise
     except Exception as exc:  # whatever broke while reading the model, the server cannot start
@@ -135,13 +140,21 @@ def load(spec: ProjectSpec, uri: str, version: str | None = None) -> LoadedModel
         )
     threshold = decision_threshold(spec, model, uri)
     changed = single_threaded(model)
-    return LoadedModel(model, background[spec.input_columns], provenance, threshold, changed)
+    return LoadedModel(
+        model, background[spec.input_columns], provenance, threshold, changed, reference
+    )
 
 
 def save(
-    spec: ProjectSpec, model: Any, train_frame: pd.DataFrame, path: Path, rows: int = 50
+    spec: ProjectSpec,
+    model: Any,
+    train_frame: pd.DataFrame,
+    path: Path,
+    rows: int = 50,
+    reference_frame: pd.DataFrame | None = None,
 ) -> Path:
     """Writes `model` in the layout the register step writes (for tests and the benchmark)."""
     mlflow = _mlflow()
-    mlflow.sklearn.save_model(model, str(path), **model_files(spec, model, train_frame, rows))
+    files = model_files(spec, model, train_frame, rows, reference_frame=reference_frame)
+    mlflow.sklearn.save_model(model, str(path), **files)
     return path

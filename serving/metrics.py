@@ -41,6 +41,11 @@ PREDICTED_PRICE = Histogram(
     ["project"],
     buckets=(1_000, 2_500, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000),
 )
+REFERENCE_CLASS_SHARE = Gauge(
+    "mlops_reference_class_share",
+    "Share of each class the served classifier predicted on its held-out test split",
+    ["project", "class"],
+)
 MODEL_INFO = Gauge(
     "mlops_model_info",
     "The served model: always 1, labelled with its registry version and MLflow run id",
@@ -50,6 +55,11 @@ MODEL_INFO = Gauge(
 
 def record_model(project: str, version: str, run_id: str) -> None:
     MODEL_INFO.labels(project, version, run_id).set(1)
+
+
+def record_reference(project: str, shares: dict[str, float]) -> None:
+    for label, share in shares.items():
+        REFERENCE_CLASS_SHARE.labels(project, label).set(share)
 
 
 def record_rejection(project: str, fields: Iterable[str]) -> None:

@@ -17,6 +17,7 @@ from kserve.utils.utils import get_predict_response
 
 from components.core.explain import RawInputExplainer, model_output
 from components.core.projects import get_spec
+from components.core.registry import class_labels
 from serving import metrics
 from serving.batching import Grouper
 from serving.inputs import (
@@ -105,6 +106,8 @@ class ProjectPredictor(Model):
         self.loaded, self.explainer = loaded, explainer
         provenance = loaded.provenance
         metrics.record_model(self.name, provenance.version, provenance.run_id)
+        if loaded.reference_class_share:
+            metrics.record_reference(self.name, loaded.reference_class_share)
         logger.info(
             "loaded %s model from %s (version %s, run %s, threshold %s, n_jobs set to 1 on %d)",
             self.name,
@@ -168,9 +171,7 @@ class ProjectPredictor(Model):
         if isinstance(self.format, BinaryFormat):
             probability = output
             threshold = loaded.threshold if loaded.threshold is not None else 0.5
-            metrics.record_classes(
-                self.name, self.spec.class_labels or ("0", "1"), probability >= threshold
-            )
+            metrics.record_classes(self.name, class_labels(self.spec), probability >= threshold)
             return self.format.columns(self.spec, probability, threshold)
         assert isinstance(self.format, RegressionFormat)
         metrics.record_prices(self.name, output)

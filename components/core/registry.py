@@ -74,17 +74,43 @@ MODEL_REQUIREMENTS = (
 )
 
 
+def class_labels(spec: ProjectSpec) -> tuple[str, str]:
+    return spec.class_labels or ("0", "1")
+
+
+def reference_class_share(
+    spec: ProjectSpec, model: BaseEstimator, reference_frame: pd.DataFrame
+) -> dict[str, float]:
+    """Share of each class the model predicts on held-out rows: what the served share should
+    stay near while the inputs look like the data the model was evaluated on."""
+    X_ref, _ = split_xy(spec, reference_frame)
+    positive = float(np.mean(np.asarray(model.predict(X_ref)) == 1))
+    negative_label, positive_label = class_labels(spec)
+    return {negative_label: round(1.0 - positive, 6), positive_label: round(positive, 6)}
+
+
 def model_files(
-    spec: ProjectSpec, model: BaseEstimator, train_frame: pd.DataFrame, rows: int = BACKGROUND_ROWS
+    spec: ProjectSpec,
+    model: BaseEstimator,
+    train_frame: pd.DataFrame,
+    rows: int = BACKGROUND_ROWS,
+    reference_frame: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """How a project model is written to MLflow, by the register step and anyone else: cloudpickle
-    (the pipelines hold the project's own transformers), a signature on the raw input columns, and
-    `rows` training rows as the input example, which the server uses as the SHAP background."""
+    (the pipelines hold the project's own transformers), a signature on the raw input columns,
+    `rows` training rows as the input example, which the server uses as the SHAP background, and
+    for a classifier the class shares it predicts on `reference_frame` (the held-out test split),
+    which the server exports for the prediction-shift alert."""
     from importlib.metadata import version
 
     X_train, _ = split_xy(spec, train_frame)
     background = X_train.sample(min(rows, len(X_train)), random_state=0)
+    metadata: dict[str, Any] = {"project": spec.name}
+    if spec.task == "binary" and reference_frame is not None:
+        metadata["reference_class_share"] = reference_class_share(spec, model, reference_frame)
+        metadata["reference_rows"] = len(reference_frame)
     return {
+        "metadata": metadata,
         "serialization_format": "cloudpickle",
         "signature": infer_signature(background, np.asarray(model.predict(background))),
         "input_example": background,
@@ -216,7 +242,7 @@ def register(
             model,
             name="model",
             registered_model_name=spec.name,
-            **model_files(spec, model, train_frame),
+            **model_files(spec, model, train_frame, reference_frame=test_frame),
         )
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()

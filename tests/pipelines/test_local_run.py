@@ -73,6 +73,9 @@ def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(
         filter_string=f"tags.mlflow.parentRunId = '{registration['run_id']}'",
     )
     assert len(children) >= 1
+    reference = mlflow.models.get_model_info("models:/telecom@champion").metadata
+    assert set(reference["reference_class_share"]) == {"Standard", "Ultra"}
+    assert sum(reference["reference_class_share"].values()) == pytest.approx(1.0)
     served = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
     args = served["spec"]["predictor"]["containers"][0]["args"]
     assert f"--model_uri=models:/telecom/{registration['version']}" in args

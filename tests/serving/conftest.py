@@ -35,7 +35,9 @@ def served(models_root: Path) -> dict[str, Served]:
         frame, _ = ingest.load(spec, "synthetic:2000")
         split = ingest.split(spec, frame, test_size=0.2, seed=42)
         model = quick_model(spec, candidate, split.train)
-        model_dir = save(spec, model, split.train, models_root / project)
+        model_dir = save(
+            spec, model, split.train, models_root / project, reference_frame=split.test
+        )
         out[project] = Served(spec, model_dir, model, split.test)
     return out
 

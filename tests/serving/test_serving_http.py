@@ -466,6 +466,26 @@ def test_metrics_count_requests_rejections_and_predictions(
     assert _sample(prices, "mlops_predicted_price_usd_count", project="carvision") >= 1
 
 
+def test_classifiers_export_the_class_shares_they_predicted_on_the_held_out_split(
+    servers: dict[str, ServerProcess], served: dict[str, Served]
+) -> None:
+    for project in ("telecom", "bankchurn"):
+        s = served[project]
+        predicted = np.asarray(s.model.predict(s.test_frame[s.spec.input_columns]))
+        negative, positive = s.spec.class_labels or ("0", "1")
+        text = httpx.get(servers[project].url + "/metrics").text
+        share = {
+            label: _sample(text, "mlops_reference_class_share", project=project, **{"class": label})
+            for label in (negative, positive)
+        }
+        assert share[positive] == pytest.approx(float(np.mean(predicted == 1)), abs=1e-6)
+        assert share[negative] + share[positive] == pytest.approx(1.0)
+    # A regression model predicts no classes, so it has no reference share.
+    assert (
+        "mlops_reference_class_share{" not in httpx.get(servers["carvision"].url + "/metrics").text
+    )
+
+
 @pytest.mark.slow
 def test_a_registry_uri_is_served_with_its_version_and_run_id(
     tmp_path: Path, served: dict[str, Served]
