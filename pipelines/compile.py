@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+import yaml
 from kfp import compiler
 
 from pipelines.training import PIPELINES
@@ -15,6 +17,14 @@ COMPILED_DIR = Path(__file__).parent / "compiled"
 
 def compiled_path(project: str) -> Path:
     return COMPILED_DIR / f"{project}.yaml"
+
+
+def load_compiled(project: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pipeline spec, Kubernetes platform spec) of a compiled pipeline: kfp-kubernetes writes
+    its bindings as a second YAML document."""
+    documents = [d for d in yaml.safe_load_all(compiled_path(project).read_text()) if d]
+    platform = documents[1] if len(documents) > 1 else {}
+    return documents[0], platform
 
 
 def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:

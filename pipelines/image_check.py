@@ -15,13 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 from google.protobuf import json_format
 from kfp.local import executor_input_utils, placeholder_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components.image import IMAGE
-from pipelines.compile import compiled_path
+from pipelines.compile import load_compiled
 
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 RUN = [*PODMAN, "run", "--rm", "--network", "host"]
@@ -43,7 +42,7 @@ def step_command(
     project: str, step: str, arguments: dict[str, Any], root: Path
 ) -> tuple[str, list[str]]:
     """(image, full command) of one compiled step, its placeholders resolved under `root`."""
-    spec = yaml.safe_load(compiled_path(project).read_text())
+    spec, _ = load_compiled(project)
     component = pipeline_spec_pb2.ComponentSpec()
     json_format.ParseDict(spec["components"][f"comp-{step}"], component)
     container = spec["deploymentSpec"]["executors"][f"exec-{step}"]["container"]

@@ -6,10 +6,8 @@ import argparse
 import json
 from typing import Any
 
-import yaml
-
 from components.core.projects import PROJECTS
-from pipelines.compile import compiled_path
+from pipelines.compile import compiled_path, load_compiled
 
 
 class SubmitError(ValueError):
@@ -18,7 +16,7 @@ class SubmitError(ValueError):
 
 def pipeline_parameters(project: str) -> dict[str, Any]:
     """The compiled pipeline's parameters: name -> KFP definition (type, default)."""
-    spec = yaml.safe_load(compiled_path(project).read_text())
+    spec, _ = load_compiled(project)
     return spec["root"]["inputDefinitions"]["parameters"]
 
 

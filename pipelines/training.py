@@ -6,10 +6,10 @@ No `from __future__ import annotations` here: KFP reads the parameter annotation
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Markdown
 
-from components.core.deploy import Target
+from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, Target
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
@@ -26,6 +26,7 @@ from components.steps import (
 )
 
 DEFAULT_TARGET = Target()
+
 STEPS = (
     "ingest",
     "validate",
@@ -133,6 +134,13 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             test_size=test_size,
             mlflow_tracking_uri=mlflow_tracking_uri,
         ).set_display_name("register")
+        # Register talks to MLflow and its artifact store: on a cluster, with these credentials.
+        kubernetes.use_secret_as_env(
+            registered,
+            secret_name=MLFLOW_SECRET,
+            secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS},
+            optional=True,
+        )
         deployed = deploy(
             project=name,
             registration=registered.outputs["registration"],

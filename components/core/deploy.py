@@ -30,6 +30,17 @@ SERVING_IMAGE = IMAGE
 # Holds MLFLOW_TRACKING_URI (and the artifact store's credentials) for the predictor pods.
 CONFIG_MAP = "mlops-serving-config"
 SERVICE_ACCOUNT = "mlops-serving"
+# Credentials of the MLflow server and its artifact store, for the register step (in the
+# pipelines' namespace) and the predictors (in theirs). Every key is optional: a server without
+# authentication needs no Secret.
+MLFLOW_SECRET = "mlflow-credentials"
+MLFLOW_SECRET_KEYS = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "MLFLOW_S3_ENDPOINT_URL",
+)
 MODEL_URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9_.-]+)(/(?P<version>[0-9]+)|@(?P<alias>[\w-]+))$"
 )
@@ -133,7 +144,10 @@ def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict
                             f"--http_port={HTTP_PORT}",
                             "--enable_grpc=false",
                         ],
-                        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+                        "envFrom": [
+                            {"configMapRef": {"name": CONFIG_MAP}},
+                            {"secretRef": {"name": MLFLOW_SECRET, "optional": True}},
+                        ],
                         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
                         # Ready only once the model has loaded: the server answers 503 until then.
                         "readinessProbe": {

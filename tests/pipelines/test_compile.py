@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
+from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS
 from components.core.projects import PROJECTS
 from components.image import IMAGE
-from pipelines.compile import compile_all, compiled_path
+from pipelines.compile import compile_all, compiled_path, load_compiled
 from pipelines.training import STEPS
 
 
@@ -27,7 +27,7 @@ def test_checked_in_yaml_matches_the_source(project: str, fresh: Path) -> None:
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))
 def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None:
-    spec = yaml.safe_load(compiled_path(project).read_text())
+    spec, _ = load_compiled(project)
     assert spec["pipelineInfo"]["name"] == f"{project}-training"
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == set(STEPS)
@@ -41,8 +41,18 @@ def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None
     assert params["gate_overrides"]["defaultValue"] == "{}"
 
 
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_only_register_reads_the_mlflow_credentials_and_they_are_optional(project: str) -> None:
+    _, platform = load_compiled(project)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-register"}
+    [binding] = executors["exec-register"]["secretAsEnv"]
+    assert binding["secretName"] == MLFLOW_SECRET and binding["optional"] is True
+    assert [k["envVar"] for k in binding["keyToEnv"]] == list(MLFLOW_SECRET_KEYS)
+
+
 def test_artifact_types_are_the_ones_the_kfp_ui_renders() -> None:
-    spec = yaml.safe_load(compiled_path("bankchurn").read_text())
+    spec, _ = load_compiled("bankchurn")
     components = spec["components"]
 
     def outputs(name: str) -> dict[str, str]:

@@ -40,7 +40,10 @@ def test_the_manifest_serves_the_pinned_version_on_the_v1_port(project: str) -> 
     assert f"--model_uri=models:/{project}/7" in server["args"]
     assert server["ports"][0]["containerPort"] == deploy.HTTP_PORT
     assert server["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{project}"
-    assert server["envFrom"] == [{"configMapRef": {"name": deploy.CONFIG_MAP}}]
+    assert server["envFrom"] == [
+        {"configMapRef": {"name": deploy.CONFIG_MAP}},
+        {"secretRef": {"name": deploy.MLFLOW_SECRET, "optional": True}},
+    ]
     # Scraped on the port that serves predictions, and found by the PodMonitor's label.
     annotations = manifest["metadata"]["annotations"]
     assert annotations["prometheus.kserve.io/port"] == str(deploy.HTTP_PORT)
