@@ -37,7 +37,8 @@ def test_the_manifest_serves_the_pinned_version_on_the_v1_port(project: str) -> 
     server = container(manifest)
     assert server["name"] == "kserve-container"
     assert f"--model_name={project}" in server["args"]
-    assert f"--model_uri=models:/{project}/7" in server["args"]
+    # docs/operations.md's rollback patches args/1: the model URI must stay there.
+    assert server["args"][1] == f"--model_uri=models:/{project}/7"
     assert server["ports"][0]["containerPort"] == deploy.HTTP_PORT
     assert server["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{project}"
     assert server["envFrom"] == [
