@@ -1,6 +1,6 @@
 """The dashboard and the alerts against a real Prometheus scraping the real model servers.
 
-Prometheus (Debian package `prometheus`) scrapes the three servers of this session every second
+Prometheus (Debian package `prometheus`) scrapes the three servers of this test run every second
 with the `isvc` label that the PodMonitor sets on a cluster, and loads the alerting rules. Every
 panel query and every rule must then run without error on the series the servers really emit.
 """
