@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from components.core.deploy import MODES
 from components.core.projects import PROJECTS
 from pipelines.compile import compiled_path, load_compiled
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--deploy-mode",
         default="manifest",
-        choices=["manifest", "apply"],
+        choices=MODES,
         help="'apply' has the deploy step create or patch the InferenceService",
     )
     parser.add_argument("--namespace", default=None)

@@ -2,8 +2,8 @@
 
 One function describes the serving resource; the deploy step, the checked-in manifests
 (`manifests/base/inferenceservices/`) and the docs all come from it, so they cannot drift apart.
-The predictor is the project's own server image (`serving/`), started with a registry URI pinned
-to one model version: a rollout is an explicit change of that version, and a rollback is
+The predictor is the project image, whose entrypoint is the server (`serving/`), started with a
+registry URI pinned to one model version: a rollout is an explicit change of that version, and a rollback is
 re-deploying the previous one.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import yaml
 
@@ -27,7 +27,7 @@ PART_OF = "kubeflow-mlops"
 HTTP_PORT = 8080
 # The one project image: the KFP steps run in it too (serving/Dockerfile).
 SERVING_IMAGE = IMAGE
-# Holds MLFLOW_TRACKING_URI (and the artifact store's credentials) for the predictor pods.
+# Holds MLFLOW_TRACKING_URI for the predictor pods; credentials come from MLFLOW_SECRET.
 CONFIG_MAP = "mlops-serving-config"
 SERVICE_ACCOUNT = "mlops-serving"
 # Credentials of the MLflow server and its artifact store, for the register step (in the
@@ -47,7 +47,8 @@ MODEL_URI = re.compile(
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
-Mode = Literal["manifest", "apply"]
+MODES = ("manifest", "apply")
+"""`manifest` writes the InferenceService; `apply` also creates or patches it on the cluster."""
 
 
 class DeployError(ValueError):

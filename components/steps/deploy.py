@@ -24,8 +24,8 @@ def deploy(
     from components.core import deploy as serving
     from components.core.projects import get_spec
 
-    if mode not in ("manifest", "apply"):
-        raise serving.DeployError(f"mode {mode!r}: expected 'manifest' or 'apply'")
+    if mode not in serving.MODES:
+        raise serving.DeployError(f"mode {mode!r}: expected one of {', '.join(serving.MODES)}")
     spec = get_spec(project)
     with open(registration.path) as handle:
         chosen = serving.plan(spec, json.load(handle))

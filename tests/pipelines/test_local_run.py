@@ -136,6 +136,9 @@ def test_apply_mode_off_cluster_stops_in_deploy_naming_the_way_out(
     output = capfd.readouterr().out
     assert "mode 'apply' needs a Kubernetes service account" in output
     assert champion_version() == before
+    with pytest.raises(RuntimeError):
+        run(good_csv, kfp_local, deploy_mode="aply")
+    assert "mode 'aply': expected one of manifest, apply" in capfd.readouterr().out
 
 
 def test_bad_data_stops_in_validate_and_keeps_the_champion(
