@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from components.core import model_uri
 from components.core.registry import model_files
 from components.core.spec import ProjectSpec
 from components.core.train import single_threaded
 
-MODELS_SCHEME = "models:/"
 UNKNOWN = "unknown"
 
 
@@ -58,20 +58,14 @@ def _mlflow() -> Any:
 
 def registry_provenance(uri: str) -> tuple[str, str]:
     """(version, run id) of `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
-    reference = uri.removeprefix(MODELS_SCHEME)
-    name, alias = reference.split("@", 1) if "@" in reference else (reference, "")
-    number = ""
-    if not alias:
-        name, _, number = reference.rpartition("/")
-    if not name or not (alias or number.isdigit()):
-        raise ModelLoadError(
-            f"cannot load model from {uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
+    parts = model_uri.parse(uri)
+    if parts is None:
+        raise ModelLoadError(f"cannot load model from {uri}: {model_uri.EXPECTED}")
     client = _mlflow().MlflowClient()
     found = (
-        client.get_model_version_by_alias(name, alias)
-        if alias
-        else client.get_model_version(name, number)
+        client.get_model_version_by_alias(parts.name, parts.alias)
+        if parts.alias
+        else client.get_model_version(parts.name, parts.version)
     )
     return str(found.version), str(found.run_id or UNKNOWN)
 
@@ -79,7 +73,7 @@ def registry_provenance(uri: str) -> tuple[str, str]:
 def resolve(uri: str, version: str | None) -> tuple[Path, Provenance]:
     """A local model directory for the URI (downloaded for registry URIs) and where it came from."""
     mlflow = _mlflow()
-    if uri.startswith(MODELS_SCHEME):
+    if uri.startswith(model_uri.MODELS_SCHEME):
         registry_version, run_id = registry_provenance(uri)
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
         return local, Provenance(uri, registry_version, run_id)

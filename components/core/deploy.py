@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from components.core.model_uri import parse as model_uri_parts
 from components.core.spec import ProjectSpec
 from components.image import IMAGE
 
@@ -41,9 +42,8 @@ MLFLOW_SECRET_KEYS = (
     "AWS_SECRET_ACCESS_KEY",
     "MLFLOW_S3_ENDPOINT_URL",
 )
-MODEL_URI = re.compile(
-    r"^models:/(?P<name>[A-Za-z0-9_.-]+)(/(?P<version>[0-9]+)|@(?P<alias>[\w-]+))$"
-)
+# An alias goes into the container's arguments: a plain word only.
+ALIAS = re.compile(r"^[\w-]+$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
@@ -91,14 +91,14 @@ class Target:
 
 
 def check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
-    match = MODEL_URI.match(model_uri)
-    if not match:
+    parts = model_uri_parts(model_uri)
+    if parts is None or (parts.alias is not None and not ALIAS.match(parts.alias)):
         raise DeployError(
             f"model_uri {model_uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
         )
-    if match["name"] != spec.name:
+    if parts.name != spec.name:
         raise DeployError(
-            f"model_uri {model_uri!r} names model {match['name']!r}, not project {spec.name!r}"
+            f"model_uri {model_uri!r} names model {parts.name!r}, not project {spec.name!r}"
         )
 
 
