@@ -40,7 +40,7 @@ class BinaryFormat:
         self, spec: ProjectSpec, probability: np.ndarray, threshold: float
     ) -> dict[str, np.ndarray]:
         positive = probability >= threshold
-        labels = spec.class_labels or ("0", "1")
+        labels = spec.label_names
         decision = (
             np.where(positive, labels[1], labels[0]).astype(object)
             if self.decision_as_label

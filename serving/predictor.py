@@ -17,7 +17,6 @@ from kserve.utils.utils import get_predict_response
 
 from components.core.explain import RawInputExplainer, model_output
 from components.core.projects import get_spec
-from components.core.registry import class_labels
 from serving import metrics
 from serving.batching import Grouper
 from serving.inputs import (
@@ -171,7 +170,7 @@ class ProjectPredictor(Model):
         if isinstance(self.format, BinaryFormat):
             probability = output
             threshold = loaded.threshold if loaded.threshold is not None else 0.5
-            metrics.record_classes(self.name, class_labels(self.spec), probability >= threshold)
+            metrics.record_classes(self.name, self.spec.label_names, probability >= threshold)
             return self.format.columns(self.spec, probability, threshold)
         assert isinstance(self.format, RegressionFormat)
         metrics.record_prices(self.name, output)

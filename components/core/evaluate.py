@@ -211,7 +211,7 @@ def html_report(
         )
         cm = np.asarray(evaluation.curves["confusion_matrix"])
         axes[1].imshow(cm, cmap="Blues")
-        labels = spec.class_labels or ("0", "1")
+        labels = spec.label_names
         for (i, j), v in np.ndenumerate(cm):
             axes[1].text(j, i, str(v), ha="center", va="center")
         axes[1].set(

@@ -74,10 +74,6 @@ MODEL_REQUIREMENTS = (
 )
 
 
-def class_labels(spec: ProjectSpec) -> tuple[str, str]:
-    return spec.class_labels or ("0", "1")
-
-
 def reference_class_share(
     spec: ProjectSpec, model: BaseEstimator, reference_frame: pd.DataFrame
 ) -> dict[str, float]:
@@ -85,7 +81,7 @@ def reference_class_share(
     stay near while the inputs look like the data the model was evaluated on."""
     X_ref, _ = split_xy(spec, reference_frame)
     positive = float(np.mean(np.asarray(model.predict(X_ref)) == 1))
-    negative_label, positive_label = class_labels(spec)
+    negative_label, positive_label = spec.label_names
     return {negative_label: round(1.0 - positive, 6), positive_label: round(positive, 6)}
 
 

@@ -104,6 +104,11 @@ class ProjectSpec:
         return [c.name for c in self.columns]
 
     @property
+    def label_names(self) -> tuple[str, str]:
+        """Names of the negative and positive class: `class_labels`, else "0" and "1"."""
+        return self.class_labels or ("0", "1")
+
+    @property
     def source_columns(self) -> list[str]:
         """Every column the real data file has."""
         return [*self.ignored_columns, *self.input_columns, self.target]

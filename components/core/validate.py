@@ -218,7 +218,7 @@ def validate(
     balance: dict[str, float] = {}
     if with_target and spec.task == "binary":
         shares = frame[spec.target].astype(int).value_counts(normalize=True)
-        labels = spec.class_labels or ("0", "1")
+        labels = spec.label_names
         balance = {f"{labels[k]} ({k})": float(shares.get(k, 0.0)) for k in (0, 1)}
     return ValidationReport(
         rows=len(frame),

@@ -45,9 +45,7 @@ def evaluate(
     if spec.task == "binary":
         curves = result.curves
         classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
-        classification.log_confusion_matrix(
-            list(spec.class_labels or ("0", "1")), curves["confusion_matrix"]
-        )
+        classification.log_confusion_matrix(list(spec.label_names), curves["confusion_matrix"])
     with open(classification.path, "w") as handle:
         json.dump(classification.metadata, handle)
     with open(evaluation.path, "w") as handle:

@@ -472,7 +472,7 @@ def test_classifiers_export_the_class_shares_they_predicted_on_the_held_out_spli
     for project in ("telecom", "bankchurn"):
         s = served[project]
         predicted = np.asarray(s.model.predict(s.test_frame[s.spec.input_columns]))
-        negative, positive = s.spec.class_labels or ("0", "1")
+        negative, positive = s.spec.label_names
         text = httpx.get(servers[project].url + "/metrics").text
         share = {
             label: _sample(text, "mlops_reference_class_share", project=project, **{"class": label})
