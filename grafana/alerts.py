@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from grafana.promql import class_share, ratio
+
 GROUP_NAME = "mlops-serving"
 RUNBOOK = "https://github.com/kubeflow-mlops/kubeflow-mlops/blob/main/docs/operations.md"
 
@@ -36,22 +38,6 @@ class Alert:
                 "runbook_url": f"{RUNBOOK}#{self.name.lower()}",
             },
         }
-
-
-def ratio(numerator: str, denominator: str, window: str) -> str:
-    return (
-        f"sum by (isvc) (rate({numerator}[{window}]))\n"
-        f"  /\nsum by (isvc) (rate({denominator}[{window}]))"
-    )
-
-
-def class_share(window: str) -> str:
-    """Share of each predicted class among a classifier's predictions over `window`."""
-    return (
-        f"sum by (isvc, class) (rate(mlops_predictions_total[{window}]))\n"
-        f"  / ignoring (class) group_left\n"
-        f"sum by (isvc) (rate(mlops_predictions_total[{window}]))"
-    )
 
 
 ALERTS = (

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from grafana import promql
+
 UID = "mlops-serving"
 TITLE = "MLOps model serving"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SELECTOR = 'isvc=~"$isvc"'
+RATE_WINDOW = "$__rate_interval"
 
 
 def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
@@ -89,8 +92,11 @@ def error_ratio() -> dict[str, Any]:
         "Share of requests answered 5xx. Alert MLOpsServerErrors fires above 5% for 5 minutes.",
         [
             target(
-                f'sum by (isvc) (rate(mlops_http_requests_total{{{SELECTOR},status=~"5.."}}[$__rate_interval]))'
-                f"\n  /\nsum by (isvc) (rate(mlops_http_requests_total{{{SELECTOR}}}[$__rate_interval]))",
+                promql.ratio(
+                    f'mlops_http_requests_total{{{SELECTOR},status=~"5.."}}',
+                    f"mlops_http_requests_total{{{SELECTOR}}}",
+                    RATE_WINDOW,
+                ),
                 "{{isvc}}",
             )
         ],
@@ -146,12 +152,7 @@ def class_share() -> dict[str, Any]:
         "test split. A lasting move is a sign of input drift (alerts MLOpsPredictionShift and "
         "MLOpsPredictionsAwayFromReference).",
         [
-            target(
-                f"sum by (isvc, class) (rate(mlops_predictions_total{{{SELECTOR}}}[$__rate_interval]))"
-                "\n  / ignoring (class) group_left\n"
-                f"sum by (isvc) (rate(mlops_predictions_total{{{SELECTOR}}}[$__rate_interval]))",
-                "{{isvc}} {{class}}",
-            ),
+            target(promql.class_share(RATE_WINDOW, SELECTOR), "{{isvc}} {{class}}"),
             target(
                 f"max by (isvc, class) (mlops_reference_class_share{{{SELECTOR}}})",
                 "{{isvc}} {{class}} on the held-out test split",

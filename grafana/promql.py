@@ -1,0 +1,23 @@
+"""PromQL that the alerts and the dashboard both read, written once."""
+
+from __future__ import annotations
+
+
+def ratio(numerator: str, denominator: str, window: str) -> str:
+    """Per project, the rate of `numerator` series over the rate of `denominator` series."""
+    return (
+        f"sum by (isvc) (rate({numerator}[{window}]))\n"
+        f"  /\nsum by (isvc) (rate({denominator}[{window}]))"
+    )
+
+
+def class_share(window: str, selector: str = "") -> str:
+    """Share of each predicted class among a classifier's predictions over `window`."""
+    predictions = (
+        f"mlops_predictions_total{{{selector}}}" if selector else "mlops_predictions_total"
+    )
+    return (
+        f"sum by (isvc, class) (rate({predictions}[{window}]))\n"
+        f"  / ignoring (class) group_left\n"
+        f"sum by (isvc) (rate({predictions}[{window}]))"
+    )
