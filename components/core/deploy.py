@@ -3,15 +3,15 @@
 One function describes the serving resource; the deploy step, the checked-in manifests
 (`manifests/base/inferenceservices/`) and the docs all come from it, so they cannot drift apart.
 The predictor is the project image, whose entrypoint is the server (`serving/`), started with a
-registry URI pinned to one model version: a rollout is an explicit change of that version, and a rollback is
-re-deploying the previous one.
+registry URI pinned to one model version: a rollout is an explicit change of that version, and a
+rollback is re-deploying the previous one.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,8 +26,6 @@ API_VERSION = "v1beta1"
 PLURAL = "inferenceservices"
 PART_OF = "kubeflow-mlops"
 HTTP_PORT = 8080
-# The one project image: the KFP steps run in it too (serving/Dockerfile).
-SERVING_IMAGE = IMAGE
 # Holds MLFLOW_TRACKING_URI for the predictor pods; credentials come from MLFLOW_SECRET.
 CONFIG_MAP = "mlops-serving-config"
 SERVICE_ACCOUNT = "mlops-serving"
@@ -60,14 +58,14 @@ class Target:
     """Where and how big: everything about a deployment that is not the model."""
 
     namespace: str = "kubeflow-mlops"
-    image: str = SERVING_IMAGE
+    image: str = IMAGE
+    """The one project image: the KFP steps run in it too (serving/Dockerfile)."""
     min_replicas: int = 1
     max_replicas: int = 3
     cpu_request: str = "500m"
     memory_request: str = "1Gi"
     cpu_limit: str = "1"
     memory_limit: str = "2Gi"
-    labels: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         problems = []
@@ -110,7 +108,6 @@ def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict
         "app.kubernetes.io/name": spec.name,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/component": "predictor",
-        **target.labels,
     }
     return {
         "apiVersion": f"{GROUP}/{API_VERSION}",
