@@ -114,9 +114,21 @@ def launch(
     ]  # fmt: skip
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
+    return start(project, command, log_path, port)
+
+
+def start(
+    name: str,
+    command: Sequence[str],
+    log_path: Path,
+    port: int,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Starts `command`, which will listen on `port`, in the background without waiting; its
+    output goes to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=server_env(), cwd=REPO_ROOT
+            list(command), stdout=log, stderr=subprocess.STDOUT, env=server_env(env), cwd=REPO_ROOT
         )
-    return ServerProcess(project, port, process, log_path)
+    return ServerProcess(name, port, process, log_path)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from kfp import local
 
 from components.core.projects import PROJECTS
 from pipelines.training import PIPELINES
-from serving.launch import REPO_ROOT, ServerProcess, free_port, server_env
+from serving.launch import free_port, start
 
 SPEC = PROJECTS["telecom"]
 # One trial on a small file: these tests are about the plumbing, not the model's quality.
@@ -99,16 +98,13 @@ def test_the_deploy_manifest_starts_a_server_that_serves_the_champion(
     resource = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
     container = resource["spec"]["predictor"]["containers"][0]
     port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving", *container["args"], f"--http_port={port}"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=server_env({"MLFLOW_TRACKING_URI": kfp_local}),
-            cwd=REPO_ROOT,
-        )
-    server = ServerProcess("telecom", port, process, log)
+    server = start(
+        "telecom",
+        [sys.executable, "-m", "serving", *container["args"], f"--http_port={port}"],
+        tmp_path / "server.log",
+        port,
+        env={"MLFLOW_TRACKING_URI": kfp_local},
+    )
     try:
         server.wait_ready(path=container["readinessProbe"]["httpGet"]["path"])
         rows = SPEC.make_synthetic(30, 5).drop(columns=[SPEC.target])

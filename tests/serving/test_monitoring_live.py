@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +18,7 @@ import pytest
 import yaml
 
 from grafana import alerts, dashboard, local
-from serving.launch import ServerProcess, free_port
+from serving.launch import ServerProcess, free_port, start
 from tests.serving.support import Served, instances, predict
 
 WINDOW = "30s"
@@ -32,29 +30,13 @@ GROUPING = re.compile(r"\b(by|on|ignoring|without|group_left|group_right)\s*(\([
 
 
 class Prometheus:
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url, self.process, self.log = url, process, log
+    def __init__(self, process: ServerProcess) -> None:
+        self.process, self.url = process, process.url
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
         assert answer["status"] == "success", f"{expr}\n{answer}"
         return answer["data"]["result"]  # type: ignore[no-any-return]
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (
-                f"prometheus exited:\n{self.log.read_text()[-2000:]}"
-            )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(
-            f"prometheus not ready after {timeout} s:\n{self.log.read_text()[-2000:]}"
-        )
 
     def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -62,9 +44,7 @@ class Prometheus:
             if result := self.query(expr):
                 return result
             time.sleep(0.5)
-        raise AssertionError(
-            f"no result for {expr} after {timeout} s:\n{self.log.read_text()[-2000:]}"
-        )
+        raise AssertionError(f"no result for {expr} after {timeout} s:\n{self.process.log_tail()}")
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +61,19 @@ def prometheus(
     )
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    log = root / "prometheus.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            local.command(root / "prometheus.yml", root / "data", f"127.0.0.1:{port}"),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
+    process = start(
+        "prometheus",
+        local.command(root / "prometheus.yml", root / "data", f"127.0.0.1:{port}"),
+        root / "prometheus.log",
+        port,
+    )
     try:
-        server.wait_ready()
+        process.wait_ready(timeout=30.0, path="/-/ready")
+        server = Prometheus(process)
         server.wait_for(f'count(up{{job="{local.JOB}"}} == 1) == {len(servers)}')
         yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.stop()
 
 
 @pytest.fixture(scope="module")
