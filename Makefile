@@ -53,7 +53,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy components pipelines serving grafana
+	$(VENV)/bin/mypy components pipelines serving grafana benchmarks
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -100,14 +100,17 @@ serve: $(STAMP)
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m serving --model_name $(PROJECT) --model_uri "$(MODEL)" --http_port $(PORT)
 
+# Benchmarks (benchmarks/, not in the image). The real data: DATA_DIR when given, else
+# ../shared/data next to the repository (tests/support/data.py).
 bench-pipelines: $(STAMP)
-	$(PY) -m pipelines.bench pipelines --data-dir "$(or $(DATA_DIR),../shared/data)"
+	$(PY) -m benchmarks.pipelines pipelines $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 bench-quality: $(STAMP)
-	$(PY) -m pipelines.bench quality --data-dir "$(or $(DATA_DIR),../shared/data)"
+	$(PY) -m benchmarks.pipelines quality $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 bench-serving: $(STAMP)
-	$(PY) -m serving.bench --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT))
+	$(PY) -m benchmarks.serving --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT)) \
+		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 # The project image with podman (no Docker engine here). BASE_IMAGE must exist locally: see
 # docs/serving.md for a Debian base made with debootstrap when no image registry is reachable.
@@ -120,7 +123,7 @@ image: $(STAMP)
 
 # A compiled step and the server's entrypoint, run inside the built image.
 check-image: $(STAMP)
-	$(PY) -m pipelines.image_check
+	$(PY) -m benchmarks.image_check
 
 clean:
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

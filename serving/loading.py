@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from components.core import model_uri
-from components.core.registry import model_files
 from components.core.spec import ProjectSpec
 from components.core.train import single_threaded
 
@@ -137,18 +136,3 @@ def load(spec: ProjectSpec, uri: str, version: str | None = None) -> LoadedModel
     return LoadedModel(
         model, background[spec.input_columns], provenance, threshold, changed, reference
     )
-
-
-def save(
-    spec: ProjectSpec,
-    model: Any,
-    train_frame: pd.DataFrame,
-    path: Path,
-    rows: int = 50,
-    reference_frame: pd.DataFrame | None = None,
-) -> Path:
-    """Writes `model` in the layout the register step writes (for tests and the benchmark)."""
-    mlflow = _mlflow()
-    files = model_files(spec, model, train_frame, rows, reference_frame=reference_frame)
-    mlflow.sklearn.save_model(model, str(path), **files)
-    return path

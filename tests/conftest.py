@@ -12,21 +12,18 @@ import pytest
 from components.core import ingest
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
+from tests.support import data
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-REAL_DATA_DIR = Path(
-    os.environ.get("DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 SMALL_ROWS = {"bankchurn": 1500, "carvision": 1500, "telecom": 1200}
 
 
 def real_data_path(spec: ProjectSpec) -> Path:
-    path = REAL_DATA_DIR / spec.data_file
-    if not path.is_file():
-        pytest.skip(
-            f"real data not available: {path} is absent (set DATA_DIR to the folder with {spec.data_file})"
-        )
+    """The project's real file; skips the test, naming the path looked at, when it is absent."""
+    path = data.real_file(spec)
+    if path is None:
+        pytest.skip(data.missing(spec))
     return path
 
 

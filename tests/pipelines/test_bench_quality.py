@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import pipelines as bench
 from components.core.projects import PROJECTS
-from pipelines import bench
 from tests.conftest import quick_spec
 
 

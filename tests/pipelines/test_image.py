@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchmarks.image_check import image_exists, run_ingest, server_help
 from components.core.projects import get_spec
 from components.image import IMAGE
-from pipelines.image_check import image_exists, run_ingest, server_help
 
 pytestmark = [
     pytest.mark.image,

@@ -14,7 +14,7 @@ from kfp import local
 
 from components.core.projects import PROJECTS
 from pipelines.training import PIPELINES
-from serving.launch import free_port, start
+from tests.support.servers import free_port, start
 
 SPEC = PROJECTS["telecom"]
 # One trial on a small file: these tests are about the plumbing, not the model's quality.

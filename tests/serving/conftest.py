@@ -10,16 +10,16 @@ import pytest
 
 from components.core import ingest
 from components.core.projects import get_spec
-from serving.launch import ServerProcess, launch
-from serving.loading import save
 from tests.serving.support import (
     CANDIDATES,
-    REAL_TELECOM,
     SLOW_RELEASE,
     Served,
     SlowToUnpickle,
     quick_model,
 )
+from tests.support import data
+from tests.support.models import save
+from tests.support.servers import ServerProcess, launch
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +63,11 @@ def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str,
 def real_telecom(request: pytest.FixtureRequest, models_root: Path) -> Served | None:
     """A telecom model trained on the real file, when a selected test needs it and it exists."""
     wanted = any(item.get_closest_marker("real_data") for item in request.session.items)
-    if not wanted or not REAL_TELECOM.is_file():
-        return None
     spec = get_spec("telecom")
-    frame, _ = ingest.load(spec, str(REAL_TELECOM))
+    path = data.real_file(spec)
+    if not wanted or path is None:
+        return None
+    frame, _ = ingest.load(spec, str(path))
     split = ingest.split(spec, frame, test_size=0.2, seed=42)
     model = quick_model(spec, CANDIDATES["telecom"], split.train)
     model_dir = save(spec, model, split.train, models_root / "telecom-real")

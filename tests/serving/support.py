@@ -16,7 +16,7 @@ import pandas as pd
 
 from components.core import train
 from components.core.spec import ProjectSpec
-from serving.launch import ServerProcess
+from tests.support.servers import ServerProcess
 
 # One candidate per project keeps training to seconds; the random forest (n_jobs=2) is there
 # so that the server's single-threading of fitted estimators is exercised.
@@ -28,7 +28,6 @@ CANDIDATES = {
 SLOW_LOAD_LIMIT_SECONDS = 300.0
 SLOW_RELEASE = "slow-model.release"
 """Created under the models root by the test that watches the slow server finish loading."""
-REAL_TELECOM = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / "users_behavior.csv"
 
 
 @dataclass

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from grafana import alerts, dashboard, local
-from serving.launch import ServerProcess, free_port, start
 from tests.serving.support import Served, instances, predict
+from tests.support.servers import ServerProcess, free_port, start
 
 WINDOW = "30s"
 # Every panel has data once the servers have answered good and bad requests, but the 5xx ratio:

@@ -16,7 +16,6 @@ import pytest
 from components.core.explain import model_output
 from components.core.projects import get_spec
 from serving.inputs import MAX_EXPLAIN_INSTANCES, MAX_INSTANCES
-from serving.launch import ServerProcess
 from serving.loading import ModelLoadError, load, single_threaded
 from serving.outputs import risk_bands
 
@@ -24,7 +23,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from tests.serving.support import (
     CANDIDATES,
-    REAL_TELECOM,
     SLOW_RELEASE,
     Served,
     instances,
@@ -32,6 +30,8 @@ from tests.serving.support import (
     predict,
     v2_body,
 )
+from tests.support import data
+from tests.support.servers import ServerProcess
 
 # --- start-up and health -------------------------------------------------------------------
 
@@ -540,7 +540,7 @@ def test_served_predictions_equal_in_process_on_real_telecom_rows(
     real_telecom: Served | None, processes: dict[str, ServerProcess]
 ) -> None:
     if real_telecom is None:
-        pytest.skip(f"real telecom data not found at {REAL_TELECOM} (set DATA_DIR)")
+        pytest.skip(data.missing(get_spec("telecom")))
     server = processes["real"]
     server.wait_ready()
     spec, rows = real_telecom.spec, real_telecom.test_frame.head(200)

@@ -1,4 +1,4 @@
-"""Start the server as a separate process on a free local port and wait for it (tests, bench)."""
+"""Start a server as a separate process on a free local port and wait for it (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

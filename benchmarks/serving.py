@@ -1,6 +1,6 @@
 """Latency and throughput of the predictor next to the in-process floor and MLServer.
 
-`python -m serving.bench --project telecom [--model-uri DIR] [--candidate NAME]`
+`python -m benchmarks.serving --project telecom [--model-uri DIR] [--candidate NAME] [--data-dir DIR]`
 
 The server under test is pinned to core 0 (`taskset -c 0`); this process, which generates load
 over HTTP on 127.0.0.1 with aiohttp, runs on core 1. Latency (p50, p99) is measured with one
@@ -35,7 +35,9 @@ import pandas as pd
 
 from components.core import ingest, train
 from components.core.spec import ProjectSpec
-from serving.launch import REPO_ROOT, ServerProcess, free_port, launch, server_env
+from tests.support.data import real_data_dir
+from tests.support.models import save
+from tests.support.servers import REPO_ROOT, ServerProcess, free_port, launch, server_env
 
 STATE = REPO_ROOT / ".state" / "bench"
 MLSERVER_VENV = STATE / "mlserver-venv"
@@ -107,8 +109,8 @@ class Bench:
 # --- the model ------------------------------------------------------------------------------
 
 
-def data_frame(spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
-    path = Path(os.environ.get("DATA_DIR", "/work/shared/data")) / spec.data_file
+def data_frame(spec: ProjectSpec, data_dir: Path) -> tuple[pd.DataFrame, str]:
+    path = data_dir / spec.data_file
     if path.is_file():
         frame, _ = ingest.load(spec, str(path))
         return frame, f"real data ({path})"
@@ -117,12 +119,12 @@ def data_frame(spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
 
 
 def prepare_model(
-    spec: ProjectSpec, model_uri: str | None, candidate: str | None
+    spec: ProjectSpec, model_uri: str | None, candidate: str | None, data_dir: Path
 ) -> tuple[str, Any, pd.DataFrame, str]:
     """(model uri, fitted model, rows to send, where the model came from)."""
-    from serving.loading import load, save
+    from serving.loading import load
 
-    frame, data_source = data_frame(spec)
+    frame, data_source = data_frame(spec, data_dir)
     split = ingest.split(spec, frame, test_size=0.2, seed=42)
     if model_uri:
         return (
@@ -360,7 +362,9 @@ def run(args: argparse.Namespace) -> Bench:
     from components.core.projects import get_spec
 
     spec = get_spec(args.project)
-    model_uri, model, test, source = prepare_model(spec, args.model_uri, args.candidate)
+    model_uri, model, test, source = prepare_model(
+        spec, args.model_uri, args.candidate, args.data_dir
+    )
     bench = Bench(spec.name, source)
     bench.notes.append(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     bodies = {
@@ -481,7 +485,7 @@ def markdown(bench: Bench) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.bench", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.serving", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--project", default="telecom")
     parser.add_argument(
@@ -494,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         "--requests", type=int, default=1000, help="single-instance requests per measurement"
     )
     parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=real_data_dir(),
+        help="folder with the real files (default: DATA_DIR, else ../shared/data: %(default)s); "
+        "synthetic rows when the project's file is not there",
+    )
     args = parser.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print(

@@ -24,6 +24,7 @@ from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from pipelines import local
 from pipelines.training import STEPS
+from tests.support.data import real_data_dir
 
 OUT_DIR = Path(".state/bench")
 SEED = 42
@@ -293,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("kind", choices=["quality", "pipelines"])
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=real_data_dir(),
+        help="folder with the real files (default: DATA_DIR, else ../shared/data: %(default)s)",
+    )
     parser.add_argument(
         "--project",
         default="all",

@@ -1,0 +1,1 @@
+"""Benchmarks and checks that do not ship in the image."""

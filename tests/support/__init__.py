@@ -1,0 +1,1 @@
+"""Helpers shared by the tests and the benchmarks: server processes, saved models, the real data."""
