@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from components.core import evaluate, ingest, train
+from components.core import evaluate, ingest, metrics, train
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from pipelines import local
@@ -29,7 +29,6 @@ from tests.support.data import real_data_dir
 OUT_DIR = Path(".state/bench")
 SEED = 42
 TEST_SIZE = 0.2
-LOWER_IS_BETTER = {"rmse", "mae", "mape"}
 USD_METRICS = {"rmse", "mae"}
 
 
@@ -63,8 +62,7 @@ def shown(metric: str, value: float, target: float | None, met: bool) -> str:
 
 def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str, Any]]:
     source = str(data_dir / spec.data_file)
-    frame, info = ingest.load(spec, source, SEED)
-    parts = ingest.split(spec, frame, TEST_SIZE, SEED)
+    parts, info = ingest.ingest(spec, source, SEED, TEST_SIZE)
     result = train.train(spec, parts.train, SEED)
     scored, score = evaluate.evaluate(spec, result.model, parts.test)
     shown_metrics = list(
@@ -90,7 +88,7 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         test = scored.metrics[metric]
         low, high = intervals[metric]
         target = spec.targets.get(metric)
-        met = target is None or (test <= target if metric in LOWER_IS_BETTER else test >= target)
+        met = target is None or metrics.metric(metric).meets(test, target)
         met_all &= met
         cv = (
             f"{figure(metric, result.cv_mean[metric])} ± {figure(metric, result.cv_std[metric])}"
@@ -111,8 +109,8 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         "sha256": info.sha256,
         "rows": info.rows,
         "removed_rows": info.removed_rows,
-        "train_rows": len(parts.train),
-        "test_rows": len(parts.test),
+        "train_rows": info.train_rows,
+        "test_rows": info.test_rows,
         "model": result.best.candidate,
         "params": result.best.params,
         "threshold": result.threshold,
@@ -122,7 +120,7 @@ def quality_row(spec: ProjectSpec, data_dir: Path) -> tuple[list[str], dict[str,
         "test_intervals_95": intervals,
         "repeated_test_rows": int(repeated.sum()),
         "unseen_test_metrics": unseen.metrics,
-        "groups": scored.groups.to_dict("records"),
+        "groups": [group.model_dump() for group in scored.groups],
         "all_targets_met": met_all,
         "targets": list(spec.targets),
         "primary_metric": spec.primary_metric,
@@ -139,12 +137,12 @@ def candidate_rows(spec: ProjectSpec, result: train.TrainResult) -> list[dict[st
         tried = [t for t in result.trials if t.candidate == cand.name]
         if not tried:
             continue
-        best = max(tried, key=lambda t: t.cv_mean[spec.primary_metric])
+        best = max(tried, key=lambda t: spec.primary.rank(t.cv_mean[spec.primary_metric]))
         rows.append(
             {
                 "candidate": cand.name,
                 "trials": len(tried),
-                **{m: best.cv_mean[m] for m in train.SCORING[spec.task]},
+                **{m: best.cv_mean[m] for m in metrics.CV_METRICS[spec.task]},
                 "params": best.params,
             }
         )

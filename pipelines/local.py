@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from components.core.contracts import DriftSummary, EvaluationSummary, Registration, SourceInfo
 from components.core.ingest import SYNTHETIC_NOTICE
 from components.core.projects import PROJECTS
 
@@ -186,16 +187,16 @@ def summary(outcome: Outcome) -> str:
     if not outcome.ok:
         return "\n".join([*lines, f"   {outcome.error.strip()[:2000]}"])
     out = outcome.outputs
-    registration = json.loads(Path(out["registration"]).read_text())
-    source = json.loads(Path(out["source_info"]).read_text())
-    evaluation = json.loads(Path(out["evaluation"]).read_text())
-    drift = json.loads(Path(out["drift_summary"]).read_text())
+    registration = Registration.read(out["registration"])
+    source = SourceInfo.read(out["source_info"])
+    evaluation = EvaluationSummary.read(out["evaluation"])
+    drift = DriftSummary.read(out["drift_summary"])
     lines += [
-        f"   data      {source['source']}  ({source['rows']} rows, sha256 {source['sha256'][:12]})",
-        *([f"   !!        {source['notice']}"] if source.get("notice") else []),
-        *[f"   gate      {line}" for line in evaluation["gates"]],
-        f"   drift     share {drift['drift_share']:.2f} ({drift['drifted_columns']} columns), dataset drift {drift['dataset_drift']}",
-        f"   mlflow    {outcome.project} v{registration['version']} aliases {registration['aliases']}: {registration['decision']}",
+        f"   data      {source.source}  ({source.rows} rows, sha256 {source.sha256[:12]})",
+        *([f"   !!        {source.notice}"] if source.notice else []),
+        *[f"   gate      {line}" for line in evaluation.gates],
+        f"   drift     share {drift.drift_share:.2f} ({drift.drifted_columns} columns), dataset drift {drift.dataset_drift}",
+        f"   mlflow    {outcome.project} v{registration.version} aliases {registration.aliases}: {registration.decision}",
         f"   reports   {out['evaluation_report']}",
         f"             {out['explanation_report']}",
         f"             {out['drift_report']}",

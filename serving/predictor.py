@@ -15,7 +15,8 @@ from kserve.logging import logger
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import get_predict_response
 
-from components.core.explain import RawInputExplainer, model_output
+from components.core.explain import RawInputExplainer
+from components.core.outputs import BinaryFormat, RegressionFormat, model_output
 from components.core.projects import get_spec
 from serving import metrics
 from serving.batching import Grouper
@@ -32,7 +33,6 @@ from serving.inputs import (
     validated_frame,
 )
 from serving.loading import LoadedModel, ModelLoadError, load
-from serving.outputs import BinaryFormat, RegressionFormat, explained_output, response_format
 
 WARM_UP_ROWS = 5
 MAX_EXPLAINER_VOCABULARY = 10_000
@@ -73,7 +73,7 @@ class ProjectPredictor(Model):
     def __init__(self, name: str, model_uri: str, model_version: str | None = None) -> None:
         super().__init__(name)
         self.spec = get_spec(name)
-        self.format = response_format(self.spec)
+        self.format = self.spec.output
         self.model_uri = model_uri
         self.model_version = model_version
         self.loaded: LoadedModel | None = None
@@ -171,7 +171,7 @@ class ProjectPredictor(Model):
             probability = output
             threshold = loaded.threshold if loaded.threshold is not None else 0.5
             metrics.record_classes(self.name, self.spec.label_names, probability >= threshold)
-            return self.format.columns(self.spec, probability, threshold)
+            return self.format.columns(self.spec.label_names, probability, threshold)
         assert isinstance(self.format, RegressionFormat)
         metrics.record_prices(self.name, output)
         return self.format.columns(output)
@@ -228,7 +228,7 @@ class ProjectPredictor(Model):
                 }
                 for value, row in zip(served, contributions.to_dict("records"), strict=True)
             ],
-            "explained_output": explained_output(self.format),
+            "explained_output": self.format.explained_field,
             "method": explanation.method,
             **({"ignored_fields": ignored_fields} if ignored_fields else {}),
         }

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
+from components.core.contracts import Registration
 from components.core.model_uri import parse as model_uri_parts
 from components.core.spec import ProjectSpec
 from components.image import IMAGE
@@ -189,17 +191,17 @@ class Plan:
     reason: str
 
 
-def plan(spec: ProjectSpec, registration: dict[str, Any]) -> Plan:
+def plan(spec: ProjectSpec, registration: Registration) -> Plan:
     """The champion after this run's registration: the new version if it was promoted, else
     the one that stayed. A run that promoted nothing and found no champion deploys nothing."""
-    if "champion" in registration.get("aliases", []):
-        version = str(registration["version"])
+    if registration.is_champion:
+        version = registration.version
         return Plan(f"models:/{spec.name}/{version}", f"version {version} is the new champion")
-    before = registration.get("champion_before")
+    before = registration.champion_before
     if before:
         return Plan(
             f"models:/{spec.name}/{before}",
-            f"version {registration['version']} was not promoted; champion {before} stays",
+            f"version {registration.version} was not promoted; champion {before} stays",
         )
     return Plan(None, f"{spec.name} has no champion: nothing to deploy")
 
@@ -256,6 +258,40 @@ def apply(manifest: dict[str, Any], api: CustomObjects) -> str:
         return "created"
     api.patch_namespaced_custom_object(*where, meta["name"], manifest)
     return "patched"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the deploy step did: the manifest it wrote and, in mode `apply`, the API's action."""
+
+    model_uri: str
+    """The URI served, or "" when there was nothing to deploy."""
+    action: str
+    """`none`, `written`, `created` or `patched`."""
+    reason: str
+    manifest: str
+
+
+def deploy(
+    spec: ProjectSpec,
+    registration: Registration,
+    mode: str,
+    namespace: str,
+    image: str = "",
+    api: Callable[[], CustomObjects] = in_cluster_api,
+) -> Deployment:
+    """The InferenceService serving the champion after `registration`, and in mode `apply` that
+    resource created or patched through the Kubernetes API (`api` gives the client)."""
+    if mode not in MODES:
+        raise DeployError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    chosen = plan(spec, registration)
+    text = f"# {chosen.reason}\n"
+    if chosen.model_uri is None:
+        return Deployment("", "none", chosen.reason, text)
+    target = Target(namespace=namespace, image=image or IMAGE)
+    resource = inference_service(spec, chosen.model_uri, target)
+    action = apply(resource, api()) if mode == "apply" else "written"
+    return Deployment(chosen.model_uri, action, chosen.reason, text + to_yaml(resource))
 
 
 def write_base(directory: Path, specs: list[ProjectSpec]) -> list[Path]:

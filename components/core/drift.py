@@ -9,6 +9,7 @@ import pandas as pd
 from evidently import Report
 from evidently.presets import DataDriftPreset
 
+from components.core.contracts import DriftSummary
 from components.core.spec import ProjectSpec
 
 DATASET_DRIFT_SHARE = 0.5
@@ -16,12 +17,7 @@ DATASET_DRIFT_SHARE = 0.5
 
 @dataclass
 class DriftResult:
-    drifted_columns: int
-    drift_share: float
-    dataset_drift: bool
-    column_scores: dict[str, float]
-    column_methods: dict[str, str]
-    column_drifted: dict[str, bool]
+    summary: DriftSummary
     html: str
 
 
@@ -54,11 +50,13 @@ def detect(
             drifted[name] = _column_drifted(config["method"], value, float(config["threshold"]))
     share = float(summary.get("share", 0.0))
     return DriftResult(
-        drifted_columns=int(summary.get("count", 0)),
-        drift_share=share,
-        dataset_drift=share >= drift_share,
-        column_scores=scores,
-        column_methods=methods,
-        column_drifted=drifted,
-        html=snapshot.get_html_str(as_iframe=False),
+        DriftSummary(
+            drifted_columns=int(summary.get("count", 0)),
+            drift_share=share,
+            dataset_drift=share >= drift_share,
+            column_scores=scores,
+            column_methods=methods,
+            column_drifted=drifted,
+        ),
+        snapshot.get_html_str(as_iframe=False),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,60 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    mean_absolute_percentage_error,
-    precision_score,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
-    root_mean_squared_error,
-)
+from sklearn.metrics import confusion_matrix, roc_curve
 
 from components.core import report
+from components.core.contracts import EvaluationSummary, GroupFigures
+from components.core.metrics import task_metrics
+from components.core.outputs import model_output
 from components.core.spec import Gate, ProjectSpec
-from components.core.train import positive_scores, split_xy
+from components.core.train import split_xy
 
 
 class GateFailed(RuntimeError):
     """The model missed a quality gate; it must not be registered."""
-
-
-def lift_at(y: np.ndarray, score: np.ndarray, share: float = 0.1) -> float:
-    """Positive rate among the top `share` by score, over the overall positive rate."""
-    top = max(1, math.ceil(len(score) * share))
-    order = np.argsort(-score, kind="stable")[:top]
-    base = y.mean()
-    return float(y[order].mean() / base) if base > 0 else float("nan")
-
-
-def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
-    pred = (score >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, score)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, score)) if both else float("nan"),
-        "accuracy": float(accuracy_score(y, pred)),
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "lift_top10": lift_at(y, score),
-        "threshold": float(threshold),
-    }
-
-
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    return {
-        "rmse": float(root_mean_squared_error(y, pred)),
-        "mae": float(mean_absolute_error(y, pred)),
-        "r2": float(r2_score(y, pred)) if len(y) > 1 else float("nan"),
-        "mape": float(mean_absolute_percentage_error(y, pred)),
-    }
 
 
 def bootstrap_intervals(
@@ -81,11 +40,7 @@ def bootstrap_intervals(
     draws: dict[str, list[float]] = {m: [] for m in metrics}
     for _ in range(resamples):
         idx = rng.integers(0, len(y), len(y))
-        figures = (
-            binary_metrics(y[idx], score[idx], threshold)
-            if spec.task == "binary"
-            else regression_metrics(y[idx], score[idx])
-        )
+        figures = task_metrics(spec.task, y[idx], score[idx], threshold)
         for m in metrics:
             draws[m].append(figures[m])
     tail = (1.0 - level) / 2
@@ -98,23 +53,37 @@ def bootstrap_intervals(
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
-    groups: pd.DataFrame
+    groups: list[GroupFigures]
     rows: int
     curves: dict[str, Any] = field(default_factory=dict)
     """For classifiers: ROC curve points and the confusion matrix, JSON-safe."""
+
+    def groups_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"column": g.column, "group": g.group, "rows": g.rows, **g.figures}
+                for g in self.groups
+            ]
+        )
+
+
+GROUP_FIGURES = {
+    "binary": ("roc_auc", "precision", "recall", "f1"),
+    "regression": ("rmse", "mae", "mape"),
+}
 
 
 def evaluate(
     spec: ProjectSpec, model: BaseEstimator, test_frame: pd.DataFrame
 ) -> tuple[Evaluation, np.ndarray]:
-    """Figures on the test split; returns them with the model's scores (probability or price)."""
+    """Figures on the test split; returns them with the model's output (probability or price)."""
     X, y_series = split_xy(spec, test_frame)
     y = y_series.to_numpy()
-    group_rows = []
+    score = model_output(spec, model, X)
+    threshold = float(getattr(model, "threshold", 0.5)) if spec.task == "binary" else 0.5
+    metrics = task_metrics(spec.task, y, score, threshold)
+    curves: dict[str, Any] = {}
     if spec.task == "binary":
-        score = positive_scores(model, X)
-        threshold = float(getattr(model, "threshold", 0.5))
-        metrics = binary_metrics(y, score, threshold)
         fpr, tpr, thr = roc_curve(y, score)
         # The first ROC threshold is +inf, which JSON cannot carry: cap it at 1.
         thr = np.minimum(thr, 1.0)
@@ -125,36 +94,22 @@ def evaluate(
             "thresholds": thr.tolist(),
             "confusion_matrix": cm.tolist(),
         }
-        for col in spec.group_columns:
-            for value, idx in X.groupby(col).indices.items():
-                m = binary_metrics(y[idx], score[idx], threshold)
-                group_rows.append(
-                    {
-                        "column": col,
-                        "group": value,
-                        "rows": len(idx),
-                        "positive_rate": float(y[idx].mean()),
-                        **{k: m[k] for k in ("roc_auc", "precision", "recall", "f1")},
-                    }
+    groups = []
+    for col in spec.group_columns:
+        for value, idx in X.groupby(col).indices.items():
+            figures = task_metrics(spec.task, y[idx], score[idx], threshold)
+            if spec.task == "binary":
+                figures["positive_rate"] = float(y[idx].mean())
+            kept = ("positive_rate", *GROUP_FIGURES[spec.task])
+            groups.append(
+                GroupFigures(
+                    column=col,
+                    group=str(value),
+                    rows=len(idx),
+                    figures={k: figures[k] for k in kept if k in figures},
                 )
-    else:
-        score = np.asarray(model.predict(X), dtype=float)
-        metrics = regression_metrics(y, score)
-        curves = {}
-        for col in spec.group_columns:
-            for value, idx in X.groupby(col).indices.items():
-                m = regression_metrics(y[idx], score[idx])
-                group_rows.append(
-                    {
-                        "column": col,
-                        "group": value,
-                        "rows": len(idx),
-                        "rmse": m["rmse"],
-                        "mae": m["mae"],
-                        "mape": m["mape"],
-                    }
-                )
-    return Evaluation(metrics, pd.DataFrame(group_rows), len(y), curves), score
+            )
+    return Evaluation(metrics, groups, len(y), curves), score
 
 
 def check_gates(gates: tuple[Gate, ...], metrics: dict[str, float]) -> tuple[bool, list[str]]:
@@ -232,6 +187,49 @@ def html_report(
         axes[1].hist(score - y, bins=60)
         axes[1].set(title="Residuals (predicted - actual)")
     sections.append(("Plots", report.figure_to_html(fig)))
-    if not evaluation.groups.empty:
-        sections.append(("By group", report.table_html(evaluation.groups)))
+    if evaluation.groups:
+        sections.append(("By group", report.table_html(evaluation.groups_frame())))
     return report.page(f"{spec.title}: evaluation", sections, notice)
+
+
+def parse_gate_overrides(text: str) -> dict[str, float]:
+    """`{"roc_auc": 0.8}` -> thresholds by metric; a bad document is named, not ignored."""
+    try:
+        overrides = json.loads(text or "{}")
+        if not isinstance(overrides, dict):
+            raise ValueError("expected a JSON object of metric: threshold")
+        return {str(k): float(v) for k, v in overrides.items()}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"gate_overrides {text!r}: {exc}") from None
+
+
+@dataclass
+class Assessment:
+    """What the evaluate step hands on: the record, the gates applied, the curves and the report."""
+
+    summary: EvaluationSummary
+    gates: tuple[Gate, ...]
+    curves: dict[str, Any]
+    html: str
+
+
+def assess(
+    spec: ProjectSpec,
+    model: BaseEstimator,
+    test_frame: pd.DataFrame,
+    gate_overrides: str = "{}",
+    notice: str = "",
+) -> Assessment:
+    """Scores the test split once and checks the gates (`gate_overrides` as JSON)."""
+    gates = spec.with_gate_overrides(parse_gate_overrides(gate_overrides))
+    result, score = evaluate(spec, model, test_frame)
+    passed, gate_lines = check_gates(gates, result.metrics)
+    summary = EvaluationSummary(
+        rows=result.rows,
+        metrics=result.metrics,
+        groups=result.groups,
+        gates=gate_lines,
+        passed=passed,
+    )
+    html = html_report(spec, result, test_frame, score, gate_lines, notice)
+    return Assessment(summary, gates, result.curves, html)

@@ -23,6 +23,8 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 
+from components.core.contracts import ExplanationSummary
+from components.core.outputs import model_output
 from components.core.spec import ProjectSpec
 from components.core.train import final_pipeline
 
@@ -46,11 +48,12 @@ class Explanation:
     def importance(self) -> pd.Series:
         return self.contributions.abs().mean().sort_values(ascending=False)
 
-
-def model_output(spec: ProjectSpec, model: BaseEstimator, frame: pd.DataFrame) -> np.ndarray:
-    if spec.task == "binary":
-        return np.asarray(model.predict_proba(frame))[:, 1]
-    return np.asarray(model.predict(frame), dtype=float)
+    def summary(self) -> ExplanationSummary:
+        return ExplanationSummary(
+            method=self.method,
+            base_value=self.base_value,
+            importance={str(k): float(v) for k, v in self.importance().items()},
+        )
 
 
 class RawInputExplainer:

@@ -5,35 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from components.core.contracts import DataSource, SourceInfo
 from components.core.spec import ProjectSpec
 
 SYNTHETIC_PREFIX = "synthetic"
-SYNTHETIC_ROWS = {"bankchurn": 4000, "carvision": 6000, "telecom": 3000}
 SYNTHETIC_NOTICE = "SYNTHETIC DATA: generated with the real schema for tests and demos; figures on it say nothing about the real problem"
 
 
 class IngestError(ValueError):
     """The source could not be read as a table of rows."""
-
-
-@dataclass
-class SourceInfo:
-    source: str
-    synthetic: bool
-    rows: int
-    columns: int
-    sha256: str
-    removed_rows: dict[str, int] = field(default_factory=dict)
-    notice: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass
@@ -84,11 +70,11 @@ def parse_csv(raw: bytes, source: str) -> pd.DataFrame:
     return frame
 
 
-def load(spec: ProjectSpec, source: str, seed: int = 42) -> tuple[pd.DataFrame, SourceInfo]:
+def load(spec: ProjectSpec, source: str, seed: int = 42) -> tuple[pd.DataFrame, DataSource]:
     """Reads the source and applies the project's cleaning rules, reporting the rows each removed."""
     synthetic_rows = parse_synthetic(source)
     if synthetic_rows is not None:
-        rows = synthetic_rows or SYNTHETIC_ROWS.get(spec.name, 3000)
+        rows = synthetic_rows or spec.synthetic_rows
         frame = spec.make_synthetic(rows, seed)
         raw = frame.to_csv(index=False).encode()
         label = f"{SYNTHETIC_PREFIX}:{rows} (seed {seed})"
@@ -97,7 +83,7 @@ def load(spec: ProjectSpec, source: str, seed: int = 42) -> tuple[pd.DataFrame, 
         frame = parse_csv(raw, source)
         label = source
     frame, removed = clean(spec, frame)
-    info = SourceInfo(
+    info = DataSource(
         source=label,
         synthetic=synthetic_rows is not None,
         rows=len(frame),
@@ -142,4 +128,30 @@ def split(spec: ProjectSpec, frame: pd.DataFrame, test_size: float, seed: int) -
         test=test.reset_index(drop=True),
         current=current.reset_index(drop=True),
         stratified=stratify is not None,
+    )
+
+
+def ingest(spec: ProjectSpec, source: str, seed: int, test_size: float) -> tuple[Split, SourceInfo]:
+    """Reads, cleans and splits the source; the record says what was read and how it was split."""
+    frame, data = load(spec, source, seed)
+    parts = split(spec, frame, test_size, seed)
+    info = SourceInfo(
+        **data.model_dump(),
+        stratified=parts.stratified,
+        train_rows=len(parts.train),
+        test_rows=len(parts.test),
+    )
+    return parts, info
+
+
+def summary_markdown(spec: ProjectSpec, info: SourceInfo, seed: int, current_rows: int) -> str:
+    removed = "".join(f"- {rule}: **{n}** rows removed\n" for rule, n in info.removed_rows.items())
+    notice = f"**{info.notice}**" if info.notice else ""
+    how = "stratified" if info.stratified else "plain"
+    return (
+        f"# {spec.name}: ingest\n\n{notice}\n\n"
+        f"- source: `{info.source}`\n- sha256: `{info.sha256}`\n"
+        f"- rows: {info.rows}, columns: {info.columns}\n{removed}"
+        f"- split: train {info.train_rows}, test {info.test_rows} ({how}, seed {seed}); "
+        f"current batch {current_rows}\n"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.core.contracts import Registration, RunRecord
 from components.core.spec import ProjectSpec
 
 
@@ -13,48 +14,31 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render(
-    spec: ProjectSpec,
-    *,
-    source: dict[str, Any],
-    selection: dict[str, Any],
-    test_metrics: dict[str, float],
-    cv_mean: dict[str, float],
-    cv_std: dict[str, float],
-    gate_lines: list[str],
-    groups: list[dict[str, Any]],
-    importance: dict[str, float],
-    drift: dict[str, Any],
-    registry: dict[str, Any],
-    seed: int,
-    test_size: float,
-) -> str:
+def render(spec: ProjectSpec, record: RunRecord, registration: Registration) -> str:
+    source, selection, evaluation = record.source, record.selection, record.evaluation
     lines = [f"# Model card: {spec.name} ({spec.title})", ""]
-    if source.get("synthetic"):
-        lines += [f"> **{source.get('notice')}**", ""]
+    if source.synthetic:
+        lines += [f"> **{source.notice}**", ""]
     lines += [
         "## Model",
         f"- task: {spec.task}; target `{spec.target}`; primary metric `{spec.primary_metric}`",
-        f"- estimator: {selection['candidate']} with {selection['params']}",
+        f"- estimator: {selection.candidate} with {selection.params}",
     ]
-    if selection.get("threshold") is not None:
+    if selection.threshold is not None:
         lines.append(
-            f"- decision threshold: {selection['threshold']:.4f} (applied by the served model)"
+            f"- decision threshold: {selection.threshold:.4f} (applied by the served model)"
         )
-    lines += [f"- {note}" for note in selection.get("notes", [])]
+    lines += [f"- {note}" for note in selection.notes]
     lines += [
-        f"- registry: `{spec.name}` version {registry.get('version')}, aliases {registry.get('aliases')}, run `{registry.get('run_id')}`",
-        f"- decision: {registry.get('decision')}",
+        f"- registry: `{spec.name}` version {registration.version}, aliases {registration.aliases}, run `{registration.run_id}`",
+        f"- decision: {registration.decision}",
         "",
         "## Data",
-        f"- source: `{source.get('source')}` (sha256 `{source.get('sha256')}`), {source.get('rows')} rows after cleaning",
+        f"- source: `{source.source}` (sha256 `{source.sha256}`), {source.rows} rows after cleaning",
     ]
+    lines += [f"- cleaning: {rule}: {n} rows removed" for rule, n in source.removed_rows.items()]
     lines += [
-        f"- cleaning: {rule}: {n} rows removed"
-        for rule, n in source.get("removed_rows", {}).items()
-    ]
-    lines += [
-        f"- protocol: {'stratified ' if spec.task == 'binary' else ''}{1 - test_size:.0%}/{test_size:.0%} split, seed {seed}; "
+        f"- protocol: {'stratified ' if spec.task == 'binary' else ''}{1 - record.test_size:.0%}/{record.test_size:.0%} split, seed {record.seed}; "
         "model and threshold chosen by 5-fold CV on the training part; test part used once",
         f"- inputs: {', '.join(spec.input_columns)}; ignored: {', '.join(spec.ignored_columns) or 'none'}",
         "",
@@ -62,31 +46,34 @@ def render(
         "| metric | CV mean | CV std | test |",
         "|---|---|---|---|",
     ]
-    for name, value in test_metrics.items():
+    for name, value in evaluation.metrics.items():
         lines.append(
-            f"| {name} | {_fmt(cv_mean.get(name, ''))} | {_fmt(cv_std.get(name, ''))} | {_fmt(value)} |"
+            f"| {name} | {_fmt(selection.cv_mean.get(name, ''))} | {_fmt(selection.cv_std.get(name, ''))} | {_fmt(value)} |"
         )
-    lines += ["", "### Quality gate", *[f"- {g}" for g in gate_lines], ""]
-    if groups:
-        keys = [k for k in groups[0] if k not in ("column", "group")]
+    lines += ["", "### Quality gate", *[f"- {g}" for g in evaluation.gates], ""]
+    if evaluation.groups:
+        keys = ["rows", *evaluation.groups[0].figures]
         lines += [
             "### By group",
             "| column | group | " + " | ".join(keys) + " |",
             "|---" * (len(keys) + 2) + "|",
         ]
         lines += [
-            f"| {g['column']} | {g['group']} | " + " | ".join(_fmt(g[k]) for k in keys) + " |"
-            for g in groups
+            f"| {g.column} | {g.group} | "
+            + " | ".join(_fmt(g.rows if k == "rows" else g.figures[k]) for k in keys)
+            + " |"
+            for g in evaluation.groups
         ]
         lines.append("")
     lines += [
         "## Explanation (mean |SHAP|)",
-        *[f"- {k}: {v:.4f}" for k, v in list(importance.items())[:10]],
+        *[f"- {k}: {v:.4f}" for k, v in list(record.explanation.importance.items())[:10]],
         "",
     ]
+    drift = record.drift
     lines += [
         "## Drift (Evidently, current batch vs training data)",
-        f"- drifted columns: {drift.get('drifted_columns')} (share {drift.get('drift_share', 0):.2f}); dataset drift: {drift.get('dataset_drift')}",
+        f"- drifted columns: {drift.drifted_columns} (share {drift.drift_share:.2f}); dataset drift: {drift.dataset_drift}",
         "",
         "## Limits",
         "- figures hold for data like the source above; check the drift report before trusting new batches",

@@ -1,10 +1,15 @@
-"""MLflow registration: one run per pipeline run, trials as child runs, challenger/champion aliases."""
+"""MLflow registration: one run per pipeline run with its trials as child runs, the model, and
+promotion by the challenger/champion aliases.
+
+Promotion is decided by `decide`, a pure function of the two scores and where each model's data
+came from, so that its rules have fast tests; the rest talks to MLflow.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +20,18 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 
+from components.core import model_card
+from components.core.contracts import CHALLENGER, CHAMPION, Registration, RunRecord
 from components.core.evaluate import evaluate
+from components.core.metrics import finite
 from components.core.spec import ProjectSpec
 from components.core.train import split_xy
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 BACKGROUND_ROWS = 50
 MODEL_DIGEST_TAG = "model_sha256"
-HIGHER_IS_BETTER = {"rmse": False, "mae": False, "mape": False}
+SYNTHETIC_TAG = "synthetic_data"
 
 
 class RegistryError(RuntimeError):
@@ -52,16 +58,6 @@ def experiment_id(name: str, uri: str) -> str:
             Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts" / name
         ).as_uri()
     return str(mlflow.create_experiment(name, artifact_location=location or None))
-
-
-@dataclass
-class Registration:
-    run_id: str
-    version: str
-    aliases: list[str]
-    champion_before: str | None
-    decision: str
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 MODEL_REQUIREMENTS = (
@@ -115,44 +111,85 @@ def model_files(
     }
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    return {
-        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)
-    }
+@dataclass(frozen=True)
+class Incumbent:
+    """The champion as this registration sees it."""
+
+    version: str | None
+    """None: the project has no champion yet."""
+    score: float | None
+    """Its primary metric on THIS run's test split; None when it could not be scored."""
+    note: str
+    synthetic: bool
+    """Trained on data from the synthetic generator."""
 
 
-def champion_score(
-    spec: ProjectSpec, test_frame: pd.DataFrame
-) -> tuple[str | None, float | None, str]:
-    """The current champion's version and its primary metric on THIS test split (same rows as the
+NO_CHAMPION = Incumbent(None, None, "no champion yet", False)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def beats(spec: ProjectSpec, challenger: float, champion: float | None) -> bool:
+    """Strictly better on the primary metric in its own direction; a tie keeps the champion."""
+    if champion is None or math.isnan(champion):
+        return True
+    return spec.primary.better(challenger, champion)
+
+
+def decide(
+    spec: ProjectSpec, challenger: float, challenger_synthetic: bool, incumbent: Incumbent
+) -> Decision:
+    """Whether the challenger becomes champion, and why, in words that name both figures."""
+    name = spec.primary_metric
+    if challenger_synthetic and incumbent.version is not None and not incumbent.synthetic:
+        return Decision(
+            False,
+            f"kept {incumbent.note}: the challenger was trained on synthetic data and the "
+            "champion on real data; a synthetic model never displaces a real one",
+        )
+    if beats(spec, challenger, incumbent.score):
+        against = (
+            incumbent.note if incumbent.score is None else f"{incumbent.note} {incumbent.score:.4f}"
+        )
+        return Decision(True, f"promoted to champion: {name} {challenger:.4f} vs {against}")
+    return Decision(
+        False,
+        f"kept {incumbent.note}: {name} {incumbent.score:.4f} vs challenger {challenger:.4f} "
+        "on this test split",
+    )
+
+
+def champion_score(spec: ProjectSpec, test_frame: pd.DataFrame) -> Incumbent:
+    """The current champion and its primary metric on THIS test split (same rows as the
     challenger), so champions trained on other data are compared fairly."""
     client = mlflow.MlflowClient()
     try:
         current = client.get_model_version_by_alias(spec.name, CHAMPION)
     except MlflowException:
-        return None, None, "no champion yet"
+        return NO_CHAMPION
+    version = str(current.version)
+    synthetic = (current.tags or {}).get(SYNTHETIC_TAG)
+    if synthetic is None and current.run_id:  # versions registered before the version tag
+        synthetic = client.get_run(current.run_id).data.tags.get(SYNTHETIC_TAG)
+    is_synthetic = synthetic == "true"
     try:
         model = mlflow.sklearn.load_model(f"models:/{spec.name}@{CHAMPION}")
         evaluation, _ = evaluate(spec, model, test_frame)
     except Exception as exc:  # an unloadable champion must not block a good challenger
-        return (
-            str(current.version),
+        return Incumbent(
+            version,
             None,
-            f"champion v{current.version} could not be scored on this test split ({type(exc).__name__}: {exc})",
+            f"champion v{version} could not be scored on this test split "
+            f"({type(exc).__name__}: {exc})",
+            is_synthetic,
         )
-    return (
-        str(current.version),
-        evaluation.metrics[spec.primary_metric],
-        f"champion v{current.version}",
+    return Incumbent(
+        version, evaluation.metrics[spec.primary_metric], f"champion v{version}", is_synthetic
     )
-
-
-def beats(spec: ProjectSpec, challenger: float, champion: float | None) -> bool:
-    if champion is None or math.isnan(champion):
-        return True
-    if HIGHER_IS_BETTER.get(spec.primary_metric, True):
-        return challenger > champion
-    return challenger < champion
 
 
 def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Registration | None:
@@ -170,68 +207,82 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
         ):
             aliases = list(client.get_model_version(spec.name, version.version).aliases)
             return Registration(
-                run.info.run_id,
-                str(version.version),
-                aliases,
-                None,
-                f"already registered as version {version.version}; nothing new logged",
-                dict(run.data.metrics),
+                run_id=run.info.run_id,
+                version=str(version.version),
+                aliases=aliases,
+                champion_before=None,
+                decision=f"already registered as version {version.version}; nothing new logged",
+                metrics=finite(run.data.metrics),
             )
     return None
+
+
+def log_trials(experiment: str, trials: pd.DataFrame) -> None:
+    """Each trial of the search as a child run of the active run."""
+    for record in (
+        dict(zip(trials.columns.astype(str), row, strict=True))
+        for row in trials.itertuples(index=False)
+    ):
+        with mlflow.start_run(
+            experiment_id=experiment,
+            run_name=f"trial-{record['trial']}-{record['candidate']}",
+            nested=True,
+        ):
+            mlflow.log_params(
+                {
+                    k.removeprefix("param."): str(v)
+                    for k, v in record.items()
+                    if k.startswith("param.") and not (isinstance(v, float) and math.isnan(v))
+                }
+                | {"candidate": record["candidate"]}
+            )
+            mlflow.log_metrics(
+                finite({k.replace(".", "_"): v for k, v in record.items() if k.startswith("cv_")})
+            )
+
+
+def promote(spec: ProjectSpec, version: str, decision: Decision, synthetic: bool) -> list[str]:
+    """Sets `challenger` (and `champion` when the decision says so) on the version, with the
+    decision and the data kind as version tags; returns the aliases set."""
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(spec.name, CHALLENGER, version)
+    aliases = [CHALLENGER]
+    if decision.promote:
+        client.set_registered_model_alias(spec.name, CHAMPION, version)
+        aliases.append(CHAMPION)
+    client.set_model_version_tag(spec.name, version, "decision", decision.reason)
+    client.set_model_version_tag(spec.name, version, SYNTHETIC_TAG, str(synthetic).lower())
+    return aliases
 
 
 def register(
     spec: ProjectSpec,
     model: BaseEstimator,
+    record: RunRecord,
     *,
     train_frame: pd.DataFrame,
     test_frame: pd.DataFrame,
-    run_name: str,
-    params: dict[str, Any],
-    metrics: dict[str, float],
     trials: pd.DataFrame,
-    artifacts: dict[str, str],
-    tags: dict[str, str],
+    reports: dict[str, str],
     uri: str = "",
-    card: Any = None,
 ) -> Registration:
-    """Logs the run and the model, sets `challenger`, and `champion` when the model beats the
-    current champion on the primary metric. `card(registration) -> str` renders the model card."""
+    """Logs the run, its trials, its reports, the model card and the model; sets `challenger`,
+    and `champion` when `decide` says the model beats the current champion."""
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(spec.name, uri)
-    previous = already_registered(spec, exp, tags.get(MODEL_DIGEST_TAG, ""))
+    previous = already_registered(spec, exp, record.model_sha256)
     if previous is not None:
         return previous
-    champion_version, champion_value, champion_note = champion_score(spec, test_frame)
+    incumbent = champion_score(spec, test_frame)
+    metrics = record.metrics()
     with mlflow.start_run(
-        experiment_id=exp, run_name=run_name, tags={"project": spec.name, **tags}
+        experiment_id=exp, run_name=record.run_name, tags={"project": spec.name, **record.tags()}
     ) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics(_finite(metrics))
-        for record in (
-            dict(zip(trials.columns.astype(str), row, strict=True))
-            for row in trials.itertuples(index=False)
-        ):
-            with mlflow.start_run(
-                experiment_id=exp,
-                run_name=f"trial-{record['trial']}-{record['candidate']}",
-                nested=True,
-            ):
-                mlflow.log_params(
-                    {
-                        k.removeprefix("param."): str(v)
-                        for k, v in record.items()
-                        if k.startswith("param.") and not (isinstance(v, float) and math.isnan(v))
-                    }
-                    | {"candidate": record["candidate"]}
-                )
-                mlflow.log_metrics(
-                    _finite(
-                        {k.replace(".", "_"): v for k, v in record.items() if k.startswith("cv_")}
-                    )
-                )
-        for name, path in artifacts.items():
+        mlflow.log_params({k: str(v)[:500] for k, v in record.params().items()})
+        mlflow.log_metrics(finite(metrics))
+        log_trials(exp, trials)
+        for name, path in reports.items():
             if Path(path).is_file():
                 mlflow.log_artifact(path, artifact_path=name)
         info = mlflow.sklearn.log_model(
@@ -241,23 +292,16 @@ def register(
             **model_files(spec, model, train_frame, reference_frame=test_frame),
         )
         version = str(info.registered_model_version)
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(spec.name, CHALLENGER, version)
-        aliases = [CHALLENGER]
-        ours = metrics[f"test_{spec.primary_metric}"]
-        if beats(spec, ours, champion_value):
-            client.set_registered_model_alias(spec.name, CHAMPION, version)
-            aliases.append(CHAMPION)
-            against = (
-                champion_note if champion_value is None else f"{champion_note} {champion_value:.4f}"
-            )
-            decision = f"promoted to champion: {spec.primary_metric} {ours:.4f} vs {against}"
-        else:
-            decision = f"kept {champion_note}: {spec.primary_metric} {champion_value:.4f} vs challenger {ours:.4f} on this test split"
-        client.set_model_version_tag(spec.name, version, "decision", decision)
+        synthetic = record.source.synthetic
+        score = record.evaluation.metrics[spec.primary_metric]
+        decision = decide(spec, score, synthetic, incumbent)
         registration = Registration(
-            run.info.run_id, version, aliases, champion_version, decision, metrics
+            run_id=run.info.run_id,
+            version=version,
+            aliases=promote(spec, version, decision, synthetic),
+            champion_before=incumbent.version,
+            decision=decision.reason,
+            metrics=finite(metrics),
         )
-        if card is not None:
-            mlflow.log_text(card(registration), "model_card/model_card.md")
+        mlflow.log_text(model_card.render(spec, record, registration), "model_card/model_card.md")
     return registration

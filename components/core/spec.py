@@ -9,6 +9,9 @@ from typing import Any, Literal
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from components.core.metrics import Metric, metric
+from components.core.outputs import OutputFormat
+
 Task = Literal["binary", "regression"]
 ColumnType = Literal["float", "int", "category", "string", "date"]
 Preprocessing = Literal["linear", "tree", "tree_onehot"]
@@ -29,19 +32,25 @@ class Column:
 
 @dataclass(frozen=True)
 class Gate:
-    """A quality gate: `metric` must be >= threshold (higher is better) or <= it (lower is better)."""
+    """A quality gate: `metric` must be at least as good as `threshold` (the metric's own
+    direction, from components.core.metrics, says which way is better)."""
 
     metric: str
     threshold: float
-    higher_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        metric(self.metric)  # an unknown metric fails where the spec is written
+
+    @property
+    def measure(self) -> Metric:
+        return metric(self.metric)
 
     def passes(self, value: float) -> bool:
-        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+        return self.measure.meets(value, self.threshold)
 
     def describe(self, value: float) -> str:
-        op = ">=" if self.higher_is_better else "<="
         verdict = "passed" if self.passes(value) else "FAILED"
-        return f"{self.metric} = {value:.4f} (gate {op} {self.threshold:g}): {verdict}"
+        return f"{self.metric} = {value:.4f} (gate {self.measure.comparison} {self.threshold:g}): {verdict}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,11 @@ class ProjectSpec:
     gates: tuple[Gate, ...]
     make_synthetic: Callable[[int, int], pd.DataFrame]
     """(rows, seed) -> a synthetic frame with the real file's columns, for tests and demos."""
+    synthetic_rows: int
+    """Rows the generator makes when no count is given (`synthetic`)."""
     data_file: str
+    output: OutputFormat
+    """How a prediction reads to the project's consumers: field names, decisions, risk bands."""
     class_labels: tuple[str, str] | None = None
     """Names of the negative and positive class, for binary tasks."""
     tune_threshold: bool = False
@@ -97,7 +110,11 @@ class ProjectSpec:
     reference_figures: Mapping[str, float] = field(default_factory=dict)
     """Figures the reference portfolio published on the same data, for the quality benchmark."""
     targets: Mapping[str, float] = field(default_factory=dict)
-    """Test-split figures the project aims for (`rmse` and `mae` lower is better)."""
+    """Test-split figures the project aims for (each metric's direction is its own)."""
+
+    @property
+    def primary(self) -> Metric:
+        return metric(self.primary_metric)
 
     @property
     def input_columns(self) -> list[str]:
@@ -136,6 +153,5 @@ class ProjectSpec:
                 f"{self.name} has no gate on {sorted(unknown)}; gates: {[g.metric for g in self.gates]}"
             )
         return tuple(
-            Gate(g.metric, float(overrides.get(g.metric, g.threshold)), g.higher_is_better)
-            for g in self.gates
+            Gate(g.metric, float(overrides.get(g.metric, g.threshold))) for g in self.gates
         )

@@ -28,25 +28,14 @@ from sklearn.model_selection import (
     cross_validate,
 )
 
+from components.core import metrics
+from components.core.contracts import Selection
 from components.core.preprocessing import make_preprocessor
 from components.core.spec import Candidate, ProjectSpec
 
 CV_FOLDS = 5
 TIME_BUDGET_S = 600.0
 """A safety cap on the search: reached, it skips the remaining trials and says so."""
-SCORING = {
-    "binary": {
-        "roc_auc": "roc_auc",
-        "pr_auc": "average_precision",
-        "accuracy": "accuracy",
-        "f1": "f1",
-    },
-    "regression": {
-        "r2": "r2",
-        "rmse": "neg_root_mean_squared_error",
-        "mae": "neg_mean_absolute_error",
-    },
-}
 
 
 @dataclass
@@ -164,7 +153,7 @@ def run_trial(
     y: pd.Series,
     seed: int,
 ) -> Trial:
-    scoring = SCORING[spec.task]
+    scoring = metrics.cv_scoring(spec.task)
     start = time.perf_counter()
     scores = cross_validate(
         build_pipeline(spec, cand, seed, params),
@@ -174,10 +163,7 @@ def run_trial(
         scoring=scoring,
         error_score="raise",
     )
-    sign = {
-        name: -1.0 if str(scorer).startswith("neg_") else 1.0 for name, scorer in scoring.items()
-    }
-    mean = {m: float(sign[m] * np.mean(scores[f"test_{m}"])) for m in scoring}
+    mean = {m: metrics.metric(m).from_cv(float(np.mean(scores[f"test_{m}"]))) for m in scoring}
     std = {m: float(np.std(scores[f"test_{m}"])) for m in scoring}
     return Trial(cand.name, params, mean, std, time.perf_counter() - start)
 
@@ -192,10 +178,8 @@ def fold_figures(
     spec: ProjectSpec, X: pd.DataFrame, y: pd.Series, oof: np.ndarray, threshold: float, seed: int
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-fold figures of out-of-fold predictions at the chosen threshold."""
-    from components.core.evaluate import binary_metrics
-
     per_fold = [
-        binary_metrics(y.to_numpy()[idx], oof[idx], threshold)
+        metrics.binary_metrics(y.to_numpy()[idx], oof[idx], threshold)
         for _, idx in folds(spec, seed).split(X, y)
     ]
     keys = ["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1"]
@@ -223,7 +207,7 @@ def train(
             exhausted = True
             break
         trials.append(run_trial(spec, cand, params, X, y, seed))
-    best = max(trials, key=lambda t: t.cv_mean[spec.primary_metric])
+    best = max(trials, key=lambda t: spec.primary.rank(t.cv_mean[spec.primary_metric]))
     pipeline = build_pipeline(spec, spec.candidate(best.candidate), seed, best.params)
     notes = [f"{len(trials)} trials; chosen {best.candidate} by CV {spec.primary_metric}"]
     if exhausted:
@@ -305,19 +289,17 @@ def final_pipeline(model: BaseEstimator) -> Pipeline:
     return inner
 
 
-def positive_scores(model: BaseEstimator, X: pd.DataFrame) -> np.ndarray:
-    return np.asarray(model.predict_proba(X))[:, 1]
-
-
-def selection_summary(result: TrainResult) -> dict[str, Any]:
-    return {
-        "candidate": result.best.candidate,
-        "params": {
+def selection_summary(result: TrainResult) -> Selection:
+    return Selection(
+        candidate=result.best.candidate,
+        params={
             k: (v if isinstance(v, str | int | float | bool) or v is None else str(v))
             for k, v in result.best.params.items()
         },
-        "threshold": result.threshold,
-        "trials": len(result.trials),
-        "seconds": round(result.seconds, 2),
-        "notes": result.notes,
-    }
+        threshold=result.threshold,
+        trials=len(result.trials),
+        seconds=round(result.seconds, 2),
+        notes=result.notes,
+        cv_mean=result.cv_mean,
+        cv_std=result.cv_std,
+    )

@@ -17,35 +17,21 @@ def deploy(
 ) -> NamedTuple("DeployOutputs", [("model_uri", str), ("action", str)]):  # type: ignore[valid-type]
     """Describes the KServe InferenceService serving the champion, pinned to its version, and in
     mode 'apply' creates or patches it through the Kubernetes API (on a cluster)."""
-    import dataclasses
-    import json
     from collections import namedtuple
+    from pathlib import Path
 
-    from components.core import deploy as serving
+    from components.core import deploy as logic
+    from components.core.contracts import Registration
     from components.core.projects import get_spec
 
-    if mode not in serving.MODES:
-        raise serving.DeployError(f"mode {mode!r}: expected one of {', '.join(serving.MODES)}")
     spec = get_spec(project)
-    with open(registration.path) as handle:
-        chosen = serving.plan(spec, json.load(handle))
-    print(chosen.reason)
-    action = "none"
-    text = f"# {chosen.reason}\n"
-    if chosen.model_uri is not None:
-        target = serving.Target(namespace=namespace)
-        if serving_image:
-            target = dataclasses.replace(target, image=serving_image)
-        resource = serving.inference_service(spec, chosen.model_uri, target)
-        text += serving.to_yaml(resource)
-        action = "written"
-        if mode == "apply":
-            action = serving.apply(resource, serving.in_cluster_api())
-        print(f"InferenceService {namespace}/{spec.name} {action}: serves {chosen.model_uri}")
-    with open(manifest.path, "w") as handle:
-        handle.write(text)
+    done = logic.deploy(spec, Registration.read(registration.path), mode, namespace, serving_image)
+    print(done.reason)
+    if done.model_uri:
+        print(f"InferenceService {namespace}/{spec.name} {done.action}: serves {done.model_uri}")
+    Path(manifest.path).write_text(done.manifest)
     manifest.metadata.update(
-        {"model_uri": chosen.model_uri or "", "action": action, "reason": chosen.reason}
+        {"model_uri": done.model_uri, "action": done.action, "reason": done.reason}
     )
     outputs = namedtuple("DeployOutputs", ["model_uri", "action"])  # type: ignore[name-match]
-    return outputs(chosen.model_uri or "", action)
+    return outputs(done.model_uri, done.action)

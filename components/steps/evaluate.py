@@ -18,47 +18,30 @@ def evaluate(
 ):
     """Scores the test split once and enforces the quality gate: a failing model stops the run.
     `gate_overrides` is JSON such as {"roc_auc": 0.8}; unnamed gates keep the project's thresholds."""
-    import json
+    from pathlib import Path
 
     import joblib
     import pandas as pd
 
     from components.core import evaluate as logic
     from components.core.projects import get_spec
+    from components.core.step_io import synthetic_notice, write_metadata, write_metrics
 
     spec = get_spec(project)
-    fitted = joblib.load(model.path)
-    frame = pd.read_csv(test.path)
-    result, score = logic.evaluate(spec, fitted, frame)
-    gates = spec.with_gate_overrides(
-        {k: float(v) for k, v in json.loads(gate_overrides or "{}").items()}
+    done = logic.assess(
+        spec,
+        joblib.load(model.path),
+        pd.read_csv(test.path),
+        gate_overrides,
+        synthetic_notice(source_info.path),
     )
-    passed, gate_lines = logic.check_gates(gates, result.metrics)
-    with open(source_info.path) as handle:
-        notice = json.load(handle).get("notice", "")
-    with open(report.path, "w") as handle:
-        handle.write(logic.html_report(spec, result, frame, score, gate_lines, notice))
-    for name, value in result.metrics.items():
-        metrics.log_metric(name, round(value, 6))
-    with open(metrics.path, "w") as handle:
-        json.dump(metrics.metadata, handle)
+    write_metrics(metrics, done.summary.metrics)
     if spec.task == "binary":
-        curves = result.curves
+        curves = done.curves
         classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
         classification.log_confusion_matrix(list(spec.label_names), curves["confusion_matrix"])
-    with open(classification.path, "w") as handle:
-        json.dump(classification.metadata, handle)
-    with open(evaluation.path, "w") as handle:
-        json.dump(
-            {
-                "metrics": result.metrics,
-                "groups": result.groups.to_dict("records"),
-                "gates": gate_lines,
-                "passed": passed,
-            },
-            handle,
-            indent=2,
-            default=str,
-        )
-    print("\n".join(gate_lines))
-    logic.enforce_gates(spec, gates, result.metrics)
+    write_metadata(classification)
+    Path(report.path).write_text(done.html)
+    done.summary.write(evaluation.path)
+    print("\n".join(done.summary.gates))
+    logic.enforce_gates(spec, done.gates, done.summary.metrics)

@@ -17,29 +17,20 @@ def ingest(
     summary: Output[Markdown],
 ):
     """Reads a path, an http(s) URL or `synthetic[:ROWS]`, applies the cleaning rules and splits."""
-    import json
+    from pathlib import Path
 
     from components.core import ingest as logic
     from components.core.projects import get_spec
 
     spec = get_spec(project)
-    frame, info = logic.load(spec, source, seed)
-    parts = logic.split(spec, frame, test_size, seed)
+    parts, info = logic.ingest(spec, source, seed, test_size)
     for artifact, part in ((train, parts.train), (test, parts.test), (current, parts.current)):
         part.to_csv(artifact.path, index=False)
         artifact.metadata.update(
             {"rows": len(part), "columns": part.shape[1], "synthetic": info.synthetic}
         )
-    with open(source_info.path, "w") as handle:
-        json.dump(info.to_dict() | {"stratified": parts.stratified}, handle, indent=2)
+    info.write(source_info.path)
     source_info.metadata.update({"sha256": info.sha256, "rows": info.rows})
-    removed = "".join(f"- {rule}: **{n}** rows removed\n" for rule, n in info.removed_rows.items())
-    with open(summary.path, "w") as handle:
-        handle.write(
-            f"# {spec.name}: ingest\n\n{('**' + info.notice + '**') if info.notice else ''}\n\n"
-            f"- source: `{info.source}`\n- sha256: `{info.sha256}`\n- rows: {info.rows}, columns: {info.columns}\n"
-            f"{removed}- split: train {len(parts.train)}, test {len(parts.test)} "
-            f"({'stratified' if parts.stratified else 'plain'}, seed {seed}); current batch {len(parts.current)}\n"
-        )
+    Path(summary.path).write_text(logic.summary_markdown(spec, info, seed, len(parts.current)))
     if info.notice:
         print(info.notice)

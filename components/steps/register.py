@@ -32,89 +32,45 @@ def register(
 ):
     """Logs the run (trials as child runs) and the model to MLflow; sets `challenger`, and
     `champion` when the model beats the current champion on the same test split."""
-    import hashlib
-    import json
     from collections import namedtuple
-    from dataclasses import asdict
     from pathlib import Path
 
     import joblib
     import pandas as pd
 
-    from components.core import model_card as card
+    from components.core import contracts, registry
+    from components.core.model_card import render
     from components.core.projects import get_spec
-    from components.core.registry import register as log_and_register
-
-    def read(artifact):
-        with open(artifact.path) as handle:
-            return json.load(handle)
+    from components.core.step_io import file_sha256
 
     spec = get_spec(project)
-    source, chosen, scored = read(source_info), read(selection), read(evaluation)
-    explained, drifted = read(explanation), read(drift_summary)
-    metrics = {f"test_{k}": v for k, v in scored["metrics"].items()}
-    metrics |= {f"cv_mean_{k}": v for k, v in chosen["cv_mean"].items()}
-    metrics |= {f"cv_std_{k}": v for k, v in chosen["cv_std"].items()}
-    metrics |= {
-        "drift_share": drifted["drift_share"],
-        "drifted_columns": drifted["drifted_columns"],
-    }
-    params = {
-        "source": source["source"],
-        "source_sha256": source["sha256"],
-        "rows": source["rows"],
-        "seed": seed,
-        "test_size": test_size,
-        "candidate": chosen["candidate"],
-        "threshold": chosen["threshold"],
-        "trials": chosen["trials"],
-        **{f"model.{k}": v for k, v in chosen["params"].items()},
-    }
-
-    def render(result):
-        return card.render(
-            spec,
-            source=source,
-            selection=chosen,
-            test_metrics=scored["metrics"],
-            cv_mean=chosen["cv_mean"],
-            cv_std=chosen["cv_std"],
-            gate_lines=scored["gates"],
-            groups=scored["groups"],
-            importance=explained["importance"],
-            drift=drifted,
-            registry=asdict(result),
-            seed=seed,
-            test_size=test_size,
-        )
-
-    result = log_and_register(
+    record = contracts.RunRecord(
+        source=contracts.SourceInfo.read(source_info.path),
+        selection=contracts.Selection.read(selection.path),
+        evaluation=contracts.EvaluationSummary.read(evaluation.path),
+        explanation=contracts.ExplanationSummary.read(explanation.path),
+        drift=contracts.DriftSummary.read(drift_summary.path),
+        seed=seed,
+        test_size=test_size,
+        run_name=run_name,
+        model_sha256=file_sha256(model.path),
+    )
+    result = registry.register(
         spec,
         joblib.load(model.path),
+        record,
         train_frame=pd.read_csv(train.path),
         test_frame=pd.read_csv(test.path),
-        run_name=run_name,
-        params=params,
-        metrics=metrics,
         trials=pd.read_csv(trials.path),
-        artifacts={
+        reports={
             "evaluation": evaluation_report.path,
             "explanation": explanation_report.path,
             "drift": drift_report.path,
         },
-        tags={
-            "kfp.run_name": run_name,
-            "model_sha256": hashlib.sha256(Path(model.path).read_bytes()).hexdigest(),
-            "synthetic_data": str(source["synthetic"]).lower(),
-            "source": source["source"],
-        },
         uri=mlflow_tracking_uri,
-        card=render,
     )
-    with open(model_card.path, "w") as handle:
-        handle.write(render(result))
-    with open(registration.path, "w") as handle:
-        json.dump(asdict(result), handle, indent=2)
+    Path(model_card.path).write_text(render(spec, record, result))
+    result.write(registration.path)
     model_card.metadata.update({"version": result.version, "aliases": result.aliases})
     print(result.decision)
     outputs = namedtuple("RegisterOutputs", ["version", "aliases", "run_id"])  # type: ignore[name-match]

@@ -14,6 +14,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from components.core import deploy
+from components.core.contracts import Registration
 from components.core.projects import PROJECTS, get_spec
 from components.core.spec import ProjectSpec
 
@@ -93,8 +94,15 @@ def test_bad_target_settings_are_named(change: dict[str, Any], message: str) -> 
         deploy.inference_service(get_spec("telecom"), "models:/telecom/1", target)
 
 
-def registration(version: str, aliases: list[str], before: str | None) -> dict[str, Any]:
-    return {"version": version, "aliases": aliases, "champion_before": before}
+def registration(version: str, aliases: list[str], before: str | None) -> Registration:
+    return Registration(
+        run_id="r",
+        version=version,
+        aliases=aliases,
+        champion_before=before,
+        decision="",
+        metrics={},
+    )
 
 
 def test_the_plan_serves_a_promoted_version() -> None:
@@ -174,3 +182,26 @@ def test_apply_mode_off_cluster_says_to_use_the_manifest(monkeypatch: pytest.Mon
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(deploy.DeployError, match="mode 'manifest' off-cluster"):
         deploy.in_cluster_api()
+
+
+def test_the_step_in_apply_mode_creates_the_champions_service() -> None:
+    api = FakeCustomObjects()
+    done = deploy.deploy(
+        get_spec("telecom"),
+        registration("4", ["challenger", "champion"], "3"),
+        "apply",
+        "serving-ns",
+        api=lambda: api,
+    )
+    assert (done.model_uri, done.action) == ("models:/telecom/4", "created")
+    assert yaml.safe_load(done.manifest.split("\n", 1)[1])["metadata"]["namespace"] == "serving-ns"
+    assert api.calls == ["get", "create"]
+
+
+def test_the_step_deploys_nothing_without_a_champion_and_names_a_bad_mode() -> None:
+    spec = get_spec("telecom")
+    done = deploy.deploy(spec, registration("1", ["challenger"], None), "manifest", "ns")
+    assert (done.model_uri, done.action) == ("", "none")
+    assert done.manifest.startswith("# telecom has no champion")
+    with pytest.raises(deploy.DeployError, match="mode 'aply': expected one of manifest, apply"):
+        deploy.deploy(spec, registration("1", ["champion"], None), "aply", "ns")

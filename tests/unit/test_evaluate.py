@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from components.core import evaluate as logic
+from components.core import metrics
 from components.core.projects import PROJECTS
 from components.core.spec import Gate, ProjectSpec
 from tests.conftest import quick_model, small_split
@@ -12,13 +13,13 @@ from tests.conftest import quick_model, small_split
 def test_lift_counts_positives_in_the_top_decile() -> None:
     y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1] * 10)
     score = np.where(y == 1, 0.9, 0.1)
-    assert logic.lift_at(y, score, 0.1) == pytest.approx(1 / 0.2)
+    assert metrics.lift_at(y, score, 0.1) == pytest.approx(1 / 0.2)
 
 
 def test_binary_metrics_match_hand_counts() -> None:
     y = np.array([0, 0, 1, 1, 1])
     score = np.array([0.1, 0.6, 0.4, 0.7, 0.9])
-    m = logic.binary_metrics(y, score, threshold=0.5)
+    m = metrics.binary_metrics(y, score, threshold=0.5)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["accuracy"] == pytest.approx(3 / 5)
 
@@ -35,7 +36,8 @@ def test_evaluation_is_json_safe_and_has_groups(spec: ProjectSpec) -> None:
     else:
         assert {"rmse", "mae", "r2", "mape"} <= set(evaluation.metrics)
     if spec.group_columns:
-        assert set(evaluation.groups["column"]) == set(spec.group_columns)
+        assert {g.column for g in evaluation.groups} == set(spec.group_columns)
+        assert sum(g.rows for g in evaluation.groups) == evaluation.rows * len(spec.group_columns)
 
 
 def test_failing_gate_names_metric_value_and_threshold() -> None:
@@ -47,8 +49,11 @@ def test_failing_gate_names_metric_value_and_threshold() -> None:
 
 
 def test_lower_is_better_gates_and_unknown_gate_names() -> None:
-    gate = Gate("mape", 0.3, higher_is_better=False)
-    assert gate.passes(0.2) and not gate.passes(0.4)
+    gate = Gate("mape", 0.3)
+    assert gate.passes(0.2) and gate.passes(0.3) and not gate.passes(0.4)
+    assert gate.describe(0.4) == "mape = 0.4000 (gate <= 0.3): FAILED"
+    with pytest.raises(KeyError, match="unknown metric 'mapee'"):
+        Gate("mapee", 0.3)
     passed, lines = logic.check_gates((gate,), {})
     assert not passed and "not measured" in lines[0]
     with pytest.raises(ValueError, match="no gate on \\['nope'\\]"):
@@ -78,7 +83,7 @@ def test_bootstrap_interval_holds_the_test_figure_and_narrows_with_more_rows() -
     widths = []
     for rows in (200, 5000):
         y, score = _noisy_scores(rows, 3)
-        point = logic.binary_metrics(y, score, 0.5)
+        point = metrics.binary_metrics(y, score, 0.5)
         intervals = logic.bootstrap_intervals(spec, y, score, 0.5, ["roc_auc", "f1"], 300)
         for metric, (low, high) in intervals.items():
             assert low < point[metric] < high
@@ -96,8 +101,25 @@ def test_bootstrap_interval_for_regression_figures() -> None:
     rng = np.random.default_rng(5)
     y = rng.normal(10_000, 3_000, 1000)
     pred = y + rng.normal(0, 1_000, 1000)
-    rmse = logic.regression_metrics(y, pred)["rmse"]
+    rmse = metrics.regression_metrics(y, pred)["rmse"]
     low, high = logic.bootstrap_intervals(PROJECTS["carvision"], y, pred, 0.5, ["rmse"], 300)[
         "rmse"
     ]
     assert 900 < low < rmse < high < 1100
+
+
+def test_assess_checks_overridden_gates_and_names_a_bad_override() -> None:
+    spec = PROJECTS["telecom"]
+    result = quick_model(spec)
+    test = small_split(spec).test
+    done = logic.assess(spec, result.model, test, '{"accuracy": 0.01}', notice="SYNTHETIC")
+    assert done.summary.passed and done.summary.rows == len(test)
+    assert (
+        done.summary.gates[0].startswith("accuracy = ")
+        and "(gate >= 0.01): passed" in done.summary.gates[0]
+    )
+    assert "SYNTHETIC" in done.html
+    with pytest.raises(ValueError, match="gate_overrides '\\[1\\]': expected a JSON object"):
+        logic.assess(spec, result.model, test, "[1]")
+    with pytest.raises(ValueError, match="gate_overrides 'nope'"):
+        logic.assess(spec, result.model, test, "nope")

@@ -3,6 +3,7 @@ import pytest
 from sklearn.model_selection import FixedThresholdClassifier
 
 from components.core import drift, explain
+from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import build_pipeline, calibrated
@@ -18,7 +19,7 @@ def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -
     rows = parts.test.head(5)
     explanation = explainer.explain(rows)
     assert list(explanation.contributions.columns) == spec.input_columns
-    expected = explain.model_output(spec, result.model, rows[spec.input_columns])
+    expected = model_output(spec, result.model, rows[spec.input_columns])
     np.testing.assert_allclose(
         explanation.base_value + explanation.contributions.sum(axis=1), expected, atol=1e-6
     )
@@ -45,13 +46,13 @@ def test_drift_is_found_when_the_batch_shifts_and_not_otherwise() -> None:
     spec = PROJECTS["telecom"]
     reference = spec.make_synthetic(1500, 1)
     same = drift.detect(spec, reference, spec.make_synthetic(400, 2))
-    assert same.drift_share < 0.5 and not same.dataset_drift
+    assert same.summary.drift_share < 0.5 and not same.summary.dataset_drift
     shifted = spec.make_synthetic(400, 2)
     for col in ("calls", "minutes", "messages", "mb_used"):
         shifted[col] = shifted[col] * 3
     moved = drift.detect(spec, reference, shifted)
-    assert moved.dataset_drift and moved.drift_share == pytest.approx(1.0)
-    assert all(moved.column_drifted.values())
+    assert moved.summary.dataset_drift and moved.summary.drift_share == pytest.approx(1.0)
+    assert all(moved.summary.column_drifted.values())
     assert (
         moved.html.lstrip().lower().startswith("<!doctype html")
         or "<html" in moved.html[:500].lower()
@@ -91,7 +92,7 @@ def test_categorical_splits_take_the_model_agnostic_path() -> None:
     explanation = explain.explain_global(spec, model, parts.test, parts.train, rows=10)
     assert explanation.method == "permutation (raw inputs)"
     explained = parts.test.loc[explanation.contributions.index, spec.input_columns]
-    expected = explain.model_output(spec, model, explained)
+    expected = model_output(spec, model, explained)
     np.testing.assert_allclose(
         explanation.base_value + explanation.contributions.sum(axis=1), expected, rtol=1e-6
     )

@@ -9,6 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 
 from components.core.derived import DerivedFeatures
+from components.core.outputs import BinaryFormat
 from components.core.spec import Candidate, Column, Gate, ProjectSpec
 
 COLUMNS = (
@@ -173,7 +174,9 @@ SPEC = ProjectSpec(
     primary_metric="roc_auc",
     gates=(Gate("roc_auc", 0.75), Gate("f1", 0.45)),
     make_synthetic=make_synthetic,
+    synthetic_rows=4_000,
     data_file="Churn.csv",
+    output=BinaryFormat("churn_probability", "churn", with_risk_band=True),
     class_labels=("stays", "churns"),
     tune_threshold=True,
     group_columns=("Gender", "Geography"),

@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
+from components.core.outputs import RegressionFormat
 from components.core.spec import Candidate, CleaningRule, Column, Gate, ProjectSpec
 
 CONDITIONS = ("salvage", "fair", "good", "excellent", "like new", "new")
@@ -266,9 +267,11 @@ SPEC = ProjectSpec(
     make_features=CarFeatures,
     candidates=CANDIDATES,
     primary_metric="r2",
-    gates=(Gate("r2", 0.70), Gate("mape", 0.60, higher_is_better=False)),
+    gates=(Gate("r2", 0.70), Gate("mape", 0.60)),
     make_synthetic=make_synthetic,
+    synthetic_rows=6_000,
     data_file="vehicles_us.csv",
+    output=RegressionFormat("price"),
     cleaning_rules=(JUNK_LISTINGS,),
     group_columns=("condition", "type"),
     search_trials=2,

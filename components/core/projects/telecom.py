@@ -8,6 +8,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 
 from components.core.derived import DerivedFeatures
+from components.core.outputs import BinaryFormat
 from components.core.spec import Candidate, Column, Gate, ProjectSpec
 
 COLUMNS = (
@@ -101,7 +102,9 @@ SPEC = ProjectSpec(
     primary_metric="accuracy",
     gates=(Gate("accuracy", 0.75), Gate("roc_auc", 0.70)),
     make_synthetic=make_synthetic,
+    synthetic_rows=3_000,
     data_file="users_behavior.csv",
+    output=BinaryFormat("ultra_probability", "recommended_plan", decision_as_label=True),
     class_labels=("Standard", "Ultra"),
     calibrate=True,
     # Three rounds of the search keep the three pipelines within their 3-minute target.

@@ -1,19 +1,35 @@
-"""What a prediction looks like to a client, per project: field names, decisions, risk bands.
+"""A model's output, and how a project's consumers read it.
 
-The spec says what the model predicts; this says how each project's consumers read it.
+`model_output` is THE output of a project model: the probability of the positive class for a
+binary task, the prediction (a price) for regression. Evaluation, explanations, the server and
+the benchmarks all read it here. The formats turn it into a response's fields; each project's
+spec names its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
-
-from components.core.spec import ProjectSpec
+import pandas as pd
 
 RISK_BANDS = ("low", "medium", "high")
 MEDIUM_RISK_FROM = 0.5
 """The medium band starts at this fraction of the decision threshold."""
+
+
+class HasTask(Protocol):
+    """A project spec, as far as its output is concerned (spec.py imports this module)."""
+
+    @property
+    def task(self) -> str: ...
+
+
+def model_output(spec: HasTask, model: Any, frame: pd.DataFrame) -> np.ndarray:
+    if spec.task == "binary":
+        return np.asarray(model.predict_proba(frame))[:, 1]
+    return np.asarray(model.predict(frame), dtype=float)
 
 
 def risk_bands(probability: np.ndarray, threshold: float) -> np.ndarray:
@@ -36,11 +52,15 @@ class BinaryFormat:
     """The decision as the spec's class label (e.g. "Ultra") rather than 0/1."""
     with_risk_band: bool = False
 
+    @property
+    def explained_field(self) -> str:
+        """The field that explanations (contributions plus base value) add up to."""
+        return self.probability
+
     def columns(
-        self, spec: ProjectSpec, probability: np.ndarray, threshold: float
+        self, labels: tuple[str, str], probability: np.ndarray, threshold: float
     ) -> dict[str, np.ndarray]:
         positive = probability >= threshold
-        labels = spec.label_names
         decision = (
             np.where(positive, labels[1], labels[0]).astype(object)
             if self.decision_as_label
@@ -56,28 +76,12 @@ class BinaryFormat:
 class RegressionFormat:
     value: str
 
+    @property
+    def explained_field(self) -> str:
+        return self.value
+
     def columns(self, prediction: np.ndarray) -> dict[str, np.ndarray]:
         return {self.value: prediction.astype(float)}
 
 
-ResponseFormat = BinaryFormat | RegressionFormat
-
-FORMATS: dict[str, ResponseFormat] = {
-    "bankchurn": BinaryFormat("churn_probability", "churn", with_risk_band=True),
-    "telecom": BinaryFormat("ultra_probability", "recommended_plan", decision_as_label=True),
-    "carvision": RegressionFormat("price"),
-}
-
-
-def response_format(spec: ProjectSpec) -> ResponseFormat:
-    """The project's format; a project without one gets `probability`/`prediction` fields."""
-    if spec.name in FORMATS:
-        return FORMATS[spec.name]
-    if spec.task == "binary":
-        return BinaryFormat("probability", "prediction")
-    return RegressionFormat("prediction")
-
-
-def explained_output(fmt: ResponseFormat) -> str:
-    """The response field that SHAP contributions (plus the base value) add up to."""
-    return fmt.probability if isinstance(fmt, BinaryFormat) else fmt.value
+OutputFormat = BinaryFormat | RegressionFormat

@@ -1,0 +1,239 @@
+"""What crosses a step boundary: one typed record per artifact, defined once.
+
+Each record is written as JSON with its schema name and version, and read back through the same
+class, so a renamed or mistyped field fails where it is read, naming the field, instead of at the
+end of a run. A reader takes the current version and older ones whose fields it still finds;
+anything else is refused with a `ContractError` that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+Scalar = str | int | float | bool | None
+
+
+class ContractError(ValueError):
+    """An artifact that is not the record its reader expects; the message names the field."""
+
+
+class Contract(BaseModel):
+    """Base of every step record: JSON with `schema` and `schema_version` beside the fields."""
+
+    # Fields an older writer added and this version dropped are ignored, not refused.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    SCHEMA: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    def to_json(self) -> str:
+        header = {"schema": self.SCHEMA, "schema_version": self.VERSION}
+        return json.dumps(header | self.model_dump(mode="python"), indent=2)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "") -> Self:
+        where = f" ({where})" if where else ""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ContractError(f"{cls.SCHEMA}{where} is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ContractError(f"{cls.SCHEMA}{where}: expected a JSON object")
+        schema = data.pop("schema", cls.SCHEMA)
+        if schema != cls.SCHEMA:
+            raise ContractError(f"{cls.SCHEMA}{where}: field 'schema' is {schema!r}")
+        # Records written before versions were stamped carry none: version 0.
+        version = data.pop("schema_version", 0)
+        if not isinstance(version, int) or version > cls.VERSION:
+            raise ContractError(
+                f"{cls.SCHEMA}{where}: field 'schema_version' is {version!r}; this code reads "
+                f"versions up to {cls.VERSION} (written by a newer release?)"
+            )
+        try:
+            return cls.model_validate(cls.upgrade(data, version))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg'].lower()}"
+                for e in exc.errors()
+            )
+            raise ContractError(
+                f"{cls.SCHEMA}{where} (schema_version {version}): {problems}"
+            ) from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> Self:
+        return cls.from_json(Path(path).read_text(), str(path))
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Older versions' fields as this version names them (a record that renames a field
+        says so here)."""
+        return data
+
+
+class DataSource(BaseModel):
+    """What ingest read: the source, its hash and what cleaning removed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    source: str
+    synthetic: bool
+    rows: int
+    columns: int
+    sha256: str
+    removed_rows: dict[str, int]
+    """Rows each cleaning rule removed, by the rule's description."""
+    notice: str
+    """The SYNTHETIC label, shown on everything made from generated data; empty for real data."""
+
+
+class SourceInfo(Contract, DataSource):
+    """What ingest read, and how it split it."""
+
+    SCHEMA: ClassVar[str] = "source_info"
+
+    stratified: bool
+    train_rows: int
+    test_rows: int
+
+
+class Selection(Contract):
+    """The model the search chose, with its cross-validation figures."""
+
+    SCHEMA: ClassVar[str] = "selection"
+
+    candidate: str
+    params: dict[str, Scalar]
+    threshold: float | None
+    """Decision threshold of a classifier; None for regression."""
+    trials: int
+    seconds: float
+    notes: list[str]
+    cv_mean: dict[str, float]
+    """CV figures of the chosen configuration (at the chosen threshold for classifiers)."""
+    cv_std: dict[str, float]
+
+
+class GroupFigures(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    group: str
+    rows: int
+    figures: dict[str, float]
+
+
+class EvaluationSummary(Contract):
+    """Test-split figures, per group, and the gate's verdict."""
+
+    SCHEMA: ClassVar[str] = "evaluation"
+
+    rows: int
+    metrics: dict[str, float]
+    groups: list[GroupFigures]
+    gates: list[str]
+    """One line per gate: metric, value, threshold and verdict."""
+    passed: bool
+
+
+class ExplanationSummary(Contract):
+    """Global importance of the input columns."""
+
+    SCHEMA: ClassVar[str] = "explanation"
+
+    method: str
+    base_value: float
+    importance: dict[str, float]
+    """Mean |SHAP| per input column, largest first."""
+
+
+class DriftSummary(Contract):
+    """Data drift of a batch against a reference."""
+
+    SCHEMA: ClassVar[str] = "drift"
+
+    drifted_columns: int
+    drift_share: float
+    dataset_drift: bool
+    column_scores: dict[str, float]
+    column_methods: dict[str, str]
+    column_drifted: dict[str, bool]
+
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class Registration(Contract):
+    """What the register step did in the model registry."""
+
+    SCHEMA: ClassVar[str] = "registration"
+
+    run_id: str
+    version: str
+    aliases: list[str]
+    champion_before: str | None
+    """The champion's version before this registration (None: there was none)."""
+    decision: str
+    metrics: dict[str, float]
+
+    @property
+    def is_champion(self) -> bool:
+        return CHAMPION in self.aliases
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything the steps before register said about one training run, with the run's own
+    settings: what register logs and what the model card is written from."""
+
+    source: SourceInfo
+    selection: Selection
+    evaluation: EvaluationSummary
+    explanation: ExplanationSummary
+    drift: DriftSummary
+    seed: int
+    test_size: float
+    run_name: str
+    model_sha256: str
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "source": self.source.source,
+            "source_sha256": self.source.sha256,
+            "rows": self.source.rows,
+            "seed": self.seed,
+            "test_size": self.test_size,
+            "candidate": self.selection.candidate,
+            "threshold": self.selection.threshold,
+            "trials": self.selection.trials,
+            **{f"model.{k}": v for k, v in self.selection.params.items()},
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """The run's figures as MLflow names them: test_*, cv_mean_*, cv_std_*, drift."""
+        return (
+            {f"test_{k}": v for k, v in self.evaluation.metrics.items()}
+            | {f"cv_mean_{k}": v for k, v in self.selection.cv_mean.items()}
+            | {f"cv_std_{k}": v for k, v in self.selection.cv_std.items()}
+            | {
+                "drift_share": self.drift.drift_share,
+                "drifted_columns": float(self.drift.drifted_columns),
+            }
+        )
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "kfp.run_name": self.run_name,
+            "model_sha256": self.model_sha256,
+            "synthetic_data": str(self.source.synthetic).lower(),
+            "source": self.source.source,
+        }

@@ -1,0 +1,142 @@
+"""Every metric the platform reports, in one place: how it is computed, which way is better, the
+scikit-learn scorer that cross-validation uses for it and its unit.
+
+Gates, promotion, cross-validation and the quality benchmark all read a metric's direction here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    unit: str
+    """"" for a share or score without unit; "target" for the regression target's unit."""
+    scorer: str | None = None
+    """The scikit-learn scorer cross-validation uses, or None when CV does not report it."""
+
+    def better(self, challenger: float, incumbent: float) -> bool:
+        """Strictly better: a tie keeps the incumbent."""
+        if self.higher_is_better:
+            return challenger > incumbent
+        return challenger < incumbent
+
+    def meets(self, value: float, bound: float) -> bool:
+        """`value` is at least as good as `bound` (a gate's threshold or a target)."""
+        return value >= bound if self.higher_is_better else value <= bound
+
+    def rank(self, value: float) -> float:
+        """A sort key under which larger is better, whatever the metric's direction."""
+        return value if self.higher_is_better else -value
+
+    @property
+    def comparison(self) -> str:
+        return ">=" if self.higher_is_better else "<="
+
+    def from_cv(self, value: float) -> float:
+        """A cross-validation score in the metric's own sign (scikit-learn negates losses)."""
+        return -value if self.scorer is not None and self.scorer.startswith("neg_") else value
+
+
+_ALL = (
+    Metric("roc_auc", True, "", "roc_auc"),
+    Metric("pr_auc", True, "", "average_precision"),
+    Metric("accuracy", True, "", "accuracy"),
+    Metric("f1", True, "", "f1"),
+    Metric("precision", True, ""),
+    Metric("recall", True, ""),
+    Metric("lift_top10", True, ""),
+    Metric("threshold", True, ""),
+    Metric("r2", True, "", "r2"),
+    Metric("rmse", False, "target", "neg_root_mean_squared_error"),
+    Metric("mae", False, "target", "neg_mean_absolute_error"),
+    Metric("mape", False, ""),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+
+CV_METRICS = {
+    "binary": ("roc_auc", "pr_auc", "accuracy", "f1"),
+    "regression": ("r2", "rmse", "mae"),
+}
+"""What cross-validation scores for each task (every trial, every candidate)."""
+
+
+def metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; known metrics: {sorted(METRICS)}") from None
+
+
+def cv_scoring(task: str) -> dict[str, str]:
+    """Metric name -> scikit-learn scorer, for `cross_validate`."""
+    return {name: str(metric(name).scorer) for name in CV_METRICS[task]}
+
+
+def lift_at(y: np.ndarray, score: np.ndarray, share: float = 0.1) -> float:
+    """Positive rate among the top `share` by score, over the overall positive rate."""
+    top = max(1, math.ceil(len(score) * share))
+    order = np.argsort(-score, kind="stable")[:top]
+    base = y.mean()
+    return float(y[order].mean() / base) if base > 0 else float("nan")
+
+
+def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
+    pred = (score >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(y, score)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, score)) if both else float("nan"),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "lift_top10": lift_at(y, score),
+        "threshold": float(threshold),
+    }
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {
+        "rmse": float(root_mean_squared_error(y, pred)),
+        "mae": float(mean_absolute_error(y, pred)),
+        "r2": float(r2_score(y, pred)) if len(y) > 1 else float("nan"),
+        "mape": float(mean_absolute_percentage_error(y, pred)),
+    }
+
+
+def task_metrics(
+    task: str, y: np.ndarray, output: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """The task's figures of a model output: P(positive) at `threshold`, or the prediction."""
+    if task == "binary":
+        return binary_metrics(y, output, threshold)
+    return regression_metrics(y, output)
+
+
+def finite(values: Mapping[str, object]) -> dict[str, float]:
+    """The entries that are finite numbers (MLflow and JSON take no NaN)."""
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }

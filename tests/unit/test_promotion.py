@@ -1,0 +1,155 @@
+"""Promotion: who becomes champion, decided by a pure function, then the same rules through a real
+MLflow store."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+
+import mlflow
+import pytest
+
+from components.core import metrics, registry
+from components.core.contracts import (
+    DriftSummary,
+    EvaluationSummary,
+    ExplanationSummary,
+    RunRecord,
+    SourceInfo,
+)
+from components.core.evaluate import evaluate
+from components.core.projects import PROJECTS
+from components.core.registry import Incumbent
+from components.core.train import selection_summary
+from tests.conftest import quick_model, small_split
+
+TELECOM = PROJECTS["telecom"]
+REAL_CHAMPION = Incumbent("3", 0.82, "champion v3", synthetic=False)
+
+
+def test_a_better_challenger_wins() -> None:
+    decision = registry.decide(TELECOM, 0.85, False, REAL_CHAMPION)
+    assert decision.promote
+    assert decision.reason == "promoted to champion: accuracy 0.8500 vs champion v3 0.8200"
+
+
+def test_a_worse_challenger_keeps_the_champion() -> None:
+    decision = registry.decide(TELECOM, 0.80, False, REAL_CHAMPION)
+    assert not decision.promote
+    assert decision.reason == (
+        "kept champion v3: accuracy 0.8200 vs challenger 0.8000 on this test split"
+    )
+
+
+def test_a_tie_keeps_the_champion() -> None:
+    assert not registry.decide(TELECOM, 0.82, False, REAL_CHAMPION).promote
+
+
+def test_a_lower_is_better_primary_metric_promotes_the_smaller_error() -> None:
+    by_rmse = dataclasses.replace(PROJECTS["carvision"], primary_metric="rmse")
+    champion = Incumbent("1", 3000.0, "champion v1", synthetic=False)
+    assert registry.decide(by_rmse, 2900.0, False, champion).promote
+    assert not registry.decide(by_rmse, 3100.0, False, champion).promote
+    assert not registry.decide(by_rmse, 3000.0, False, champion).promote
+
+
+def test_the_first_model_and_an_unscorable_champion_are_replaced() -> None:
+    first = registry.decide(TELECOM, 0.5, False, registry.NO_CHAMPION)
+    assert first.promote and first.reason.endswith("vs no champion yet")
+    broken = Incumbent("2", None, "champion v2 could not be scored", synthetic=False)
+    assert registry.decide(TELECOM, 0.5, False, broken).promote
+    assert registry.beats(TELECOM, 0.5, math.nan)
+
+
+def test_a_synthetic_model_never_displaces_a_real_champion() -> None:
+    decision = registry.decide(TELECOM, 0.99, True, REAL_CHAMPION)
+    assert not decision.promote and "synthetic" in decision.reason
+    synthetic_champion = dataclasses.replace(REAL_CHAMPION, synthetic=True)
+    assert registry.decide(TELECOM, 0.99, True, synthetic_champion).promote
+    assert registry.decide(TELECOM, 0.99, False, synthetic_champion).promote
+
+
+def test_every_metric_direction_agrees_with_its_cv_scorer() -> None:
+    for name, scorer in metrics.cv_scoring("regression").items():
+        assert scorer.startswith("neg_") == (not metrics.metric(name).higher_is_better)
+    assert metrics.metric("rmse").from_cv(-3.0) == 3.0
+    assert metrics.metric("r2").from_cv(0.5) == 0.5
+
+
+@pytest.fixture
+def tracking(mlflow_uri: str) -> Iterator[str]:
+    mlflow.set_tracking_uri(mlflow_uri)
+    yield mlflow_uri
+
+
+def record_for(synthetic: bool, digest: str, accuracy: float) -> RunRecord:
+    trained = quick_model(TELECOM)
+    split = small_split(TELECOM)
+    evaluation, _ = evaluate(TELECOM, trained.model, split.test)
+    return RunRecord(
+        source=SourceInfo(
+            source="synthetic:1200" if synthetic else "users_behavior.csv",
+            synthetic=synthetic,
+            rows=1200,
+            columns=5,
+            sha256="0" * 64,
+            removed_rows={},
+            notice="SYNTHETIC" if synthetic else "",
+            stratified=True,
+            train_rows=len(split.train),
+            test_rows=len(split.test),
+        ),
+        selection=selection_summary(trained),
+        evaluation=EvaluationSummary(
+            rows=evaluation.rows,
+            metrics=evaluation.metrics | {"accuracy": accuracy},
+            groups=[],
+            gates=[],
+            passed=True,
+        ),
+        explanation=ExplanationSummary(method="none", base_value=0.0, importance={}),
+        drift=DriftSummary(
+            drifted_columns=0,
+            drift_share=0.0,
+            dataset_drift=False,
+            column_scores={},
+            column_methods={},
+            column_drifted={},
+        ),
+        seed=7,
+        test_size=0.25,
+        run_name=f"promotion-{digest}",
+        model_sha256=digest,
+    )
+
+
+def test_promotion_through_a_real_registry(tracking: str) -> None:
+    """A real champion, then a synthetic challenger that scores higher (kept out), then the same
+    bytes again (not registered twice), each decision recorded on its version."""
+    spec = dataclasses.replace(TELECOM, name="promotion-telecom")
+    split = small_split(TELECOM)
+    model = quick_model(TELECOM).model
+    frames = {
+        "train_frame": split.train,
+        "test_frame": split.test,
+        "trials": quick_model(TELECOM).trials_frame(),
+    }
+
+    def register(record: RunRecord) -> registry.Registration:
+        return registry.register(spec, model, record, reports={}, uri=tracking, **frames)
+
+    first = register(record_for(False, "real-1", 0.80))
+    assert first.is_champion and first.champion_before is None
+    second = register(record_for(True, "synthetic-1", 0.99))
+    assert not second.is_champion and second.champion_before == first.version
+    assert "synthetic" in second.decision
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(spec.name, "champion").version) == first.version
+    tags = client.get_model_version(spec.name, second.version).tags
+    assert tags["synthetic_data"] == "true" and tags["decision"] == second.decision
+    again = register(record_for(True, "synthetic-1", 0.99))
+    assert again.version == second.version and again.decision.startswith("already registered")
+    assert mlflow.artifacts.load_text(f"runs:/{first.run_id}/model_card/model_card.md").startswith(
+        "# Model card: promotion-telecom"
+    )
