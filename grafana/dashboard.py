@@ -221,7 +221,7 @@ def dashboard() -> dict[str, Any]:
     return {
         "uid": UID,
         "title": TITLE,
-        "description": "KServe model servers of bankchurn, carvision and telecom.",
+        "description": "KServe model servers of the kubeflow-mlops projects, one per project.",
         "tags": ["kubeflow-mlops", "kserve"],
         "timezone": "utc",
         "schemaVersion": 39,
