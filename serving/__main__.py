@@ -1,4 +1,5 @@
-"""`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]`.
+"""`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
+[--inference_log DIR_OR_URL]`.
 
 KServe's own flags (`--http_port`, `--grpc_port`, `--enable_grpc`, ...) are accepted as well.
 """
@@ -6,11 +7,14 @@ KServe's own flags (`--http_port`, `--grpc_port`, `--enable_grpc`, ...) are acce
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from kserve import model_server
 
-from components.core.projects import PROJECTS
+from components.core.inference_log import ROOT_ENV
+from components.core.projects import PROJECTS, get_spec
+from serving.inference_log import DEFAULT_MAX_QUEUED, InferenceLogWriter
 from serving.loading import ModelLoadError
 from serving.predictor import ProjectPredictor
 from serving.server import ModelServer
@@ -34,6 +38,18 @@ parser.add_argument(
     help="version to report in mlops_model_info for a model directory "
     "(registry URIs carry their own; default: unknown)",
 )
+parser.add_argument(
+    "--inference_log",
+    default=os.environ.get(ROOT_ENV, ""),
+    help="folder or fsspec URL (s3://...) where every answered prediction row is logged "
+    f"(default: ${ROOT_ENV}; empty: no log)",
+)
+parser.add_argument(
+    "--inference_log_queue",
+    type=int,
+    default=DEFAULT_MAX_QUEUED,
+    help="rows the log may hold in memory before it drops new ones (default: %(default)s)",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"unknown project {args.model_name!r}; --model_name is one of {sorted(PROJECTS)}"
         )
-    model = ProjectPredictor(args.model_name, args.model_uri, args.model_version)
+    if args.inference_log_queue < 1:
+        parser.error("--inference_log_queue must be at least 1")
+    log = None
+    if args.inference_log:
+        whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]
+        log = InferenceLogWriter(
+            args.inference_log,
+            args.model_name,
+            whole_columns=whole,
+            max_queued=args.inference_log_queue,
+        ).start()
+    model = ProjectPredictor(
+        args.model_name,
+        args.model_uri,
+        args.model_version,
+        inference_log=log,
+    )
     server = ModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -61,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"error: cannot serve {args.model_name}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        model.close()  # KServe's stop() usually has; what the log still holds is written
     return 0
 
 

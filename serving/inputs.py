@@ -93,6 +93,8 @@ class Parsed:
     ignored_fields: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     """Found while reading: missing fields, instances that are not objects."""
+    request_id: str | None = None
+    """Set by the predictor: the client's X-Request-ID, or one it made (the inference log's)."""
 
 
 def _schema_number(value: Any) -> Any:

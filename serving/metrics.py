@@ -51,6 +51,16 @@ MODEL_INFO = Gauge(
     "The served model: always 1, labelled with its registry version and MLflow run id",
     ["project", "version", "run_id"],
 )
+INFERENCE_LOG_RECORDS = Counter(
+    "mlops_inference_log_records",
+    "Predicted rows written to the inference log",
+    ["project"],
+)
+INFERENCE_LOG_DROPPED = Counter(
+    "mlops_inference_log_dropped",
+    "Predicted rows not written to the inference log: its queue was full, or the write failed",
+    ["project"],
+)
 
 
 def record_model(project: str, version: str, run_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,18 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import get_predict_response
 
 from components.core.explain import RawInputExplainer
+from components.core.inference_log import utc_now
 from components.core.outputs import BinaryFormat, RegressionFormat, model_output
 from components.core.projects import get_spec
 from serving import metrics
 from serving.batching import Grouper
+from serving.inference_log import (
+    REQUEST_ID_HEADER,
+    Answered,
+    InferenceLogWriter,
+    new_request_id,
+    request_id,
+)
 from serving.inputs import (
     MAX_EXPLAIN_INSTANCES,
     MAX_INSTANCES,
@@ -67,15 +75,25 @@ class ProjectPredictor(Model):
     """Serves one project's MLflow model on KServe's v1 and v2 routes, with SHAP explanations.
 
     `load()` loads the model, runs a warm-up prediction and a warm-up explanation (SHAP compiles
-    its numba code on first use), and only then sets `ready`.
+    its numba code on first use), and only then sets `ready`. With an inference log, every
+    answered prediction row is handed to it.
     """
 
-    def __init__(self, name: str, model_uri: str, model_version: str | None = None) -> None:
-        super().__init__(name)
+    def __init__(
+        self,
+        name: str,
+        model_uri: str,
+        model_version: str | None = None,
+        *,
+        inference_log: InferenceLogWriter | None = None,
+    ) -> None:
+        # KServe passes `response_headers` to predict() only when asked (X-Request-ID)
+        super().__init__(name, return_response_headers=True)
         self.spec = get_spec(name)
         self.format = self.spec.output
         self.model_uri = model_uri
         self.model_version = model_version
+        self.inference_log = inference_log
         self.loaded: LoadedModel | None = None
         self.explainer: RawInputExplainer | None = None
         # the explainer keeps a vocabulary of text values, so one explanation at a time
@@ -119,6 +137,15 @@ class ProjectPredictor(Model):
         self.ready = True
         return self.ready
 
+    def stop(self) -> None:
+        """KServe calls this when the server stops: the inference log writes what it holds."""
+        super().stop()
+        self.close()
+
+    def close(self) -> None:
+        if self.inference_log is not None:
+            self.inference_log.close()
+
     # Sync: reading the body is cheap, and KServe runs a sync handler on the event loop.
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:
         try:
@@ -137,34 +164,56 @@ class ProjectPredictor(Model):
         return self.loaded
 
     async def predict(
-        self, payload: Parsed, headers: dict[str, str] | None = None
+        self,
+        payload: Parsed,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
-        return await self.grouper.submit(payload, payload.rows)
+        payload.request_id = request_id(headers)
+        result = await self.grouper.submit(payload, payload.rows)
+        if response_headers is not None:
+            response_headers[REQUEST_ID_HEADER] = payload.request_id
+        return result
 
     def run_group(
         self, requests: Sequence[Parsed]
     ) -> list[dict[str, Any] | InferResponse | RequestRejected]:
         """Schema check and prediction of several requests at once; a response or 400 each."""
+        loaded = self._model()
         frame, verdicts = validate_group(self.spec, requests)
         for verdict in verdicts:
             if verdict is not None:
                 metrics.record_rejection(self.name, verdict.fields)
-        outputs = self._outputs(frame) if len(frame) else {}
+        outputs = self._outputs(loaded, frame) if len(frame) else {}
+        log = self.inference_log if len(frame) else None
+        inputs: Mapping[str, np.ndarray] = {}
+        if log is not None:
+            when = utc_now()
+            inputs = {name: frame[name].to_numpy() for name in self.spec.input_columns}
         results: list[dict[str, Any] | InferResponse | RequestRejected] = []
         offset = 0
         for request, verdict in zip(requests, verdicts, strict=True):
             if verdict is not None:
                 results.append(verdict)
                 continue
-            part = {
-                name: values[offset : offset + request.rows] for name, values in outputs.items()
-            }
-            offset += request.rows
+            end = offset + request.rows
+            part = {name: values[offset:end] for name, values in outputs.items()}
             results.append(self._response(request, part))
+            if log is not None:
+                log.submit(
+                    Answered(
+                        request.request_id or new_request_id(),
+                        when,
+                        loaded.provenance.version,
+                        {name: values[offset:end] for name, values in inputs.items()},
+                        part,
+                        request.rows,
+                    )
+                )
+            offset = end
         return results
 
-    def _outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        loaded = self._model()
+    def _outputs(self, loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         # P(positive) for classifiers, the price for regression: the same output explain() explains.
         output = model_output(self.spec, loaded.model, frame)
         if isinstance(self.format, BinaryFormat):

@@ -12,6 +12,7 @@ from components.core import ingest
 from components.core.projects import get_spec
 from tests.serving.support import (
     CANDIDATES,
+    LOGGED_VERSION,
     SLOW_RELEASE,
     Served,
     SlowToUnpickle,
@@ -75,16 +76,41 @@ def real_telecom(request: pytest.FixtureRequest, models_root: Path) -> Served | 
 
 
 @pytest.fixture(scope="session")
+def inference_logs(models_root: Path) -> dict[str, str]:
+    """Inference log roots: one the logging server writes, one it cannot (a path under a file)."""
+    blocker = models_root / "a-file"
+    blocker.write_text("not a folder")
+    return {"logged": str(models_root / "inference"), "unwritable": str(blocker / "inference")}
+
+
+@pytest.fixture(scope="session")
 def processes(
     served: dict[str, Served],
     broken_model_dirs: dict[str, Path],
     real_telecom: Served | None,
+    inference_logs: dict[str, str],
     models_root: Path,
 ) -> Iterator[dict[str, ServerProcess]]:
     logs = models_root / "logs"
     started = {name: launch(name, s.model_dir, logs / f"{name}.log") for name, s in served.items()}
     for kind, path in broken_model_dirs.items():
         started[kind] = launch("telecom", path, logs / f"{kind}.log")
+    # bankchurn has every kind of field: whole numbers, categories, a nullable one
+    bankchurn = served["bankchurn"].model_dir
+    started["logged"] = launch(
+        "bankchurn",
+        bankchurn,
+        logs / "logged.log",
+        inference_log=inference_logs["logged"],
+        extra_args=["--model_version", LOGGED_VERSION],
+    )
+    started["dropping"] = launch(
+        "bankchurn",
+        bankchurn,
+        logs / "dropping.log",
+        inference_log=inference_logs["unwritable"],
+        extra_args=["--inference_log_queue", "1"],
+    )
     if real_telecom is not None:
         started["real"] = launch("telecom", real_telecom.model_dir, logs / "real.log")
     yield started

@@ -25,6 +25,8 @@ CANDIDATES = {
     "bankchurn": "logistic_regression",
     "carvision": "random_forest",
 }
+LOGGED_VERSION = "7"
+"""The version the logging server reports (--model_version) and writes in its log."""
 SLOW_LOAD_LIMIT_SECONDS = 300.0
 SLOW_RELEASE = "slow-model.release"
 """Created under the models root by the test that watches the slow server finish loading."""
@@ -104,3 +106,26 @@ def v2_body(rows: list[dict[str, Any]], spec_columns: list[str]) -> dict[str, An
             }
         )
     return {"inputs": inputs}
+
+
+def metric(server: ServerProcess, name: str, **labels: str) -> float:
+    """The value of the sample `name{labels...}` on the server's /metrics, 0 when absent."""
+    text = httpx.get(server.url + "/metrics", timeout=10.0).text
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_until(check: Any, timeout: float, what: str, server: ServerProcess | None = None) -> Any:
+    """Polls `check()` until it returns something other than None or False, which it returns;
+    fails after `timeout` seconds naming `what` (and the server's log tail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() > deadline:
+            tail = f"\n{server.log_tail()}" if server is not None else ""
+            raise AssertionError(f"{what}: not within {timeout:g}s{tail}")
+        time.sleep(0.2)

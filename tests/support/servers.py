@@ -101,8 +101,12 @@ def launch(
     cpu: int | None = None,
     extra_args: Sequence[str] = (),
     python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    inference_log: str | Path | None = None,
 ) -> ServerProcess:
-    """Starts `python -m serving` (pinned to `cpu` with taskset when given) without waiting."""
+    """Starts `python -m serving` (pinned to `cpu` with taskset when given) without waiting;
+    `env` adds to this process's environment; `inference_log` is where the server logs what it
+    answers (default: nowhere, whatever MLOPS_INFERENCE_LOG says)."""
     port = port or free_port()
     command = [
         python, "-m", "serving",
@@ -110,11 +114,12 @@ def launch(
         "--model_uri", str(model_uri),
         "--http_port", str(port),
         "--enable_grpc", "false",
+        "--inference_log", str(inference_log or ""),
         *extra_args,
     ]  # fmt: skip
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
-    return start(project, command, log_path, port)
+    return start(project, command, log_path, port, env)
 
 
 def start(
