@@ -1,5 +1,5 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
-[--inference_log DIR_OR_URL]`.
+[--inference_log DIR_OR_URL] [--refresh_interval SECONDS]`.
 
 KServe's own flags (`--http_port`, `--grpc_port`, `--enable_grpc`, ...) are accepted as well.
 """
@@ -50,6 +50,13 @@ parser.add_argument(
     default=DEFAULT_MAX_QUEUED,
     help="rows the log may hold in memory before it drops new ones (default: %(default)s)",
 )
+parser.add_argument(
+    "--refresh_interval",
+    type=float,
+    default=0.0,
+    help="with models:/NAME@ALIAS, seconds between registry checks; a new version the alias "
+    "names is loaded and swapped in (default: 0, never)",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.inference_log_queue < 1:
         parser.error("--inference_log_queue must be at least 1")
+    if args.refresh_interval < 0:
+        parser.error("--refresh_interval must be 0 (off) or a number of seconds")
     log = None
     if args.inference_log:
         whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]
@@ -74,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model_uri,
         args.model_version,
         inference_log=log,
+        refresh_interval=args.refresh_interval,
     )
     server = ModelServer(
         http_port=args.http_port,

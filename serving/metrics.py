@@ -51,6 +51,11 @@ MODEL_INFO = Gauge(
     "The served model: always 1, labelled with its registry version and MLflow run id",
     ["project", "version", "run_id"],
 )
+MODEL_REFRESH_FAILURES = Counter(
+    "mlops_model_refresh_failures",
+    "Registry alias moves whose new model version could not be loaded (the old one kept serving)",
+    ["project"],
+)
 INFERENCE_LOG_RECORDS = Counter(
     "mlops_inference_log_records",
     "Predicted rows written to the inference log",
@@ -67,7 +72,17 @@ def record_model(project: str, version: str, run_id: str) -> None:
     MODEL_INFO.labels(project, version, run_id).set(1)
 
 
-def record_reference(project: str, shares: dict[str, float]) -> None:
+def forget_model(project: str, version: str, run_id: str) -> None:
+    """The model is no longer served (a refresh replaced it): its series disappears."""
+    MODEL_INFO.remove(project, version, run_id)
+
+
+def record_reference(project: str, shares: dict[str, float] | None) -> None:
+    """The served model's reference class shares; None (none stored) clears the project's.
+    A project's class labels are fixed by its spec, so new shares overwrite the old ones."""
+    if not shares:
+        REFERENCE_CLASS_SHARE.remove_by_labels({"project": project})
+        return
     for label, share in shares.items():
         REFERENCE_CLASS_SHARE.labels(project, label).set(share)
 

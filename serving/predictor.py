@@ -17,6 +17,8 @@ from kserve.utils.utils import get_predict_response
 
 from components.core.explain import RawInputExplainer
 from components.core.inference_log import utc_now
+from components.core.model_uri import MODELS_SCHEME
+from components.core.model_uri import parse as parse_model_uri
 from components.core.outputs import BinaryFormat, RegressionFormat, model_output
 from components.core.projects import get_spec
 from serving import metrics
@@ -41,6 +43,7 @@ from serving.inputs import (
     validated_frame,
 )
 from serving.loading import LoadedModel, ModelLoadError, load
+from serving.refresh import AliasRefresher, follows_alias
 
 WARM_UP_ROWS = 5
 MAX_EXPLAINER_VOCABULARY = 10_000
@@ -76,7 +79,8 @@ class ProjectPredictor(Model):
 
     `load()` loads the model, runs a warm-up prediction and a warm-up explanation (SHAP compiles
     its numba code on first use), and only then sets `ready`. With an inference log, every
-    answered prediction row is handed to it.
+    answered prediction row is handed to it; with a refresh interval and a registry alias, a
+    new version the alias moves to is loaded the same way and then swapped in.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class ProjectPredictor(Model):
         model_version: str | None = None,
         *,
         inference_log: InferenceLogWriter | None = None,
+        refresh_interval: float = 0.0,
     ) -> None:
         # KServe passes `response_headers` to predict() only when asked (X-Request-ID)
         super().__init__(name, return_response_headers=True)
@@ -94,9 +99,12 @@ class ProjectPredictor(Model):
         self.model_uri = model_uri
         self.model_version = model_version
         self.inference_log = inference_log
+        self.refresh_interval = refresh_interval
+        self.refresher: AliasRefresher | None = None
         self.loaded: LoadedModel | None = None
         self.explainer: RawInputExplainer | None = None
-        # the explainer keeps a vocabulary of text values, so one explanation at a time
+        # The explainer keeps a vocabulary of text values, so one explanation at a time; a
+        # refresh swaps the model and its explainer together under the same lock.
         self._explain_lock = threading.Lock()
         self.grouper: Grouper[Parsed, dict[str, Any] | InferResponse] = Grouper(
             self.run_group, MAX_INSTANCES
@@ -107,7 +115,33 @@ class ProjectPredictor(Model):
         """KServe's default marks the model ready here; readiness must come from `load()` only."""
 
     def load(self) -> bool:
-        loaded = load(self.spec, self.model_uri, self.model_version)
+        self._install(*self._prepare(self.model_uri, self.model_version))
+        self.ready = True
+        if self.refresh_interval > 0:
+            if follows_alias(self.model_uri):
+                self.refresher = AliasRefresher(
+                    self.name,
+                    self.model_uri,
+                    self.refresh_interval,
+                    lambda: self._model().provenance.version,
+                    self.refresh,
+                ).start()
+            else:
+                logger.warning(
+                    "--refresh_interval ignored: %s is not a registry alias (models:/NAME@ALIAS)",
+                    self.model_uri,
+                )
+        return self.ready
+
+    def refresh(self, version: str) -> None:
+        """Loads and warms `version` of the registered model the alias names, then serves it.
+        A prediction in flight finishes on the model it started with."""
+        parts = parse_model_uri(self.model_uri)
+        assert parts is not None
+        self._install(*self._prepare(f"{MODELS_SCHEME}{parts.name}/{version}", None))
+
+    def _prepare(self, uri: str, version: str | None) -> tuple[LoadedModel, RawInputExplainer]:
+        loaded = load(self.spec, uri, version)
         try:
             warm = loaded.background.head(WARM_UP_ROWS)
             output = model_output(self.spec, loaded.model, warm)
@@ -117,16 +151,25 @@ class ProjectPredictor(Model):
             explainer.explain(loaded.background.head(1))
         except Exception as exc:  # a model that cannot predict its own training rows is unusable
             raise ModelLoadError(
-                f"model from {self.model_uri} failed its warm-up prediction: "
-                f"{type(exc).__name__}: {exc}"
+                f"model from {uri} failed its warm-up prediction: {type(exc).__name__}: {exc}"
             ) from exc
-        self.loaded, self.explainer = loaded, explainer
+        return loaded, explainer
+
+    def _install(self, loaded: LoadedModel, explainer: RawInputExplainer) -> None:
+        previous = self.loaded
+        with self._explain_lock:
+            self.loaded, self.explainer = loaded, explainer
         provenance = loaded.provenance
         metrics.record_model(self.name, provenance.version, provenance.run_id)
-        if loaded.reference_class_share:
+        if previous is not None:
+            old = previous.provenance
+            if (old.version, old.run_id) != (provenance.version, provenance.run_id):
+                metrics.forget_model(self.name, old.version, old.run_id)
+        if previous is not None or loaded.reference_class_share:
             metrics.record_reference(self.name, loaded.reference_class_share)
         logger.info(
-            "loaded %s model from %s (version %s, run %s, threshold %s, n_jobs set to 1 on %d)",
+            "%s %s model from %s (version %s, run %s, threshold %s, n_jobs set to 1 on %d)",
+            "loaded" if previous is None else "now serving",
             self.name,
             provenance.uri,
             provenance.version,
@@ -134,15 +177,16 @@ class ProjectPredictor(Model):
             loaded.threshold,
             loaded.single_threaded,
         )
-        self.ready = True
-        return self.ready
 
     def stop(self) -> None:
-        """KServe calls this when the server stops: the inference log writes what it holds."""
+        """KServe calls this when the server stops: no more refreshes, and the inference log
+        writes what is still queued."""
         super().stop()
         self.close()
 
     def close(self) -> None:
+        if self.refresher is not None:
+            self.refresher.stop()
         if self.inference_log is not None:
             self.inference_log.close()
 
@@ -178,7 +222,8 @@ class ProjectPredictor(Model):
     def run_group(
         self, requests: Sequence[Parsed]
     ) -> list[dict[str, Any] | InferResponse | RequestRejected]:
-        """Schema check and prediction of several requests at once; a response or 400 each."""
+        """Schema check and prediction of several requests at once; a response or 400 each.
+        The whole group is predicted by one model, even if a refresh swaps it meanwhile."""
         loaded = self._model()
         frame, verdicts = validate_group(self.spec, requests)
         for verdict in verdicts:
@@ -259,9 +304,8 @@ class ProjectPredictor(Model):
         return await asyncio.to_thread(self._explain, frame, payload.ignored_fields)
 
     def _explain(self, frame: pd.DataFrame, ignored_fields: list[str]) -> dict[str, Any]:
-        loaded = self._model()
         with self._explain_lock:
-            explainer = self.explainer
+            loaded, explainer = self._model(), self.explainer
             assert explainer is not None
             explanation = explainer.explain(frame)
             if sum(len(v) for v in explainer.vocab.values()) > MAX_EXPLAINER_VOCABULARY:
