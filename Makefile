@@ -21,13 +21,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
 .PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit serve prometheus \
+	submit serve traffic prometheus \
 	bench-pipelines bench-quality bench-serving image check-image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
 	@echo "make test | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080]"
+	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080]   (scrapes make serve, alert rules loaded)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>] [DEPLOY_MODE=apply]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
@@ -99,6 +100,19 @@ serve: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m serving --model_name $(PROJECT) --model_uri "$(MODEL)" --http_port $(PORT)
+
+# ROWS rows of PROJECT (from DATA, else synthetic; SHIFT=col:factor,... plants a drift) sent to
+# `make serve` on 127.0.0.1:PORT, BATCH per request. The answered rows' targets are appended to
+# LABELS, which joins the inference log on request_id and row.
+ROWS ?= 500
+BATCH ?= 1
+SHIFT ?=
+LABELS ?= $(CURDIR)/.state/traffic/$(PROJECT)-labels.csv
+traffic: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	$(PY) -m pipelines.traffic --project $(PROJECT) --port $(PORT) --rows $(ROWS) --batch $(BATCH) \
+		$(if $(DATA),--data "$(DATA)") $(if $(SHIFT),--shift "$(SHIFT)") \
+		$(if $(LABELS),--labels "$(LABELS)")
 
 # Benchmarks (benchmarks/, not in the image). The real data: DATA_DIR when given, else
 # ../shared/data next to the repository (tests/support/data.py).
