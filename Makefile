@@ -21,7 +21,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
 .PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit serve traffic prometheus \
+	submit serve traffic prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving image check-image clean
 
 help:
@@ -29,7 +29,8 @@ help:
 	@echo "make test | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv]"
-	@echo "make prometheus PROJECT=telecom [PORT=8080]   (scrapes make serve, alert rules loaded)"
+	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
+	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>] [DEPLOY_MODE=apply]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
@@ -91,10 +92,21 @@ submit: $(STAMP)
 	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)" \
 		--deploy-mode $(DEPLOY_MODE)
 
-# Prometheus on 127.0.0.1:9090 scraping `make serve` on PORT, with the alert rules loaded.
+# Prometheus on 127.0.0.1:9090 scraping `make serve` on PORT, with the alert rules loaded, and
+# the Pushgateway at PUSHGATEWAY when given (honor_labels, as on a cluster).
+PUSHGATEWAY ?=
 prometheus: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
-	$(PY) -m grafana.local $(PROJECT)=127.0.0.1:$(PORT)
+	$(PY) -m grafana.local $(PROJECT)=127.0.0.1:$(PORT) --pushgateway "$(PUSHGATEWAY)"
+
+# Debian's Pushgateway on 127.0.0.1:9091 in the foreground, for the monitoring runs to push to
+# (PUSHGATEWAY=127.0.0.1:9091); it keeps their figures in .state/pushgateway/ across restarts.
+pushgateway:
+	@command -v prometheus-pushgateway >/dev/null || \
+		{ echo "prometheus-pushgateway is not installed: apt-get install prometheus-pushgateway"; exit 2; }
+	@mkdir -p .state/pushgateway
+	prometheus-pushgateway --web.listen-address=127.0.0.1:9091 \
+		--persistence.file=.state/pushgateway/pushgateway.data --persistence.interval=1m
 
 # The server logs what it answers under INFERENCE_LOG (empty: no log) and, when MODEL is a
 # registry alias, checks it every REFRESH seconds and serves the version it moves to (0: never).

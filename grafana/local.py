@@ -1,8 +1,11 @@
 """Prometheus on this machine, scraping model servers on localhost with the alert rules loaded.
 
 The scrape targets get the `isvc` label that the PodMonitor sets on a cluster, so the rules and
-the dashboard's queries read the same series here as there. `make prometheus` runs it against
-`make serve`; the monitoring tests run it against their own servers.
+the dashboard's queries read the same series here as there. Given a Pushgateway (`--pushgateway`
+or env PUSHGATEWAY, e.g. `make pushgateway`), it scrapes that too with `honor_labels`, as the
+ServiceMonitor does on a cluster, so the monitoring runs' pushed `job` and `project` are kept.
+`make prometheus` runs it against `make serve`; the monitoring tests run it against their own
+servers and Pushgateway.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ from grafana import alerts
 
 RULES = Path(__file__).resolve().parent / "alerts" / f"{alerts.GROUP_NAME}.rules.yml"
 JOB = "mlops-serving"
+PUSHGATEWAY_JOB = "mlops-pushgateway"
+"""The scrape job's name; the series keep the pushed job, `mlops-monitoring`."""
 
 
-def prometheus_config(targets: dict[str, str], interval: str = "5s") -> dict[str, Any]:
-    """Scrape config for `targets` (project -> host:port), with the serving rules loaded."""
-    return {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [
+def prometheus_config(
+    targets: dict[str, str], interval: str = "5s", pushgateway: str | None = None
+) -> dict[str, Any]:
+    """Scrape config for `targets` (project -> host:port) and, when given, the Pushgateway at
+    `pushgateway` (host:port), with the rules loaded."""
+    scrapes: list[dict[str, Any]] = []
+    if targets:
+        scrapes.append(
             {
                 "job_name": JOB,
                 "static_configs": [
@@ -35,7 +42,19 @@ def prometheus_config(targets: dict[str, str], interval: str = "5s") -> dict[str
                     for project, address in sorted(targets.items())
                 ],
             }
-        ],
+        )
+    if pushgateway:
+        scrapes.append(
+            {
+                "job_name": PUSHGATEWAY_JOB,
+                "honor_labels": True,
+                "static_configs": [{"targets": [pushgateway]}],
+            }
+        )
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(RULES)],
+        "scrape_configs": scrapes,
     }
 
 
@@ -58,17 +77,33 @@ def parse_target(text: str) -> tuple[str, str]:
     return project, address
 
 
+def parse_address(text: str) -> str:
+    if text and ":" not in text:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("targets", nargs="+", type=parse_target, help="PROJECT=HOST:PORT")
     parser.add_argument("--state", type=Path, default=Path(".state/prometheus"))
     parser.add_argument("--listen", default="127.0.0.1:9090")
+    parser.add_argument(
+        "--pushgateway",
+        type=parse_address,
+        default=os.environ.get("PUSHGATEWAY", ""),
+        help="HOST:PORT of a Pushgateway to scrape too (default: env PUSHGATEWAY)",
+    )
     args = parser.parse_args(argv)
     args.state.mkdir(parents=True, exist_ok=True)
     config = args.state / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(dict(args.targets))))
+    targets = dict(args.targets)
+    config.write_text(yaml.safe_dump(prometheus_config(targets, pushgateway=args.pushgateway)))
     argv_ = command(config, args.state / "data", args.listen)
-    print(f"Prometheus on http://{args.listen} scraping {dict(args.targets)}", file=sys.stderr)
+    scraped = f"{targets}" + (
+        f" and the Pushgateway {args.pushgateway}" if args.pushgateway else ""
+    )
+    print(f"Prometheus on http://{args.listen} scraping {scraped}", file=sys.stderr)
     os.execv(argv_[0], argv_)
     return 0  # not reached: exec replaces this process
 

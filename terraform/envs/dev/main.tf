@@ -21,7 +21,8 @@ module "platform" {
   source               = "../../modules/platform"
   install_cert_manager = var.install_cert_manager
   # The dev overlay has no monitoring component.
-  install_monitoring = false
+  install_monitoring  = false
+  install_pushgateway = false
 }
 
 module "serving" {

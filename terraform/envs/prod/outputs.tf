@@ -12,3 +12,8 @@ output "grafana_service" {
   description = "Grafana's Service (namespace/name)."
   value       = module.platform.grafana_service
 }
+
+output "pushgateway_address" {
+  description = "Pushgateway host:port for the monitoring pipelines' `pushgateway` parameter."
+  value       = module.platform.pushgateway_address
+}

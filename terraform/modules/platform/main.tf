@@ -1,6 +1,7 @@
-# What the serving side needs from the cluster: KServe (raw deployments, no Knative), and the
+# What the serving side needs from the cluster: KServe (raw deployments, no Knative), the
 # Prometheus operator with Grafana, whose dashboard sidecar loads the dashboard ConfigMap of
-# manifests/components/monitoring. The serving namespace itself belongs to the kustomize overlay.
+# manifests/components/monitoring, and the Pushgateway that the monitoring runs push to. The
+# serving namespace itself belongs to the kustomize overlay.
 
 resource "helm_release" "cert_manager" {
   count            = var.install_cert_manager ? 1 : 0
@@ -71,5 +72,25 @@ resource "helm_release" "kube_prometheus_stack" {
         }
       }
     }
+  })]
+}
+
+# The Pushgateway the monitoring runs push their figures to (job mlops-monitoring, one group per
+# project). The release name makes the Service `prometheus-pushgateway`, port `http`, which the
+# ServiceMonitor of manifests/components/monitoring scrapes with honorLabels; the chart's own
+# ServiceMonitor stays off so that nothing scrapes it twice.
+resource "helm_release" "pushgateway" {
+  count            = var.install_pushgateway ? 1 : 0
+  name             = "prometheus-pushgateway"
+  repository       = "https://prometheus-community.github.io/helm-charts"
+  chart            = "prometheus-pushgateway"
+  version          = var.pushgateway_version
+  namespace        = var.monitoring_namespace
+  create_namespace = true
+
+  values = [yamlencode({
+    serviceMonitor = { enabled = false }
+    # Without a volume a restart forgets every push until each project's next run.
+    persistentVolume = { enabled = var.pushgateway_persistence }
   })]
 }

@@ -34,6 +34,24 @@ variable "install_monitoring" {
   default     = true
 }
 
+variable "install_pushgateway" {
+  type        = bool
+  description = "Install the Prometheus Pushgateway that the monitoring runs push their figures to."
+  default     = true
+}
+
+variable "pushgateway_version" {
+  type        = string
+  description = "prometheus-community/prometheus-pushgateway chart version."
+  default     = "2.15.0"
+}
+
+variable "pushgateway_persistence" {
+  type        = bool
+  description = "Keep the pushed figures on a PersistentVolume (needs a default StorageClass) so that a Pushgateway restart does not forget them."
+  default     = false
+}
+
 variable "grafana_admin_password" {
   type        = string
   description = "Initial Grafana admin password; required when install_monitoring is true."
