@@ -10,19 +10,28 @@ from typing import Any
 import yaml
 from kfp import compiler
 
-from pipelines.training import PIPELINES
+from pipelines import monitoring, training
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
-def compiled_path(project: str) -> Path:
-    return COMPILED_DIR / f"{project}.yaml"
+KINDS = {"training": training.PIPELINES, "monitoring": monitoring.PIPELINES}
+"""Each kind of pipeline, by project. A training pipeline compiles to `<project>.yaml`, any other
+kind to `<project>-<kind>.yaml`."""
 
 
-def load_compiled(project: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def compiled_name(project: str, kind: str = "training") -> str:
+    return f"{project}.yaml" if kind == "training" else f"{project}-{kind}.yaml"
+
+
+def compiled_path(project: str, kind: str = "training") -> Path:
+    return COMPILED_DIR / compiled_name(project, kind)
+
+
+def load_compiled(project: str, kind: str = "training") -> tuple[dict[str, Any], dict[str, Any]]:
     """(pipeline spec, Kubernetes platform spec) of a compiled pipeline: kfp-kubernetes writes
     its bindings as a second YAML document."""
-    documents = [d for d in yaml.safe_load_all(compiled_path(project).read_text()) if d]
+    documents = [d for d in yaml.safe_load_all(compiled_path(project, kind).read_text()) if d]
     platform = documents[1] if len(documents) > 1 else {}
     return documents[0], platform
 
@@ -30,10 +39,11 @@ def load_compiled(project: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for project, pipeline in PIPELINES.items():
-        path = out_dir / f"{project}.yaml"
-        compiler.Compiler().compile(pipeline, str(path))
-        written.append(path)
+    for kind, pipelines in KINDS.items():
+        for project, pipeline in pipelines.items():
+            path = out_dir / compiled_name(project, kind)
+            compiler.Compiler().compile(pipeline, str(path))
+            written.append(path)
     return written
 
 

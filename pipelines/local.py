@@ -195,7 +195,8 @@ def summary(outcome: Outcome) -> str:
         f"   data      {source.source}  ({source.rows} rows, sha256 {source.sha256[:12]})",
         *([f"   !!        {source.notice}"] if source.notice else []),
         *[f"   gate      {line}" for line in evaluation.gates],
-        f"   drift     share {drift.drift_share:.2f} ({drift.drifted_columns} columns), dataset drift {drift.dataset_drift}",
+        f"   drift     {drift.reason}"
+        + (f" (vs {drift.reference})" if drift.reference_rows else ""),
         f"   mlflow    {outcome.project} v{registration.version} aliases {registration.aliases}: {registration.decision}",
         f"   reports   {out['evaluation_report']}",
         f"             {out['explanation_report']}",

@@ -58,7 +58,7 @@ class TrainingOutputs(NamedTuple):
 def build(spec: ProjectSpec) -> Callable[..., Any]:
     @dsl.pipeline(
         name=f"{spec.name}-training",
-        description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift, register, deploy.",
+        description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift against the champion, register, deploy.",
     )
     def pipeline(
         source: str = "synthetic",
@@ -110,10 +110,17 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             test=data.outputs["test"],
             source_info=data.outputs["source_info"],
         ).set_display_name("explain")
+        # The new training data against what the champion learnt from.
         drifted = (
-            drift(project=name, reference=data.outputs["train"], current=data.outputs["current"])
+            drift(
+                project=name,
+                current=data.outputs["train"],
+                mlflow_tracking_uri=mlflow_tracking_uri,
+            )
             .after(checked)
             .set_display_name("drift")
+            # The champion it compares with changes between runs: never served from the cache.
+            .set_caching_options(False)
         )
         registered = register(
             project=name,
@@ -134,13 +141,15 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             test_size=test_size,
             mlflow_tracking_uri=mlflow_tracking_uri,
         ).set_display_name("register")
-        # Register talks to MLflow and its artifact store: on a cluster, with these credentials.
-        kubernetes.use_secret_as_env(
-            registered,
-            secret_name=MLFLOW_SECRET,
-            secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS},
-            optional=True,
-        )
+        # Drift and register talk to MLflow and its artifact store: on a cluster, with these
+        # credentials.
+        for task in (drifted, registered):
+            kubernetes.use_secret_as_env(
+                task,
+                secret_name=MLFLOW_SECRET,
+                secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS},
+                optional=True,
+            )
         deployed = deploy(
             project=name,
             registration=registered.outputs["registration"],

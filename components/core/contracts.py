@@ -145,27 +145,96 @@ class EvaluationSummary(Contract):
 
 
 class ExplanationSummary(Contract):
-    """Global importance of the input columns."""
+    """Global importance: SHAP of the model's features, and of each raw input column."""
 
     SCHEMA: ClassVar[str] = "explanation"
+    VERSION: ClassVar[int] = 2
 
     method: str
     base_value: float
     importance: dict[str, float]
-    """Mean |SHAP| per input column, largest first."""
+    """Mean |SHAP| per feature the model sees, largest first."""
+    input_importance: dict[str, float]
+    """Per raw input column: how much the primary metric worsens when it is shuffled (held-out
+    rows), largest first. What drift monitoring weighs columns by."""
 
 
 class DriftSummary(Contract):
-    """Data drift of a batch against a reference."""
+    """Data drift of a batch against a model's reference, and the verdict with its reason."""
 
     SCHEMA: ClassVar[str] = "drift"
+    VERSION: ClassVar[int] = 2
 
-    drifted_columns: int
+    rows: int
+    reference_rows: int
+    reference: str
+    """What the batch was compared with, e.g. "bankchurn v3 training sample"."""
+    enough_data: bool
+    drift_detected: bool
+    drifted_columns: list[str]
     drift_share: float
-    dataset_drift: bool
+    """Share of the input columns that drifted."""
+    weighted_drift_share: float
+    """Share of the total importance that the drifted columns carry."""
+    important_columns: list[str]
+    drifted_important_columns: list[str]
     column_scores: dict[str, float]
     column_methods: dict[str, str]
     column_drifted: dict[str, bool]
+    reason: str
+
+
+class Reference(Contract):
+    """The record beside a model version's reference rows."""
+
+    SCHEMA: ClassVar[str] = "reference"
+
+    project: str
+    rows: int
+    """Rows in the sample."""
+    training_rows: int
+    """Rows of the training split it was drawn from."""
+    target: str
+    input_columns: list[str]
+    ignored_columns: list[str]
+    importance: dict[str, float]
+    """Each input column's importance to the model (permutation importance, explain step)."""
+    test_metrics: dict[str, float]
+    threshold: float | None
+    source: str
+    source_sha256: str
+    synthetic: bool
+    seed: int
+    test_size: float
+
+
+class MonitoringSummary(Contract):
+    """One monitoring run: the window, drift, live quality and the verdict."""
+
+    SCHEMA: ClassVar[str] = "monitoring"
+
+    project: str
+    time: str
+    """When the check ran (UTC, ISO 8601)."""
+    champion_version: str | None
+    window: str
+    """Where the rows came from and which span they cover."""
+    rows: int
+    labelled_rows: int
+    enough_data: bool
+    drift_detected: bool
+    drifted_columns: list[str]
+    drifted_important_columns: list[str]
+    drift_share: float
+    weighted_drift_share: float
+    drift_reason: str
+    reference: str
+    live_metrics: dict[str, float]
+    registered_metrics: dict[str, float]
+    quality_ok: bool | None
+    """None when too few labelled rows to judge."""
+    retrain: bool
+    reason: str
 
 
 CHAMPION = "champion"
@@ -226,7 +295,7 @@ class RunRecord:
             | {f"cv_std_{k}": v for k, v in self.selection.cv_std.items()}
             | {
                 "drift_share": self.drift.drift_share,
-                "drifted_columns": float(self.drift.drifted_columns),
+                "drifted_columns": float(len(self.drift.drifted_columns)),
             }
         )
 

@@ -48,11 +48,12 @@ class Explanation:
     def importance(self) -> pd.Series:
         return self.contributions.abs().mean().sort_values(ascending=False)
 
-    def summary(self) -> ExplanationSummary:
+    def summary(self, input_importance: dict[str, float]) -> ExplanationSummary:
         return ExplanationSummary(
             method=self.method,
             base_value=self.base_value,
             importance={str(k): float(v) for k, v in self.importance().items()},
+            input_importance=input_importance,
         )
 
 
@@ -239,3 +240,34 @@ def summary_html(spec: ProjectSpec, explanation: Explanation, notice: str = "") 
         ("Values", report.table_html(table)),
     ]
     return report.page(f"{spec.title}: SHAP explanation", sections, notice)
+
+
+def input_importance(
+    spec: ProjectSpec,
+    model: BaseEstimator,
+    frame: pd.DataFrame,
+    rows: int = 2000,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Each raw input column's importance: how much the primary metric worsens when the column's
+    values are shuffled (permutation importance on held-out rows), floored at 0, largest first.
+
+    It answers what monitoring asks ("does this input matter to the served model?") in the
+    columns a request carries, whatever the model engineers from them."""
+    from sklearn.inspection import permutation_importance
+
+    from components.core.train import split_xy
+
+    sample = frame.sample(min(rows, len(frame)), random_state=seed)
+    X, y = split_xy(spec, sample)
+    scorer = spec.primary.scorer
+    if scorer is None:
+        raise ValueError(f"{spec.name}: primary metric {spec.primary_metric} has no scorer")
+    result = permutation_importance(
+        model, X, y, scoring=scorer, n_repeats=repeats, random_state=seed, n_jobs=1
+    )
+    values = {
+        c: max(float(v), 0.0) for c, v in zip(X.columns, result.importances_mean, strict=True)
+    }
+    return dict(sorted(values.items(), key=lambda item: -item[1]))

@@ -72,8 +72,11 @@ def render(spec: ProjectSpec, record: RunRecord, registration: Registration) -> 
     ]
     drift = record.drift
     lines += [
-        "## Drift (Evidently, current batch vs training data)",
-        f"- drifted columns: {drift.drifted_columns} (share {drift.drift_share:.2f}); dataset drift: {drift.dataset_drift}",
+        "## Drift (Evidently: this training data vs the champion's reference)",
+        f"- compared with: {drift.reference} ({drift.reference_rows} rows)"
+        if drift.reference_rows
+        else "- compared with: nothing",
+        f"- verdict: {drift.reason}",
         "",
         "## Limits",
         "- figures hold for data like the source above; check the drift report before trusting new batches",

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 
-from components.core import model_card
+from components.core import model_card, reference
 from components.core.contracts import CHALLENGER, CHAMPION, Registration, RunRecord
 from components.core.evaluate import evaluate
 from components.core.metrics import finite
@@ -292,6 +292,7 @@ def register(
             **model_files(spec, model, train_frame, reference_frame=test_frame),
         )
         version = str(info.registered_model_version)
+        reference.log(spec, record, train_frame)
         synthetic = record.source.synthetic
         score = record.evaluation.metrics[spec.primary_metric]
         decision = decide(spec, score, synthetic, incumbent)

@@ -10,17 +10,21 @@ from components.steps.evaluate import evaluate
 from components.steps.explain import explain
 from components.steps.features import features
 from components.steps.ingest import ingest
+from components.steps.monitor import check, collect, publish
 from components.steps.register import register
 from components.steps.train import train
 from components.steps.validate import validate
 
 __all__ = [
+    "check",
+    "collect",
     "deploy",
     "drift",
     "evaluate",
     "explain",
     "features",
     "ingest",
+    "publish",
     "register",
     "train",
     "validate",

@@ -15,7 +15,8 @@ def explain(
     report: Output[HTML],
     explanation: Output[Artifact],
 ):
-    """SHAP global importance of the fitted pipeline, named by the columns it was engineered from."""
+    """SHAP global importance of the fitted pipeline, named by the columns it was engineered from,
+    and each raw input column's permutation importance on the test split."""
     from pathlib import Path
 
     import joblib
@@ -27,8 +28,9 @@ def explain(
 
     spec = get_spec(project)
     fitted = joblib.load(model.path)
-    result = logic.explain_global(spec, fitted, pd.read_csv(test.path), pd.read_csv(train.path))
-    summary = result.summary()
+    held_out = pd.read_csv(test.path)
+    result = logic.explain_global(spec, fitted, held_out, pd.read_csv(train.path))
+    summary = result.summary(logic.input_importance(spec, fitted, held_out))
     write_metrics(importance, summary.importance, prefix="shap_")
     notice = synthetic_notice(source_info.path)
     Path(report.path).write_text(logic.summary_html(spec, result, notice))

@@ -42,13 +42,14 @@ def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None
 
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))
-def test_only_register_reads_the_mlflow_credentials_and_they_are_optional(project: str) -> None:
+def test_only_the_steps_that_talk_to_mlflow_read_its_optional_credentials(project: str) -> None:
     _, platform = load_compiled(project)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-register"}
-    [binding] = executors["exec-register"]["secretAsEnv"]
-    assert binding["secretName"] == MLFLOW_SECRET and binding["optional"] is True
-    assert [k["envVar"] for k in binding["keyToEnv"]] == list(MLFLOW_SECRET_KEYS)
+    assert set(executors) == {"exec-drift", "exec-register"}
+    for executor in executors.values():
+        [binding] = executor["secretAsEnv"]
+        assert binding["secretName"] == MLFLOW_SECRET and binding["optional"] is True
+        assert [k["envVar"] for k in binding["keyToEnv"]] == list(MLFLOW_SECRET_KEYS)
 
 
 def test_artifact_types_are_the_ones_the_kfp_ui_renders() -> None:

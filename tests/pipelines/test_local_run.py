@@ -12,6 +12,7 @@ import pytest
 import yaml
 from kfp import local
 
+from components.core.contracts import DriftSummary
 from components.core.projects import PROJECTS
 from pipelines.training import PIPELINES
 from tests.support.servers import free_port, start
@@ -78,6 +79,8 @@ def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(
     served = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
     args = served["spec"]["predictor"]["containers"][0]["args"]
     assert f"--model_uri=models:/telecom/{registration['version']}" in args
+    drift = DriftSummary.read(task.outputs["drift_summary"].path)
+    assert drift.reason == "no champion yet: nothing to compare" and not drift.drift_detected
 
 
 def test_unchanged_rerun_is_served_from_the_cache(kfp_local: str, good_csv: Path) -> None:
@@ -85,6 +88,10 @@ def test_unchanged_rerun_is_served_from_the_cache(kfp_local: str, good_csv: Path
     task = run(good_csv, kfp_local)
     registration = json.loads(Path(task.outputs["registration"].path).read_text())
     assert registration["version"] == before
+    # Drift is never cached: the same data now meets the champion it trained.
+    drift = DriftSummary.read(task.outputs["drift_summary"].path)
+    assert drift.reference.startswith(f"telecom v{before} training sample")
+    assert drift.enough_data and not drift.drift_detected
     assert len(mlflow.MlflowClient().search_model_versions("name = 'telecom'")) == int(before)
 
 

@@ -81,7 +81,7 @@ def test_every_step_wrapper_is_thin() -> None:
                 if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                     body = body[1:]  # the docstring
                 sizes[node.name] = (body[-1].end_lineno or 0) - body[0].lineno + 1
-    assert len(sizes) == 9
+    assert len(sizes) >= 12
     assert {name: n for name, n in sizes.items() if n > MAX_WRAPPER_BODY_LINES} == {}
 
 

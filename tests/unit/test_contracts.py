@@ -48,14 +48,24 @@ EVALUATION = EvaluationSummary(
     gates=["accuracy = 0.8212 (gate >= 0.75): passed"],
     passed=True,
 )
-EXPLANATION = ExplanationSummary(method="tree", base_value=0.3, importance={"mb_used": 0.1})
+EXPLANATION = ExplanationSummary(
+    method="tree", base_value=0.3, importance={"mb_used": 0.1}, input_importance={"mb_used": 0.2}
+)
 DRIFT = DriftSummary(
-    drifted_columns=1,
+    rows=600,
+    reference_rows=2571,
+    reference="telecom v3 training sample (2571 rows)",
+    enough_data=True,
+    drift_detected=False,
+    drifted_columns=["calls"],
     drift_share=0.25,
-    dataset_drift=False,
-    column_scores={"calls": 0.01},
-    column_methods={"calls": "K-S p_value"},
+    weighted_drift_share=0.0,
+    important_columns=["mb_used"],
+    drifted_important_columns=[],
+    column_scores={"calls": 0.31},
+    column_methods={"calls": "Wasserstein distance (normed)"},
     column_drifted={"calls": True},
+    reason="no drift: calls moved, but none is among the top 3",
 )
 REGISTRATION = Registration(
     run_id="abc",
@@ -107,9 +117,9 @@ def test_a_missing_or_mistyped_field_is_named() -> None:
 def test_a_newer_version_another_schema_or_no_object_is_refused() -> None:
     data = json.loads(DRIFT.to_json())
     with pytest.raises(
-        ContractError, match="field 'schema_version' is 2; this code reads versions up to 1"
+        ContractError, match="field 'schema_version' is 3; this code reads versions up to 2"
     ):
-        DriftSummary.from_json(json.dumps(data | {"schema_version": 2}))
+        DriftSummary.from_json(json.dumps(data | {"schema_version": 3}))
     with pytest.raises(ContractError, match="field 'schema' is 'drift'"):
         Registration.from_json(json.dumps(data))
     with pytest.raises(ContractError, match="expected a JSON object"):
@@ -137,3 +147,13 @@ def test_the_run_record_names_mlflow_figures_from_the_records() -> None:
         "synthetic_data": "false",
         "source": "data/users_behavior.csv",
     }
+
+
+def test_a_record_of_an_older_version_missing_a_new_field_is_refused_by_name() -> None:
+    older = json.loads(EXPLANATION.to_json()) | {"schema_version": 1}
+    del older["input_importance"]
+    with pytest.raises(
+        ContractError,
+        match="explanation \\(schema_version 1\\): field 'input_importance': field required",
+    ):
+        ExplanationSummary.from_json(json.dumps(older))

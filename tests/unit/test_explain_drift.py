@@ -42,21 +42,64 @@ def test_one_hot_names_fold_back_to_their_column() -> None:
     assert explain.source_column("Age", sources) == "Age"
 
 
-def test_drift_is_found_when_the_batch_shifts_and_not_otherwise() -> None:
+IMPORTANCE = {"mb_used": 0.12, "minutes": 0.05, "messages": 0.04, "calls": 0.0}
+
+
+def test_an_iid_batch_shows_no_drift_and_a_shifted_important_column_does() -> None:
     spec = PROJECTS["telecom"]
-    reference = spec.make_synthetic(1500, 1)
-    same = drift.detect(spec, reference, spec.make_synthetic(400, 2))
-    assert same.summary.drift_share < 0.5 and not same.summary.dataset_drift
-    shifted = spec.make_synthetic(400, 2)
-    for col in ("calls", "minutes", "messages", "mb_used"):
-        shifted[col] = shifted[col] * 3
-    moved = drift.detect(spec, reference, shifted)
-    assert moved.summary.dataset_drift and moved.summary.drift_share == pytest.approx(1.0)
-    assert all(moved.summary.column_drifted.values())
-    assert (
-        moved.html.lstrip().lower().startswith("<!doctype html")
-        or "<html" in moved.html[:500].lower()
+    reference = spec.make_synthetic(3000, 1)
+    same = drift.detect(spec, reference, spec.make_synthetic(800, 2), IMPORTANCE).summary
+    assert same.enough_data and not same.drift_detected
+    assert same.important_columns == ["mb_used", "minutes", "messages"]
+    moved = drift.detect(
+        spec, reference, drift.shift(spec.make_synthetic(800, 2), {"mb_used": 1.5}), IMPORTANCE
     )
+    found = moved.summary
+    assert found.drift_detected and found.drifted_important_columns == ["mb_used"]
+    assert found.drifted_columns == ["mb_used"] and found.drift_share == pytest.approx(0.25)
+    assert found.reason == "drift in important column(s) mb_used"
+    assert "<html" in moved.html[:500].lower() or moved.html.lstrip().lower().startswith("<!doc")
+
+
+def test_a_lone_minor_column_does_not_cry_wolf() -> None:
+    spec = PROJECTS["telecom"]
+    reference = spec.make_synthetic(3000, 1)
+    batch = drift.shift(spec.make_synthetic(800, 2), {"calls": 3.0})
+    found = drift.detect(spec, reference, batch, IMPORTANCE).summary
+    assert found.drifted_columns == ["calls"] and not found.drift_detected
+    assert found.reason.startswith("no drift: calls moved, but none is among the top 3")
+    unweighted = drift.detect(spec, reference, batch, None, drift.DriftPolicy(important_columns=0))
+    assert not unweighted.summary.drift_detected  # one column of four carries 25% < 50%
+    everything = drift.shift(batch, {"minutes": 3.0, "messages": 3.0})
+    assert drift.detect(spec, reference, everything, None).summary.drift_detected
+
+
+def test_a_small_window_is_not_judged_and_a_policy_is_checked() -> None:
+    spec = PROJECTS["telecom"]
+    found = drift.detect(spec, spec.make_synthetic(2000, 1), spec.make_synthetic(120, 2)).summary
+    assert not found.enough_data and not found.drift_detected
+    assert found.reason == "not enough data: 120 rows, at least 500 needed"
+    with pytest.raises(ValueError, match="weighted_share 0"):
+        drift.DriftPolicy(weighted_share=0)
+    with pytest.raises(KeyError, match="cannot shift 'nope'"):
+        drift.shift(spec.make_synthetic(10, 1), {"nope": 2.0})
+
+
+def test_free_text_and_dates_are_compared_as_counts_and_days() -> None:
+    spec = PROJECTS["carvision"]
+    reference = spec.make_synthetic(3000, 1)
+    found = drift.detect(spec, reference, spec.make_synthetic(1000, 2)).summary
+    assert found.column_methods["model"].startswith("Jensen-Shannon")
+    assert found.column_methods["date_posted"].startswith("Wasserstein")
+    assert not found.drift_detected
+
+
+def test_input_importance_names_every_raw_column_largest_first(spec: ProjectSpec) -> None:
+    result = quick_model(spec)
+    importance = explain.input_importance(spec, result.model, small_split(spec).test, rows=300)
+    assert set(importance) == set(spec.input_columns)
+    values = list(importance.values())
+    assert values == sorted(values, reverse=True) and min(values) >= 0 and max(values) > 0
 
 
 def test_a_calibrated_forest_is_explained_by_its_trees() -> None:

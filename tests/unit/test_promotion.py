@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import mlflow
 import pytest
 
-from components.core import metrics, registry
+from components.core import drift, metrics, reference, registry
 from components.core.contracts import (
-    DriftSummary,
     EvaluationSummary,
     ExplanationSummary,
     RunRecord,
@@ -108,15 +107,10 @@ def record_for(synthetic: bool, digest: str, accuracy: float) -> RunRecord:
             gates=[],
             passed=True,
         ),
-        explanation=ExplanationSummary(method="none", base_value=0.0, importance={}),
-        drift=DriftSummary(
-            drifted_columns=0,
-            drift_share=0.0,
-            dataset_drift=False,
-            column_scores={},
-            column_methods={},
-            column_drifted={},
+        explanation=ExplanationSummary(
+            method="none", base_value=0.0, importance={}, input_importance={"mb_used": 1.0}
         ),
+        drift=drift.no_reference(TELECOM, len(split.train), "no champion yet").summary,
         seed=7,
         test_size=0.25,
         run_name=f"promotion-{digest}",
@@ -150,6 +144,12 @@ def test_promotion_through_a_real_registry(tracking: str) -> None:
     assert tags["synthetic_data"] == "true" and tags["decision"] == second.decision
     again = register(record_for(True, "synthetic-1", 0.99))
     assert again.version == second.version and again.decision.startswith("already registered")
+    kept, rows = reference.load(first.run_id)
+    assert kept.importance == {"mb_used": 1.0} and kept.rows == len(rows) == len(split.train)
+    assert rows[TELECOM.target].mean() == pytest.approx(split.train[TELECOM.target].mean())
+    assert reference.load_alias(spec.name)[0] == first.version
+    with pytest.raises(reference.NoReference, match="no champion yet"):
+        reference.load_alias("no-such-model")
     assert mlflow.artifacts.load_text(f"runs:/{first.run_id}/model_card/model_card.md").startswith(
         "# Model card: promotion-telecom"
     )

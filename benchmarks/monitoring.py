@@ -1,0 +1,131 @@
+"""How often monitoring cries wolf, and how often it sees a real shift, on the real data with the
+registered champions (`make bench-monitoring`).
+
+For each project: the champion and its reference (the training sample registered with it) come
+from MLflow, exactly as the monitoring pipeline reads them. The real file is split again with the
+reference's recorded seed and test share (its sha256 checked against the recorded one), and
+windows are drawn from the held-out part, which the champion never saw:
+
+- false alarms: 20 iid windows of each size (500, 1000, 2000 rows), drawn without replacement
+  where the held-out part is large enough and by bootstrap where it is not (said in the table);
+- detection: 10 windows of 500 rows with a planted multiplicative shift of each of the three
+  most important numeric columns (more than five distinct values, importance above zero), at
+  several sizes; a hit is a drift verdict naming that column.
+
+Writes .state/bench/monitoring.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+
+from components.core import drift, ingest, reference
+from components.core.projects import PROJECTS
+from tests.support.data import real_data_dir
+
+OUT_DIR = Path(".state/bench")
+SIZES = (500, 1000, 2000)
+IID_WINDOWS = 20
+SHIFT_WINDOWS = 10
+SHIFT_ROWS = 500
+FACTORS = (1.05, 1.1, 1.2, 1.5)
+
+
+def bench_project(name: str, data_dir: Path) -> list[str]:
+    spec = PROJECTS[name]
+    version, record, rows = reference.load_alias(name)
+    if record.synthetic:
+        return [f"| {name} | champion v{version} was trained on synthetic data: skipped | | |"]
+    path = data_dir / spec.data_file
+    parts, info = ingest.ingest(spec, str(path), record.seed, record.test_size)
+    if info.sha256 != record.source_sha256:
+        raise SystemExit(
+            f"{path} has sha256 {info.sha256}, the champion v{version} of {name} was trained on "
+            f"{record.source_sha256}: not the same data"
+        )
+    held_out = parts.test
+    lines = []
+    for size in SIZES:
+        bootstrap = size > len(held_out)
+        alarms = 0
+        for i in range(IID_WINDOWS):
+            window = held_out.sample(size, random_state=1000 + i, replace=bootstrap)
+            alarms += drift.detect(spec, rows, window, record.importance).summary.drift_detected
+        how = f"iid, {size} rows" + (f" (bootstrap of {len(held_out)})" if bootstrap else "")
+        lines.append(
+            f"| {name} v{version} | {how} | false alarms | {alarms}/{IID_WINDOWS} "
+            f"({alarms / IID_WINDOWS:.0%}) |"
+        )
+    shiftable = [
+        c
+        for c, weight in record.importance.items()
+        if weight > 0 and spec.column(c).dtype in ("float", "int") and held_out[c].nunique() > 5
+    ]
+    for column in shiftable[:3]:
+        for factor in FACTORS:
+            hits = 0
+            for i in range(SHIFT_WINDOWS):
+                window = drift.shift(
+                    held_out.sample(SHIFT_ROWS, random_state=2000 + i), {column: factor}
+                )
+                found = drift.detect(spec, rows, window, record.importance).summary
+                hits += found.drift_detected and column in found.drifted_columns
+            lines.append(
+                f"| {name} v{version} | {column} x{factor:g}, {SHIFT_ROWS} rows | detected, "
+                f"naming it | {hits}/{SHIFT_WINDOWS} ({hits / SHIFT_WINDOWS:.0%}) |"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=real_data_dir())
+    parser.add_argument("--project", default="all")
+    parser.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{Path('.state/mlflow/mlflow.db').resolve()}",
+    )
+    args = parser.parse_args(argv)
+    mlflow.set_tracking_uri(args.tracking_uri)
+    names = sorted(PROJECTS) if args.project == "all" else args.project.split(",")
+    start = time.perf_counter()
+    rows = []
+    for name in names:
+        try:
+            rows += bench_project(name, args.data_dir)
+        except reference.NoReference as why:
+            rows.append(f"| {name} | {why} (train it first: `make run DATA_DIR=...`) | | |")
+    policy = drift.DriftPolicy()
+    text = "\n".join(
+        [
+            "# Monitoring: false alarms and detection on the real data",
+            "",
+            f"Command: `make bench-monitoring DATA_DIR={args.data_dir}` against {args.tracking_uri}; "
+            f"{time.perf_counter() - start:.0f} s. Policy: min_rows {policy.min_rows}, top "
+            f"{policy.important_columns} columns by importance, weighted share "
+            f"{policy.weighted_share:g}, thresholds {policy.numeric_threshold:g} (numeric, "
+            f"normed Wasserstein) and {policy.categorical_threshold:g} (categorical, Jensen-Shannon).",
+            "",
+            "| champion | windows | measure | result |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "monitoring.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

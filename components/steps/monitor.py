@@ -1,0 +1,89 @@
+"""The monitoring pipeline's steps: collect a window, check it against the champion, publish."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def collect(
+    project: str,
+    source: str,
+    log_root: str,
+    window_hours: float,
+    labels: str,
+    window: Output[Dataset],
+):
+    """The rows to check: the last `window_hours` of the inference log under `log_root` (source
+    `log`), or a CSV at a path or URL (its target column, if any, is the ground truth); `labels`
+    (request_id, row, target) joins ground truth onto logged rows."""
+    from components.core import monitoring
+    from components.core.projects import get_spec
+
+    spec = get_spec(project)
+    found = monitoring.collect(spec, source, log_root, window_hours, labels)
+    found.frame.to_csv(window.path, index=False)
+    labelled = int(found.frame[spec.target].notna().sum()) if spec.target in found.frame else 0
+    window.metadata.update(
+        {"rows": len(found.frame), "labelled_rows": labelled, "window": found.description}
+    )
+    print(f"{found.description}: {len(found.frame)} rows, {labelled} labelled")
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def check(
+    project: str,
+    window: Input[Dataset],
+    mlflow_tracking_uri: str,
+    min_rows: int,
+    important_columns: int,
+    quality_tolerance: float,
+    summary: Output[Artifact],
+    report: Output[HTML],
+    figures: Output[Metrics],
+) -> NamedTuple("CheckOutputs", [("retrain", bool), ("drift_detected", bool)]):  # type: ignore[valid-type]
+    """Drift of the window against the champion's reference (importance-weighted, with a minimum
+    window), the champion's live quality on labelled rows, and whether to retrain."""
+    from collections import namedtuple
+    from pathlib import Path
+
+    import mlflow
+    import pandas as pd
+
+    from components.core import monitoring
+    from components.core.drift import DriftPolicy
+    from components.core.projects import get_spec
+    from components.core.registry import tracking_uri
+    from components.core.step_io import write_metrics
+
+    spec = get_spec(project)
+    mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
+    frame = pd.read_csv(window.path)
+    policy = monitoring.MonitoringPolicy(
+        DriftPolicy(min_rows=min_rows, important_columns=important_columns), quality_tolerance
+    )
+    checked = monitoring.Window(frame, str(window.metadata.get("window", window.uri)))
+    result, html = monitoring.check(spec, checked, policy)
+    result.write(summary.path)
+    Path(report.path).write_text(html)
+    flags = {"rows": result.rows, "drift_share": result.drift_share, "retrain": result.retrain}
+    live = {f"live_{k}": v for k, v in result.live_metrics.items()}
+    write_metrics(figures, flags | {"weighted_drift_share": result.weighted_drift_share} | live)
+    print(("RETRAIN: " if result.retrain else "") + result.reason)
+    outputs = namedtuple("CheckOutputs", ["retrain", "drift_detected"])  # type: ignore[name-match]
+    return outputs(result.retrain, result.drift_detected)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def publish(project: str, summary: Input[Artifact], pushgateway: str):
+    """Pushes the run's figures to the Prometheus Pushgateway at `pushgateway` ("" skips)."""
+    from components.core import monitoring
+
+    if not pushgateway:
+        print(f"{project}: no Pushgateway given; figures not published")
+        return
+    monitoring.publish(monitoring.MonitoringSummary.read(summary.path), pushgateway)
+    print(f"{project}: figures pushed to {pushgateway}")

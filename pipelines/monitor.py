@@ -1,0 +1,122 @@
+"""Runs a project's monitoring pipeline on this machine through `kfp.local`, over the local
+server's inference log or a file of served inputs, and writes `.state/monitor/<project>/latest.json`.
+
+`python -m pipelines.monitor --help` lists the options; `make monitor PROJECT=<p>` is the entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.core.contracts import MonitoringSummary
+from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
+from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
+from components.core.projects import PROJECTS
+from pipelines.local import STATE_DIR, Progress, default_tracking_uri, init_local_runner
+
+DEFAULT_LOG_ROOT = STATE_DIR / "inference"
+
+
+def latest(summary: MonitoringSummary, retrain_enabled: bool) -> dict[str, Any]:
+    """What `latest.json` says: the fields a user or a script reads first, then the whole record."""
+    return {
+        "project": summary.project,
+        "time": summary.time,
+        "window": summary.window,
+        "rows": summary.rows,
+        "labelled_rows": summary.labelled_rows,
+        "enough_data": summary.enough_data,
+        "drift_detected": summary.drift_detected,
+        "drifted_columns": summary.drifted_columns,
+        "drifted_important_columns": summary.drifted_important_columns,
+        "live_metrics": summary.live_metrics,
+        "retrain_recommended": summary.retrain,
+        "retrain_enabled": retrain_enabled,
+        # Retraining from the monitoring pipeline is not built yet: nothing is retrained here.
+        "retrained": False,
+        "promoted": False,
+        "champion_version_before": summary.champion_version,
+        "champion_version_after": summary.champion_version,
+        "reason": summary.reason,
+        "summary": json.loads(summary.to_json()),
+    }
+
+
+def render(summary: MonitoringSummary, report: str, written: Path) -> str:
+    live = ", ".join(f"{k} {v:.4f}" for k, v in summary.live_metrics.items()) or "no labels"
+    return "\n".join(
+        [
+            f"== {summary.project} monitoring: champion v{summary.champion_version or '-'}",
+            f"   window    {summary.window}: {summary.rows} rows, {summary.labelled_rows} labelled",
+            f"   drift     {summary.drift_reason}",
+            f"   quality   {live}",
+            f"   verdict   {'RETRAIN: ' if summary.retrain else ''}{summary.reason}",
+            f"   report    {report}",
+            f"   latest    {written}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--project", required=True, choices=sorted(PROJECTS))
+    parser.add_argument(
+        "--data",
+        default="",
+        help="a CSV of served inputs (path or URL; its target column is the ground truth); "
+        "default: the inference log",
+    )
+    parser.add_argument(
+        "--log-root", default=os.environ.get("MLOPS_INFERENCE_LOG") or str(DEFAULT_LOG_ROOT)
+    )
+    parser.add_argument("--hours", type=float, default=24.0, help="window of the log, in hours")
+    parser.add_argument("--labels", default="", help="CSV of request_id, row and the target")
+    parser.add_argument("--tracking-uri", default=default_tracking_uri())
+    parser.add_argument("--pushgateway", default=os.environ.get("PUSHGATEWAY", ""))
+    parser.add_argument("--min-rows", type=int, default=MIN_ROWS)
+    parser.add_argument("--important-columns", type=int, default=IMPORTANT_COLUMNS)
+    parser.add_argument("--quality-tolerance", type=float, default=QUALITY_TOLERANCE)
+    parser.add_argument("--retrain", type=int, choices=(0, 1), default=1)
+    args = parser.parse_args(argv)
+    args.no_cache = True
+
+    from pipelines.monitoring import PIPELINES
+
+    init_local_runner(args)
+    log_path = STATE_DIR / "logs" / f"{args.project}-monitoring.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log, contextlib.redirect_stdout(Progress(sys.stdout, log)):
+        try:
+            task = PIPELINES[args.project](
+                source=args.data or LOG_SOURCE,
+                log_root=args.log_root,
+                window_hours=args.hours,
+                labels=args.labels,
+                mlflow_tracking_uri=args.tracking_uri,
+                min_rows=args.min_rows,
+                important_columns=args.important_columns,
+                quality_tolerance=args.quality_tolerance,
+                pushgateway=args.pushgateway,
+            )
+        except Exception as exc:  # the failing step's output is shown above; name the log too
+            print(
+                f"monitoring {args.project} FAILED: {type(exc).__name__}: {exc} (log: {log_path})",
+                file=sys.stderr,
+            )
+            return 1
+    summary = MonitoringSummary.read(task.outputs["summary"].path)
+    written = STATE_DIR / "monitor" / args.project / "latest.json"
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_text(json.dumps(latest(summary, bool(args.retrain)), indent=2))
+    print(render(summary, task.outputs["report"].path, written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
