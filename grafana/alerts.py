@@ -1,9 +1,11 @@
 """Prometheus alerting rules for the model servers, as code.
 
-Every rule reads a series the server really emits (tests check each name against a live
-`/metrics`), carries `summary`, `description` and `severity`, and has a promtool unit test in
-`tests/cluster/alerts_test.yml`. Scrape targets carry the `isvc` label: the PodMonitor copies
-it from the pod's `app.kubernetes.io/name` (the project).
+Every rule reads a series the server or a monitoring run really emits (tests check each name
+against a live Prometheus), carries `summary`, `description` and `severity`, and has a promtool
+unit test in `tests/cluster/alerts_test.yml`. The servers' series carry the `isvc` label: the
+PodMonitor copies it from the pod's `app.kubernetes.io/name` (the project). A monitoring run
+pushes its figures to a Pushgateway with the label `project`, which the scrape keeps
+(`honor_labels`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from grafana.promql import class_share, ratio
+from grafana.promql import ERRORS, SCORES, class_share, metric_names, ratio
 
 GROUP_NAME = "mlops-serving"
 RUNBOOK = "https://github.com/kubeflow-mlops/kubeflow-mlops/blob/main/docs/operations.md"
+SCORE_TOLERANCE = 0.05
+"""How far a live score (higher is better) may fall below the registered one: the monitoring
+policy's default quality tolerance."""
+ERROR_TOLERANCE = 0.10
+"""How far a live error (lower is better) may rise above the registered one, relative to it:
+errors are in the target's unit (USD for a price), so an absolute bound would mean nothing."""
+MIN_LABELLED_ROWS = 100
+"""Labelled rows below which the live figures are shown but not alerted on (the policy's own)."""
+STALE_AFTER_HOURS = 26
+"""A daily monitoring run, with two hours of slack."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,9 @@ class Alert:
     severity: str
     summary: str
     description: str
+    key: str = "isvc"
+    """The label that names the project: `isvc` on the servers' series, `project` on the
+    monitoring runs' pushed ones."""
 
     def rule(self) -> dict[str, Any]:
         return {
@@ -103,7 +118,7 @@ ALERTS = (
         "Predicted classes of {{ $labels.isvc }} moved by more than 15 points",
         "Over the last hour the share of a predicted class on {{ $labels.isvc }} differs from "
         "its share over the last day by {{ $value | humanizePercentage }}. The input may have "
-        "drifted: run the pipeline's drift step on recent data.",
+        "drifted: run the monitoring pipeline on recent inputs.",
     ),
     Alert(
         "MLOpsPredictionsAwayFromReference",
@@ -117,7 +132,7 @@ ALERTS = (
         "Over 6 hours the share of a predicted class on {{ $labels.isvc }} differs by "
         "{{ $value | humanizePercentage }} from the share the model predicted on its held-out "
         "test split at registration: the live inputs no longer look like the data the model "
-        "was evaluated on. Run the pipeline on recent data (its drift step names the columns).",
+        "was evaluated on. Run the monitoring pipeline on recent inputs: it names the columns.",
     ),
     Alert(
         "MLOpsModelVersionsMixed",
@@ -127,6 +142,78 @@ ALERTS = (
         "{{ $labels.isvc }} serves {{ $value }} model versions at once",
         "Pods of {{ $labels.isvc }} have served different registry versions for 30 minutes: "
         "a rollout is stuck. Compare mlops_model_info across pods.",
+    ),
+    Alert(
+        "MLOpsInferenceLogDropping",
+        "sum by (isvc) (increase(mlops_inference_log_dropped_total[5m])) > 0",
+        "10m",
+        "warning",
+        "{{ $labels.isvc }} drops inference-log records",
+        '{{ $labels.isvc }} dropped {{ $value | printf "%.0f" }} predicted rows from its '
+        "inference log in the last 5 minutes, and has been dropping for 10: the log's queue was "
+        "full or its store refused the writes. Predictions still succeed, but monitoring "
+        "windows read from the log miss those rows.",
+    ),
+    Alert(
+        "MLOpsDataDrift",
+        "max by (project) (mlops_monitoring_weighted_drift_share)\n"
+        "and on (project) max by (project) (mlops_monitoring_drift_detected) == 1\n"
+        "and on (project) max by (project) (mlops_monitoring_enough_data) == 1",
+        "5m",
+        "warning",
+        "The inputs of {{ $labels.project }} drifted from the champion's reference",
+        "The last monitoring run of {{ $labels.project }} found drift on enough rows to judge "
+        "(an important column drifted, or the drifted columns together carry enough of the "
+        "model's importance): the drifted columns carry {{ $value | humanizePercentage }} of "
+        "the importance. mlops_monitoring_column_drifted names them; the run's report shows "
+        "each column's score.",
+        key="project",
+    ),
+    Alert(
+        "MLOpsLiveQualityDrop",
+        "max by (project, metric) (\n"
+        f'    mlops_monitoring_live_metric{{metric=~"{metric_names(SCORES)}"}}\n'
+        f'  < mlops_monitoring_registered_metric{{metric=~"{metric_names(SCORES)}"}}'
+        f" - {SCORE_TOLERANCE:g}\n"
+        "  or\n"
+        f'    mlops_monitoring_live_metric{{metric=~"{metric_names(ERRORS)}"}}\n'
+        f'  > mlops_monitoring_registered_metric{{metric=~"{metric_names(ERRORS)}"}}'
+        f" * {1 + ERROR_TOLERANCE:g}\n"
+        ")\n"
+        "and on (project) max by (project) (mlops_monitoring_labelled_rows)"
+        f" >= {MIN_LABELLED_ROWS}",
+        "5m",
+        "warning",
+        "Live {{ $labels.metric }} of {{ $labels.project }} is worse than its registered figure",
+        "On the labelled rows of its last monitoring run, the champion of {{ $labels.project }} "
+        'has {{ $labels.metric }} {{ $value | printf "%.4g" }}: worse than on its test split '
+        f"at registration by more than the tolerance ({SCORE_TOLERANCE:g} below for a score, "
+        f"{ERROR_TOLERANCE:.0%} above for an error). "
+        "mlops_monitoring_registered_metric has the registered figure.",
+        key="project",
+    ),
+    Alert(
+        "MLOpsRetrainRecommended",
+        "max by (project) (mlops_monitoring_retrain_recommended) == 1",
+        "5m",
+        "info",
+        "The last monitoring run recommends retraining {{ $labels.project }}",
+        "The monitoring policy calls for retraining {{ $labels.project }}: its inputs drifted, "
+        "or its live quality fell short of the registered one. The run's latest.json and "
+        "report give the reason.",
+        key="project",
+    ),
+    Alert(
+        "MLOpsMonitoringStale",
+        "time() - max by (project) (mlops_monitoring_last_run_timestamp_seconds)\n"
+        f"  > {STALE_AFTER_HOURS} * 3600",
+        "10m",
+        "warning",
+        f"{{{{ $labels.project }}}} has not been monitored for over {STALE_AFTER_HOURS} hours",
+        "The last monitoring run of {{ $labels.project }} pushed its figures "
+        "{{ $value | humanizeDuration }} ago: its recurring run stopped or fails before "
+        "publishing, so drift and quality go unchecked.",
+        key="project",
     ),
 )
 

@@ -1,25 +1,29 @@
 """The model-serving Grafana dashboard, as code: one function per panel.
 
 A fixed uid keeps links stable across regenerations; `$datasource` picks the Prometheus and
-`$isvc` the projects. Tests run every panel's query against a real Prometheus that scrapes real
-model servers.
+`$isvc` the projects. The serving panels read the servers' series (label `isvc`); the row "Data
+and model quality" reads what monitoring runs push to the Pushgateway (label `project`, the same
+names) and the servers' inference-log counters. Tests run every panel's query against a real
+Prometheus that scrapes real model servers and a real Pushgateway.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from grafana import promql
+from grafana import alerts, promql
 
 UID = "mlops-serving"
 TITLE = "MLOps model serving"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SELECTOR = 'isvc=~"$isvc"'
+PUSHED = 'project=~"$isvc"'
+"""The same projects on the series a monitoring run pushes, which name them `project`."""
 RATE_WINDOW = "$__rate_interval"
 
 
-def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
-    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref}
+def target(expr: str, legend: str, ref: str = "A", **extra: Any) -> dict[str, Any]:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref, **extra}
 
 
 def panel(
@@ -29,8 +33,10 @@ def panel(
     grid: tuple[int, int, int, int],
     kind: str = "timeseries",
     unit: str = "short",
+    field: dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
+    """`field` adds to the field defaults (mappings, thresholds); `options` are the panel's."""
     x, y, w, h = grid
     return {
         "type": kind,
@@ -38,9 +44,28 @@ def panel(
         "description": description,
         "datasource": DATASOURCE,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": unit, **(field or {})}, "overrides": []},
         "options": options,
         "targets": targets,
+    }
+
+
+def row(title: str, y: int) -> dict[str, Any]:
+    """A row header: the panels below it, up to the next row, belong to it."""
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+        "panels": [],
+    }
+
+
+def thresholds(base: str, *steps: tuple[float, str]) -> dict[str, Any]:
+    return {
+        "mode": "absolute",
+        "steps": [{"color": base, "value": None}]
+        + [{"color": color, "value": value} for value, color in steps],
     }
 
 
@@ -186,6 +211,188 @@ PANELS = (
     predicted_price,
 )
 
+# --- Data and model quality: what the monitoring runs push, and the inference log ------------
+QUALITY_ROW = "Data and model quality"
+QUALITY_Y = 29
+"""Below the serving panels (predicted price ends at y 29)."""
+
+
+def drift_detected() -> dict[str, Any]:
+    return panel(
+        "Drift detected",
+        "Whether the last monitoring run of each project found its inputs drifted from the "
+        "champion's reference (an important column drifted, or the drifted columns carry "
+        "enough of the importance). Alert MLOpsDataDrift.",
+        [target(f"max by (project) (mlops_monitoring_drift_detected{{{PUSHED}}})", "{{project}}")],
+        (0, QUALITY_Y + 1, 6, 5),
+        kind="stat",
+        field={
+            "mappings": [
+                {
+                    "type": "value",
+                    "options": {
+                        "0": {"text": "no drift", "color": "green"},
+                        "1": {"text": "drift", "color": "red"},
+                    },
+                }
+            ],
+            "color": {"mode": "thresholds"},
+            "thresholds": thresholds("green", (1, "red")),
+        },
+        colorMode="background",
+    )
+
+
+def drifted_important_columns() -> dict[str, Any]:
+    return panel(
+        "Drifted important columns",
+        "How many of the model's most important columns drifted in the last monitoring run.",
+        [
+            target(
+                f"max by (project) (mlops_monitoring_drifted_important_columns{{{PUSHED}}})",
+                "{{project}}",
+            )
+        ],
+        (6, QUALITY_Y + 1, 6, 5),
+        kind="stat",
+        field={"color": {"mode": "thresholds"}, "thresholds": thresholds("green", (1, "red"))},
+    )
+
+
+def rows_monitored() -> dict[str, Any]:
+    return panel(
+        "Rows monitored",
+        "Rows in the last monitoring run's window, and how many of them had ground truth (live "
+        f"quality is alerted on from {alerts.MIN_LABELLED_ROWS} labelled rows).",
+        [
+            target(f"max by (project) (mlops_monitoring_rows{{{PUSHED}}})", "{{project}} rows"),
+            target(
+                f"max by (project) (mlops_monitoring_labelled_rows{{{PUSHED}}})",
+                "{{project}} labelled",
+                "B",
+            ),
+        ],
+        (12, QUALITY_Y + 1, 6, 5),
+        kind="stat",
+    )
+
+
+def since_last_run() -> dict[str, Any]:
+    return panel(
+        "Time since last monitoring run",
+        f"Age of each project's last pushed monitoring run. Alert MLOpsMonitoringStale fires "
+        f"past {alerts.STALE_AFTER_HOURS} hours.",
+        [
+            target(
+                "time() - max by (project) "
+                f"(mlops_monitoring_last_run_timestamp_seconds{{{PUSHED}}})",
+                "{{project}}",
+            )
+        ],
+        (18, QUALITY_Y + 1, 6, 5),
+        kind="stat",
+        unit="s",
+        field={
+            "color": {"mode": "thresholds"},
+            "thresholds": thresholds("green", (alerts.STALE_AFTER_HOURS * 3600, "red")),
+        },
+    )
+
+
+def drift_share() -> dict[str, Any]:
+    return panel(
+        "Drift share",
+        "Share of the model's importance carried by the drifted columns, and share of the input "
+        "columns that drifted, run after run.",
+        [
+            target(
+                f"max by (project) (mlops_monitoring_weighted_drift_share{{{PUSHED}}})",
+                "{{project}} weighted by importance",
+            ),
+            target(
+                f"max by (project) (mlops_monitoring_drift_share{{{PUSHED}}})",
+                "{{project}} share of columns",
+                "B",
+            ),
+        ],
+        (0, QUALITY_Y + 6, 12, 8),
+        unit="percentunit",
+    )
+
+
+def live_quality() -> dict[str, Any]:
+    watched = promql.metric_names(promql.SCORES + promql.ERRORS)
+    return panel(
+        "Live vs registered quality",
+        "The champion's figures on the labelled rows of each monitoring run, next to the same "
+        "figures on its test split at registration. Alert MLOpsLiveQualityDrop fires when a "
+        f"score falls more than {alerts.SCORE_TOLERANCE:g} below, or an error rises more than "
+        f"{alerts.ERROR_TOLERANCE:.0%} above.",
+        [
+            target(
+                f'max by (project, metric) (mlops_monitoring_live_metric{{{PUSHED},metric=~"{watched}"}})',
+                "{{project}} {{metric}} live",
+            ),
+            target(
+                f'max by (project, metric) (mlops_monitoring_registered_metric{{{PUSHED},metric=~"{watched}"}})',
+                "{{project}} {{metric}} registered",
+                "B",
+            ),
+        ],
+        (12, QUALITY_Y + 6, 12, 8),
+        tooltip={"mode": "multi"},
+    )
+
+
+def drifted_columns() -> dict[str, Any]:
+    return panel(
+        "Drifted columns",
+        "The input columns that drifted in each project's last monitoring run.",
+        [
+            target(
+                f"max by (project, column) (mlops_monitoring_column_drifted{{{PUSHED}}})",
+                "{{project}} {{column}}",
+                format="table",
+                instant=True,
+            )
+        ],
+        (0, QUALITY_Y + 14, 12, 8),
+        kind="table",
+    )
+
+
+def inference_log() -> dict[str, Any]:
+    return panel(
+        "Inference log rows written and dropped",
+        "Predicted rows the servers wrote to the inference log, which monitoring runs read, and "
+        "rows they dropped (queue full or write failed). Alert MLOpsInferenceLogDropping.",
+        [
+            target(
+                f"sum by (isvc) (rate(mlops_inference_log_records_total{{{SELECTOR}}}[$__rate_interval]))",
+                "{{isvc}} written",
+            ),
+            target(
+                f"sum by (isvc) (rate(mlops_inference_log_dropped_total{{{SELECTOR}}}[$__rate_interval]))",
+                "{{isvc}} dropped",
+                "B",
+            ),
+        ],
+        (12, QUALITY_Y + 14, 12, 8),
+        unit="cps",
+    )
+
+
+QUALITY_PANELS = (
+    drift_detected,
+    drifted_important_columns,
+    rows_monitored,
+    since_last_run,
+    drift_share,
+    live_quality,
+    drifted_columns,
+    inference_log,
+)
+
 
 def variables() -> list[dict[str, Any]]:
     return [
@@ -215,13 +422,14 @@ def variables() -> list[dict[str, Any]]:
 
 
 def dashboard() -> dict[str, Any]:
-    panels = []
-    for number, make in enumerate(PANELS, start=1):
-        panels.append({"id": number, **make()})
+    made = [make() for make in PANELS] + [row(QUALITY_ROW, QUALITY_Y)]
+    made += [make() for make in QUALITY_PANELS]
+    panels = [{"id": number, **p} for number, p in enumerate(made, start=1)]
     return {
         "uid": UID,
         "title": TITLE,
-        "description": "KServe model servers of the kubeflow-mlops projects, one per project.",
+        "description": "KServe model servers of the kubeflow-mlops projects, one per project, "
+        "and the data and model quality their monitoring runs report.",
         "tags": ["kubeflow-mlops", "kserve"],
         "timezone": "utc",
         "schemaVersion": 39,
@@ -236,5 +444,5 @@ def dashboard() -> dict[str, Any]:
 
 
 def queries(board: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every panel target."""
-    return [(p["title"], t["expr"]) for p in board["panels"] for t in p["targets"]]
+    """(panel title, PromQL) of every panel target (rows have none)."""
+    return [(p["title"], t["expr"]) for p in board["panels"] for t in p.get("targets", [])]

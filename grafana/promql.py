@@ -21,3 +21,18 @@ def class_share(window: str, selector: str = "") -> str:
         f"  / ignoring (class) group_left\n"
         f"sum by (isvc) (rate({predictions}[{window}]))"
     )
+
+
+# The quality figures a monitoring run pushes (`mlops_monitoring_live_metric{metric}` next to
+# `mlops_monitoring_registered_metric{metric}`), by direction (components/core/metrics.py; a test
+# checks the two agree). Precision, recall, lift and the threshold are left out: they move with
+# the decision threshold rather than with the model's quality.
+SCORES = ("accuracy", "f1", "pr_auc", "r2", "roc_auc")
+"""Higher is better."""
+ERRORS = ("mae", "mape", "rmse")
+"""Lower is better."""
+
+
+def metric_names(names: tuple[str, ...]) -> str:
+    """A label matcher value for `metric=~`."""
+    return "|".join(names)

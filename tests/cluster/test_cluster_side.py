@@ -14,7 +14,7 @@ import yaml
 
 from components.core import deploy
 from components.core.projects import PROJECTS
-from grafana import alerts, dashboard
+from grafana import alerts, dashboard, promql
 from grafana.__main__ import generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +43,33 @@ def test_generated_inference_services_are_current(tmp_path: Path) -> None:
 def test_every_alert_says_what_happened_and_how_bad_it_is() -> None:
     rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
     assert [rule["alert"] for rule in rules] == [alert.name for alert in alerts.ALERTS]
-    for rule in rules:
-        assert rule["labels"]["severity"] in {"critical", "warning"}
+    for rule, alert in zip(rules, alerts.ALERTS, strict=True):
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
-        assert "{{ $labels.isvc }}" in rule["annotations"]["summary"]
+        # Each alert names the project by the label its series carry, and keeps that label.
+        assert f"{{{{ $labels.{alert.key} }}}}" in rule["annotations"]["summary"]
+        assert alert.key in rule["expr"]
+
+
+def test_the_quality_alert_knows_which_way_each_metric_is_better() -> None:
+    from components.core.metrics import METRICS
+    from components.core.projects import PROJECTS
+
+    assert all(METRICS[name].higher_is_better for name in promql.SCORES)
+    assert not any(METRICS[name].higher_is_better for name in promql.ERRORS)
+    watched = set(promql.SCORES + promql.ERRORS)
+    assert {spec.primary_metric for spec in PROJECTS.values()} <= watched
+
+
+def test_every_alert_has_a_promtool_unit_test_that_raises_it() -> None:
+    cases = yaml.safe_load((ROOT / "tests" / "cluster" / "alerts_test.yml").read_text())["tests"]
+    raised = {
+        case["alertname"]
+        for test in cases
+        for case in test["alert_rule_test"]
+        if case.get("exp_alerts")
+    }
+    assert {alert.name for alert in alerts.ALERTS} <= raised
 
 
 def test_the_runbook_has_a_section_per_alert() -> None:
@@ -116,6 +139,7 @@ def test_an_overlay_serves_every_champion_in_its_namespace(
 
 def test_only_production_carries_the_monitoring_and_it_matches_the_predictors() -> None:
     assert not by_kind(build("dev"), "PodMonitor")
+    assert not by_kind(build("dev"), "ServiceMonitor")
     documents = build("prod")
     [monitor] = by_kind(documents, "PodMonitor")
     wanted = monitor["spec"]["selector"]["matchLabels"]
@@ -132,6 +156,15 @@ def test_only_production_carries_the_monitoring_and_it_matches_the_predictors() 
     } in endpoint["relabelings"]
     [rule] = by_kind(documents, "PrometheusRule")
     assert rule["spec"] == alerts.rule_groups()
+    # The monitoring runs' Pushgateway: scraped keeping the pushed `job` and `project`.
+    [gateway] = by_kind(documents, "ServiceMonitor")
+    [endpoint] = gateway["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+    assert endpoint["port"] == "http"
+    assert gateway["spec"]["namespaceSelector"] == {"matchNames": ["monitoring"]}
+    assert gateway["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "prometheus-pushgateway"
+    }
     [board] = [
         d
         for d in by_kind(documents, "ConfigMap")
@@ -145,12 +178,35 @@ def test_the_dashboard_has_fixed_ids_and_reads_the_chosen_datasource_and_project
     assert board["uid"] == dashboard.UID
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
-    for panel in board["panels"]:
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert len(panels) == len(dashboard.PANELS) + len(dashboard.QUALITY_PANELS)
+    for panel in panels:
         assert panel["datasource"]["uid"] == "${datasource}"
+        assert panel["targets"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}"
-            assert 'isvc=~"$isvc"' in target["expr"]
+            # The servers' series name the project `isvc`, the pushed ones `project`.
+            assert 'isvc=~"$isvc"' in target["expr"] or 'project=~"$isvc"' in target["expr"]
     assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "isvc"]
+
+
+def test_the_quality_row_sits_below_the_serving_panels_without_overlap() -> None:
+    board = dashboard.dashboard()
+    [row] = [p for p in board["panels"] if p["type"] == "row"]
+    assert row["title"] == dashboard.QUALITY_ROW
+    cells: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & mine, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        below = grid["y"] > row["gridPos"]["y"]
+        assert below == (panel["title"] in {make()["title"] for make in dashboard.QUALITY_PANELS})
 
 
 # --- Terraform ---------------------------------------------------------------------------------
@@ -195,6 +251,24 @@ def test_every_terraform_variable_and_output_is_typed_and_described(directory: P
         assert re.search(r'^\s*description\s*=\s*"\S', body, re.M), (
             f"{directory}: output {name} has no description"
         )
+
+
+def test_the_pushgateway_release_makes_the_service_the_service_monitor_scrapes() -> None:
+    main = (TERRAFORM / "modules" / "platform" / "main.tf").read_text()
+    release = re.search(r'resource "helm_release" "pushgateway" \{\n(.*?)^\}', main, re.S | re.M)
+    assert release, "no Pushgateway release in the platform module"
+    # The chart names its Service after a release whose name contains the chart's.
+    assert re.search(r'^\s*name\s*=\s*"prometheus-pushgateway"', release[1], re.M)
+    assert re.search(r'^\s*chart\s*=\s*"prometheus-pushgateway"', release[1], re.M)
+    assert re.search(r"^\s*namespace\s*=\s*var\.monitoring_namespace", release[1], re.M)
+    default = re.search(
+        r'default\s*=\s*"([^"]+)"',
+        blocks("variable", TERRAFORM / "modules" / "platform")["monitoring_namespace"],
+    )
+    monitor = yaml.safe_load(
+        (ROOT / "manifests/components/monitoring/pushgateway-service-monitor.yaml").read_text()
+    )
+    assert default and monitor["spec"]["namespaceSelector"]["matchNames"] == [default[1]]
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

@@ -3,20 +3,29 @@
 Prometheus (Debian package `prometheus`) scrapes the three servers of this test run every second
 with the `isvc` label that the PodMonitor sets on a cluster, and loads the alerting rules. Every
 panel query and every rule must then run without error on the series the servers really emit.
+
+A second Prometheus scrapes a real Pushgateway (Debian package `prometheus-pushgateway`) with
+`honor_labels`, as the ServiceMonitor does on a cluster, after `components.core.monitoring.publish`
+pushed two monitoring runs to it, and a server whose inference log drops every row: the "Data
+and model quality" panels must show them and the quality alerts pick out the right projects.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from components.core import monitoring
+from components.core.contracts import MonitoringSummary
 from grafana import alerts, dashboard, local
 from tests.serving.support import Served, instances, predict
 from tests.support.servers import ServerProcess, free_port, start
@@ -26,7 +35,14 @@ WINDOW = "30s"
 # zero or no series, as nothing failed (503s while a model loaded are older than the window).
 ZERO_WHEN_HEALTHY = {"Server error ratio (5xx)"}
 PROMQL_FUNCTIONS = {"sum", "rate", "increase", "max", "abs", "count", "and", "histogram_quantile"}
+PROMQL_FUNCTIONS |= {"time", "or"}
 GROUPING = re.compile(r"\b(by|on|ignoring|without|group_left|group_right)\s*(\([^)]*\))?")
+# What the monitoring runs push and the inference log counts: the second Prometheus's part.
+QUALITY_TITLES = {make()["title"] for make in dashboard.QUALITY_PANELS}
+QUALITY_ALERTS = {a.name for a in alerts.ALERTS if a.key == "project" or "inference_log" in a.expr}
+QUERIES = dashboard.queries(dashboard.dashboard())
+SERVING_QUERIES = [(title, expr) for title, expr in QUERIES if title not in QUALITY_TITLES]
+QUALITY_QUERIES = [(title, expr) for title, expr in QUERIES if title in QUALITY_TITLES]
 
 
 class Prometheus:
@@ -47,18 +63,16 @@ class Prometheus:
         raise AssertionError(f"no result for {expr} after {timeout} s:\n{self.process.log_tail()}")
 
 
-@pytest.fixture(scope="module")
-def prometheus(
-    tmp_path_factory: pytest.TempPathFactory, servers: dict[str, ServerProcess]
-) -> Iterator[Prometheus]:
-    if shutil.which("prometheus") is None:
-        pytest.skip(
-            "prometheus is not installed (Debian package `prometheus`; .ci/run installs it)"
-        )
-    root = tmp_path_factory.mktemp("prometheus")
-    config = local.prometheus_config(
-        {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}, interval="1s"
-    )
+def require(binary: str, why: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed ({why})")
+    return path
+
+
+def run_prometheus(root: Path, config: dict[str, Any]) -> ServerProcess:
+    """A Prometheus on a free port with `config` (grafana.local's), ready."""
+    require("prometheus", "Debian package `prometheus`; .ci/run installs it")
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = start(
@@ -69,6 +83,21 @@ def prometheus(
     )
     try:
         process.wait_ready(timeout=30.0, path="/-/ready")
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    tmp_path_factory: pytest.TempPathFactory, servers: dict[str, ServerProcess]
+) -> Iterator[Prometheus]:
+    config = local.prometheus_config(
+        {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}, interval="1s"
+    )
+    process = run_prometheus(tmp_path_factory.mktemp("prometheus"), config)
+    try:
         server = Prometheus(process)
         server.wait_for(f'count(up{{job="{local.JOB}"}} == 1) == {len(servers)}')
         yield server
@@ -99,9 +128,7 @@ def as_prometheus_sees_it(expr: str) -> str:
     return expr.replace("$__rate_interval", WINDOW).replace("$isvc", ".*")
 
 
-@pytest.mark.parametrize(
-    ("title", "expr"), dashboard.queries(dashboard.dashboard()), ids=lambda v: str(v)[:40]
-)
+@pytest.mark.parametrize(("title", "expr"), SERVING_QUERIES, ids=lambda v: str(v)[:40])
 def test_every_panel_query_runs_and_shows_the_traffic(
     traffic: Prometheus, title: str, expr: str
 ) -> None:
@@ -135,16 +162,169 @@ def test_the_rules_load_evaluate_cleanly_and_stay_quiet_on_healthy_servers(
         assert rule["state"] == "inactive", rule["name"]
 
 
-def test_every_series_the_panels_and_rules_read_is_emitted(traffic: Prometheus) -> None:
-    exprs = [expr for _, expr in dashboard.queries(dashboard.dashboard())]
-    exprs += [alert.expr for alert in alerts.ALERTS]
+def series_read(exprs: list[str]) -> set[str]:
+    """The series names a list of PromQL expressions read."""
     read = set()
     for expr in exprs:
         without_strings = re.sub(r'"[^"]*"', "", expr)
         without_labels = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", GROUPING.sub("", without_strings))
         read |= set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_labels)) - PROMQL_FUNCTIONS
-    emitted = set(
-        httpx.get(f"{traffic.url}/api/v1/label/__name__/values", timeout=10).json()["data"]
-    )
     assert read, "no series found in the queries"
+    return read
+
+
+def assert_emitted(prometheus: Prometheus, read: set[str]) -> None:
+    emitted = set(
+        httpx.get(f"{prometheus.url}/api/v1/label/__name__/values", timeout=10).json()["data"]
+    )
     assert read <= emitted, f"read but never emitted: {sorted(read - emitted)}"
+
+
+def test_every_series_the_panels_and_rules_read_is_emitted(traffic: Prometheus) -> None:
+    exprs = [expr for _, expr in SERVING_QUERIES]
+    exprs += [alert.expr for alert in alerts.ALERTS if alert.name not in QUALITY_ALERTS]
+    assert_emitted(traffic, series_read(exprs))
+
+
+# --- Data and model quality: a real Pushgateway, real pushes, a server that drops its log -----
+
+DRIFTING, STALE = "telecom", "bankchurn"
+EXPECTED = {
+    # alert -> what its expression returns: (its project label, the metric where it has one)
+    "MLOpsDataDrift": {(DRIFTING, None)},
+    "MLOpsLiveQualityDrop": {(DRIFTING, "accuracy")},
+    "MLOpsRetrainRecommended": {(DRIFTING, None)},
+    "MLOpsMonitoringStale": {(STALE, None)},
+    "MLOpsInferenceLogDropping": {("bankchurn", None)},
+}
+
+
+def run_summary(served: Served, when: dt.datetime, drifted: bool) -> MonitoringSummary:
+    """A monitoring run that found drift in two columns and accuracy 0.12 under the registered
+    figure (f1 0.03 under, within tolerance), or a healthy one."""
+    columns = served.spec.input_columns[:2] if drifted else []
+    live, registered = (
+        ({"accuracy": 0.70, "f1": 0.52}, {"accuracy": 0.82, "f1": 0.55})
+        if drifted
+        else ({"roc_auc": 0.85}, {"roc_auc": 0.86})
+    )
+    return MonitoringSummary(
+        project=served.spec.name,
+        time=when.isoformat(timespec="seconds"),
+        champion_version="3",
+        window="file recent.csv",
+        rows=800,
+        labelled_rows=300,
+        enough_data=True,
+        drift_detected=drifted,
+        drifted_columns=columns,
+        drifted_important_columns=columns[:1],
+        drift_share=0.25 if drifted else 0.0,
+        weighted_drift_share=0.6 if drifted else 0.0,
+        drift_reason="drift in an important column" if drifted else "no drift",
+        reference="training sample",
+        live_metrics=live,
+        registered_metrics=registered,
+        quality_ok=not drifted,
+        retrain=drifted,
+        reason="drift" if drifted else "no drift",
+    )
+
+
+@pytest.fixture(scope="module")
+def quality(
+    tmp_path_factory: pytest.TempPathFactory,
+    processes: dict[str, ServerProcess],
+    served: dict[str, Served],
+) -> Iterator[Prometheus]:
+    """Prometheus scraping a Pushgateway that two monitoring runs pushed to (one that found
+    drift, one older than the staleness limit), and conftest's `dropping` server once it has
+    dropped rows."""
+    binary = require("prometheus-pushgateway", "Debian package `prometheus-pushgateway`")
+    root = tmp_path_factory.mktemp("quality")
+    port = free_port()
+    gateway = start(
+        "pushgateway",
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={root / 'pushgateway.data'}",
+        ],
+        root / "pushgateway.log",
+        port,
+    )
+    dropping = processes["dropping"]
+    process: ServerProcess | None = None
+    try:
+        gateway.wait_ready(timeout=30.0, path="/-/ready")
+        now = dt.datetime.now(dt.UTC)
+        stale = now - dt.timedelta(hours=alerts.STALE_AFTER_HOURS + 10)
+        monitoring.publish(run_summary(served[DRIFTING], now, True), f"127.0.0.1:{port}")
+        monitoring.publish(run_summary(served[STALE], stale, False), f"127.0.0.1:{port}")
+        dropping.wait_ready()
+        config = local.prometheus_config(
+            {"bankchurn": f"127.0.0.1:{dropping.port}"},
+            interval="1s",
+            pushgateway=f"127.0.0.1:{port}",
+        )
+        process = run_prometheus(root, config)
+        server = Prometheus(process)
+        server.wait_for(f'up{{job="{local.JOB}"}} == 1')
+        server.wait_for(f'up{{job="{local.PUSHGATEWAY_JOB}"}} == 1')
+        # Rows the `dropping` server cannot log, once Prometheus has seen its counter.
+        rows = instances(served["bankchurn"].spec, served["bankchurn"].test_frame.head(2))
+        for _ in range(3):
+            assert predict(dropping, rows).status_code == 200
+        server.wait_for(f"increase(mlops_inference_log_dropped_total[{WINDOW}]) > 0")
+        yield server
+    finally:
+        if process is not None:
+            process.stop()
+        gateway.stop()
+
+
+def test_the_pushed_series_keep_the_job_and_project_of_the_push(quality: Prometheus) -> None:
+    result = quality.query("mlops_monitoring_drift_detected")
+    assert {(s["metric"]["job"], s["metric"]["project"]) for s in result} == {
+        (monitoring.PUSH_JOB, DRIFTING),
+        (monitoring.PUSH_JOB, STALE),
+    }
+
+
+@pytest.mark.parametrize(("title", "expr"), QUALITY_QUERIES, ids=lambda v: str(v)[:40])
+def test_every_quality_panel_query_shows_the_monitoring_runs(
+    quality: Prometheus, title: str, expr: str
+) -> None:
+    result = quality.query(as_prometheus_sees_it(expr))
+    assert result, f"panel {title!r} shows nothing for {expr}"
+    named = {s["metric"].get("project") or s["metric"].get("isvc") for s in result}
+    assert named <= {DRIFTING, STALE}, result
+
+
+def test_the_quality_rules_evaluate_and_pick_out_the_right_projects(quality: Prometheus) -> None:
+    assert set(EXPECTED) == QUALITY_ALERTS
+    for alert in alerts.ALERTS:
+        if alert.name in EXPECTED:
+            found = {
+                (s["metric"][alert.key], s["metric"].get("metric"))
+                for s in quality.query(alert.expr)
+            }
+            assert found == EXPECTED[alert.name], alert.name
+    deadline = time.monotonic() + 15
+    while True:
+        groups = httpx.get(f"{quality.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        raised = {rule["name"] for rule in rules if rule["state"] != "inactive"}
+        if raised >= set(EXPECTED):
+            break
+        assert time.monotonic() < deadline, f"only {sorted(raised)} raised"
+        time.sleep(0.5)
+    assert raised == set(EXPECTED)
+    for rule in rules:
+        assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
+
+
+def test_every_series_the_quality_panels_and_rules_read_is_emitted(quality: Prometheus) -> None:
+    exprs = [expr for _, expr in QUALITY_QUERIES]
+    exprs += [alert.expr for alert in alerts.ALERTS if alert.name in QUALITY_ALERTS]
+    assert_emitted(quality, series_read(exprs))
