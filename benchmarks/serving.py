@@ -8,6 +8,9 @@ request in flight, throughput with CONCURRENCY requests in flight. The floor is 
 pipeline's `predict_proba` (or `predict`) on a ready DataFrame, in this process, on core 0.
 MLServer 1.7 with its sklearn runtime runs in its own venv (it pins fastapi<0.116) and serves the
 same fitted model, dumped with joblib, over its v2 route with a pandas-coded request.
+The inference log's cost: two servers of the same model on core 0, one logging what it answers
+and one not, take single-instance v1 requests one at a time, in alternating blocks (after each
+block a pause lets the log write, so that its writing is not charged to the other server).
 The Markdown table goes to .state/bench/serving.md.
 """
 
@@ -47,6 +50,10 @@ CONCURRENCY = 8
 TARGET_P50_OVER_FLOOR_MS = 3.0
 TARGET_P99_MS = 15.0
 TARGET_THROUGHPUT_RATIO = 1.2
+TARGET_LOG_COST_P50_MS = 0.3
+LOG_COST_BLOCKS = 10
+LOG_FLUSH_PAUSE_S = 1.5
+"""After each block: longer than the log's flush interval (1 s), so the write lands in it."""
 
 
 @dataclass
@@ -101,6 +108,7 @@ class Bench:
     model_source: str
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    log_cost: LogCost | None = None
 
     def figures(self, system: str, batch: int) -> Figures | None:
         return next((r.figures for r in self.rows if r.system == system and r.batch == batch), None)
@@ -195,6 +203,89 @@ def measure_in_process(call: Callable[[], Any], requests: int) -> Figures:
         latencies.append(time.perf_counter() - start)
     cpu_ms = (time.process_time() - cpu_before) * 1000 / requests
     return Figures.of(latencies, requests / (time.perf_counter() - started), cpu_ms)
+
+
+@dataclass
+class LogCost:
+    plain: Figures
+    logged: Figures
+    rows_written: float
+    rows_dropped: float
+    requests: int
+
+    def lines(self) -> list[str]:
+        p50 = self.logged.p50_ms - self.plain.p50_ms
+        p99 = self.logged.p99_ms - self.plain.p99_ms
+        cpu = self.logged.cpu_ms - self.plain.cpu_ms
+        ok = "met" if p50 <= TARGET_LOG_COST_P50_MS else "MISSED"
+        return [
+            "",
+            f"The inference log's cost (v1, one instance per request, one request in flight, "
+            f"{self.requests} requests to each server in {LOG_COST_BLOCKS} alternating blocks):",
+            "",
+            "| server | p50 ms | p99 ms | server CPU ms per request |",
+            "|---|---:|---:|---:|",
+            f"| without the log | {self.plain.p50_ms:.2f} | {self.plain.p99_ms:.2f} "
+            f"| {self.plain.cpu_ms:.2f} |",
+            f"| with the log | {self.logged.p50_ms:.2f} | {self.logged.p99_ms:.2f} "
+            f"| {self.logged.cpu_ms:.2f} |",
+            f"| difference | {p50:+.2f} | {p99:+.2f} | {cpu:+.2f} |",
+            "",
+            f"- log cost at p50: {p50:+.3f} ms (target <= {TARGET_LOG_COST_P50_MS:g} ms): {ok}; "
+            f"rows written {self.rows_written:.0f}, dropped {self.rows_dropped:.0f}",
+        ]
+
+
+def metric_value(server: ServerProcess, name: str, project: str) -> float:
+    import httpx
+
+    for line in httpx.get(server.url + "/metrics", timeout=10.0).text.splitlines():
+        if line.startswith(f'{name}{{project="{project}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def measure_log_cost(
+    spec: ProjectSpec, model_uri: str, frame: pd.DataFrame, requests: int
+) -> LogCost:
+    """The same model served with and without the inference log, measured block by block."""
+    root = STATE / "inference-log"
+    shutil.rmtree(root, ignore_errors=True)
+    plain = launch(spec.name, model_uri, STATE / "server-plain.log", cpu=SERVER_CPU)
+    logged = launch(
+        spec.name, model_uri, STATE / "server-logged.log", cpu=SERVER_CPU, inference_log=root
+    )
+    servers = {"plain": plain, "logged": logged}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        body = v1_body(spec, frame)
+        headers = {"Content-Type": "application/json"}
+        latencies: dict[str, list[float]] = {name: [] for name in servers}
+        cpu: dict[str, float] = dict.fromkeys(servers, 0.0)
+        block = max(1, requests // LOG_COST_BLOCKS)
+        for server in servers.values():  # warm-up
+            url = f"{server.url}/v1/models/{spec.name}:predict"
+            asyncio.run(_drive(url, body, max(50, block), 1, headers))
+        time.sleep(LOG_FLUSH_PAUSE_S)
+        for _ in range(LOG_COST_BLOCKS):
+            for name, server in servers.items():
+                url = f"{server.url}/v1/models/{spec.name}:predict"
+                before = tree_cpu_seconds(server.process.pid)
+                found, _ = asyncio.run(_drive(url, body, block, 1, headers))
+                time.sleep(LOG_FLUSH_PAUSE_S)
+                cpu[name] += tree_cpu_seconds(server.process.pid) - before
+                latencies[name].extend(found)
+        done = block * LOG_COST_BLOCKS
+        figures = {
+            name: Figures.of(latencies[name], math.nan, cpu[name] * 1000 / done) for name in servers
+        }
+        written = metric_value(logged, "mlops_inference_log_records_total", spec.name)
+        dropped = metric_value(logged, "mlops_inference_log_dropped_total", spec.name)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return LogCost(figures["plain"], figures["logged"], written, dropped, done)
 
 
 # --- request bodies -------------------------------------------------------------------------
@@ -355,6 +446,35 @@ def breakdown(spec: ProjectSpec, model_uri: str, frame: pd.DataFrame, requests: 
     return lines
 
 
+def log_breakdown(spec: ProjectSpec, frame: pd.DataFrame, requests: int) -> list[str]:
+    """In-process p50 of the inference log's own work for one answered single-instance request:
+    what the request path does (the model frame's columns taken, the row queued) and what the
+    writer thread does per row (a record and its JSON line; the file write is per batch)."""
+    from components.core.inference_log import utc_now
+    from serving.inference_log import Answered, InferenceLogWriter, records
+    from serving.inputs import from_v1, validate_group
+
+    parsed = from_v1(spec, {"instances": json_rows(spec, frame.head(1))}, 1)
+    model_frame, _ = validate_group(spec, [parsed])
+    outputs = {"output": np.array([0.5])}
+    # never started: nothing is written, and the queue only grows (by `requests` rows or so)
+    writer = InferenceLogWriter(str(STATE / "unused"), spec.name, max_queued=10 * requests + 1000)
+
+    def answered() -> Answered:
+        inputs = {name: model_frame[name].to_numpy() for name in spec.input_columns}
+        return Answered("id", utc_now(), "1", {k: v[0:1] for k, v in inputs.items()}, outputs, 1)
+
+    def line() -> str:
+        return json.dumps(records(spec.name, answered())[0], allow_nan=False, default=str)
+
+    queued = measure_in_process(lambda: writer.submit(answered()), requests).p50_ms
+    written = measure_in_process(line, requests).p50_ms
+    return [
+        f"| inference log, request path: an answered row queued | {queued:.3f} |",
+        f"| inference log, writer thread: the row's record and JSON line | {written:.3f} |",
+    ]
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -367,6 +487,16 @@ def run(args: argparse.Namespace) -> Bench:
     )
     bench = Bench(spec.name, source)
     bench.notes.append(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.log_cost_only:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+        one = test.sample(1, random_state=1)  # the single-instance body of the full run
+        bench.log_cost = measure_log_cost(spec, model_uri, one, args.requests)
+        bench.notes.append(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        bench.notes.extend(bench.log_cost.lines())
+        os.sched_setaffinity(0, {SERVER_CPU})
+        bench.notes += ["", "| stage (in process) | p50 ms |", "|---|---:|"]
+        bench.notes.extend(log_breakdown(spec, one, args.requests))
+        return bench
     bodies = {
         batch: test.sample(batch, random_state=batch, replace=len(test) < batch)
         for batch in (1, 100)
@@ -381,6 +511,7 @@ def run(args: argparse.Namespace) -> Bench:
         figures = measure_in_process(partial(predict, inputs), requests[batch])
         bench.rows.append(Row("in-process pipeline (floor)", batch, figures))
     stages = breakdown(spec, model_uri, test, args.requests)
+    stages += log_breakdown(spec, bodies[1], args.requests)
     os.sched_setaffinity(0, {CLIENT_CPU})
 
     server = launch(spec.name, model_uri, STATE / "server.log", cpu=SERVER_CPU)
@@ -395,6 +526,7 @@ def run(args: argparse.Namespace) -> Bench:
                 bench.rows.append(Row(f"this predictor, {protocol}", batch, figures))
     finally:
         server.stop()
+    bench.log_cost = measure_log_cost(spec, model_uri, bodies[1], args.requests)
 
     python = None if args.skip_mlserver else mlserver_python()
     if python is None:
@@ -418,6 +550,8 @@ def run(args: argparse.Namespace) -> Bench:
                 mlserver.stop()
     bench.notes.append(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     bench.notes.extend(verdicts(bench))
+    if bench.log_cost is not None:
+        bench.notes.extend(bench.log_cost.lines())
     bench.notes.append("")
     bench.notes.append(
         "Where a single-instance request's time goes inside the predictor (p50 ms, no HTTP):"
@@ -498,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
         "--requests", type=int, default=1000, help="single-instance requests per measurement"
     )
     parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument(
+        "--log-cost-only",
+        action="store_true",
+        help="measure only the inference log's cost (the same server with and without it)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
