@@ -20,15 +20,16 @@ PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
-.PHONY: help install run test test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit serve traffic prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving image check-image clean
+.PHONY: help install run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
+	submit serve traffic monitor prometheus pushgateway \
+	bench-pipelines bench-quality bench-serving bench-monitoring image check-image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
-	@echo "make test | lint | compile-pipelines | generate | check-compiled | check-manifests"
+	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv]"
+	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>] [DEPLOY_MODE=apply]"
@@ -49,13 +50,23 @@ run: $(STAMP)
 	$(PY) -m pipelines.local --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
 		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(NO_CACHE),--no-cache)
 
+# Line and branch coverage of the product packages, in the test process and in the processes it
+# starts (pyproject.toml [tool.coverage.run]); a table per package, the JSON report in .state/.
+# `make coverage-check` then fails under a package's floor (.ci/coverage_packages.py): run it
+# after a whole `make test`, not after a PYTEST_ARGS subset.
+COVERAGE_JSON := .state/coverage/coverage.json
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@mkdir -p $(dir $(COVERAGE_JSON))
+	$(PY) -m pytest --cov --cov-report=json:$(COVERAGE_JSON) $(PYTEST_ARGS)
+	@$(PY) .ci/coverage_packages.py $(COVERAGE_JSON)
+
+coverage-check: $(STAMP)
+	$(PY) .ci/coverage_packages.py --check $(COVERAGE_JSON)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy components pipelines serving grafana benchmarks
+	$(VENV)/bin/mypy components pipelines serving grafana benchmarks .ci/coverage_packages.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -133,6 +144,19 @@ traffic: $(STAMP)
 
 # Benchmarks (benchmarks/, not in the image). The real data: DATA_DIR when given, else
 # ../shared/data next to the repository (tests/support/data.py).
+# The monitoring pipeline over the local server's inference log (or DATA, a file of served
+# inputs); writes .state/monitor/<project>/latest.json.
+HOURS ?= 24
+RETRAIN ?= 1
+# The labels `make traffic` wrote join the log when they exist; LABELS given by hand must exist.
+MONITOR_LABELS = $(if $(DATA),,$(if $(filter file,$(origin LABELS)),$(wildcard $(LABELS)),$(LABELS)))
+monitor: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.monitor --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
+		$(if $(MONITOR_LABELS),--labels "$(MONITOR_LABELS)") --hours $(HOURS) --retrain $(RETRAIN) \
+		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
+
 bench-pipelines: $(STAMP)
 	$(PY) -m benchmarks.pipelines pipelines $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
@@ -142,6 +166,10 @@ bench-quality: $(STAMP)
 bench-serving: $(STAMP)
 	$(PY) -m benchmarks.serving --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT)) \
 		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+
+bench-monitoring: $(STAMP)
+	$(PY) -m benchmarks.monitoring $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
+		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
 
 # The project image with podman (no Docker engine here). BASE_IMAGE must exist locally: see
 # docs/serving.md for a Debian base made with debootstrap when no image registry is reachable.
