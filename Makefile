@@ -145,9 +145,13 @@ traffic: $(STAMP)
 # Benchmarks (benchmarks/, not in the image). The real data: DATA_DIR when given, else
 # ../shared/data next to the repository (tests/support/data.py).
 # The monitoring pipeline over the local server's inference log (or DATA, a file of served
-# inputs); writes .state/monitor/<project>/latest.json.
+# inputs); when its policy calls for it, it retrains (RETRAIN=0: report only; TRIALS search trials
+# per candidate, 0 = the project's default; RETRAIN_SOURCE where the champion's data is now, if it
+# moved). Writes .state/monitor/<project>/latest.json.
 HOURS ?= 24
 RETRAIN ?= 1
+TRIALS ?= 0
+RETRAIN_SOURCE ?=
 # The labels `make traffic` wrote join the log when they exist; LABELS given by hand must exist.
 MONITOR_LABELS = $(if $(DATA),,$(if $(filter file,$(origin LABELS)),$(wildcard $(LABELS)),$(LABELS)))
 monitor: $(STAMP)
@@ -155,6 +159,7 @@ monitor: $(STAMP)
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m pipelines.monitor --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
 		$(if $(MONITOR_LABELS),--labels "$(MONITOR_LABELS)") --hours $(HOURS) --retrain $(RETRAIN) \
+		--trials $(TRIALS) $(if $(RETRAIN_SOURCE),--retrain-source "$(RETRAIN_SOURCE)") \
 		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 bench-pipelines: $(STAMP)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.core import retraining
 from components.core.contracts import MonitoringSummary
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
@@ -23,7 +24,9 @@ from pipelines.local import STATE_DIR, Progress, default_tracking_uri, init_loca
 DEFAULT_LOG_ROOT = STATE_DIR / "inference"
 
 
-def latest(summary: MonitoringSummary, retrain_enabled: bool) -> dict[str, Any]:
+def latest(
+    summary: MonitoringSummary, retrain_enabled: bool, done: retraining.Outcome
+) -> dict[str, Any]:
     """What `latest.json` says: the fields a user or a script reads first, then the whole record."""
     return {
         "project": summary.project,
@@ -38,18 +41,25 @@ def latest(summary: MonitoringSummary, retrain_enabled: bool) -> dict[str, Any]:
         "live_metrics": summary.live_metrics,
         "retrain_recommended": summary.retrain,
         "retrain_enabled": retrain_enabled,
-        # Retraining from the monitoring pipeline is not built yet: nothing is retrained here.
-        "retrained": False,
-        "promoted": False,
+        "retrained": done.retrained,
+        "retrained_version": done.version,
+        "promoted": done.promoted,
         "champion_version_before": summary.champion_version,
-        "champion_version_after": summary.champion_version,
+        "champion_version_after": done.champion_after,
         "reason": summary.reason,
+        "retraining": summary.retraining,
+        "decision": done.decision,
         "summary": json.loads(summary.to_json()),
     }
 
 
-def render(summary: MonitoringSummary, report: str, written: Path) -> str:
+def render(summary: MonitoringSummary, done: retraining.Outcome, report: str, written: Path) -> str:
     live = ", ".join(f"{k} {v:.4f}" for k, v in summary.live_metrics.items()) or "no labels"
+    retrained = (
+        [f"   retrained v{done.version}: {done.decision}"]
+        if done.retrained
+        else [f"   retrain   {summary.retraining}"] * bool(summary.retraining)
+    )
     return "\n".join(
         [
             f"== {summary.project} monitoring: champion v{summary.champion_version or '-'}",
@@ -57,6 +67,8 @@ def render(summary: MonitoringSummary, report: str, written: Path) -> str:
             f"   drift     {summary.drift_reason}",
             f"   quality   {live}",
             f"   verdict   {'RETRAIN: ' if summary.retrain else ''}{summary.reason}",
+            *retrained,
+            f"   champion  v{done.champion_after or '-'}",
             f"   report    {report}",
             f"   latest    {written}",
         ]
@@ -83,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--important-columns", type=int, default=IMPORTANT_COLUMNS)
     parser.add_argument("--quality-tolerance", type=float, default=QUALITY_TOLERANCE)
     parser.add_argument("--retrain", type=int, choices=(0, 1), default=1)
+    parser.add_argument(
+        "--retrain-min-labelled-rows", type=int, default=retraining.MIN_LABELLED_ROWS
+    )
+    parser.add_argument("--holdout-share", type=float, default=retraining.HOLDOUT_SHARE)
+    parser.add_argument(
+        "--retrain-source",
+        default="",
+        help="where the champion's training data is now, if it moved (its hash must match)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=0, help="search trials per candidate when retraining"
+    )
     args = parser.parse_args(argv)
     args.no_cache = True
 
@@ -103,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                 important_columns=args.important_columns,
                 quality_tolerance=args.quality_tolerance,
                 pushgateway=args.pushgateway,
+                retrain=bool(args.retrain),
+                retrain_min_labelled_rows=args.retrain_min_labelled_rows,
+                holdout_share=args.holdout_share,
+                retrain_source=args.retrain_source,
+                trials_per_candidate=args.trials,
             )
         except Exception as exc:  # the failing step's output is shown above; name the log too
             print(
@@ -111,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
     summary = MonitoringSummary.read(task.outputs["summary"].path)
+    done = retraining.outcome(PROJECTS[args.project], summary.time)
     written = STATE_DIR / "monitor" / args.project / "latest.json"
     written.parent.mkdir(parents=True, exist_ok=True)
-    written.write_text(json.dumps(latest(summary, bool(args.retrain)), indent=2))
-    print(render(summary, task.outputs["report"].path, written))
+    written.write_text(json.dumps(latest(summary, bool(args.retrain), done), indent=2))
+    print(render(summary, done, task.outputs["report"].path, written))
     return 0
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import HTML, Artifact, Markdown
+from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
 
 from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, Target
 from components.core.projects import PROJECTS
@@ -21,9 +21,9 @@ from components.steps import (
     features,
     ingest,
     register,
-    train,
     validate,
 )
+from components.steps import train as train_step
 
 DEFAULT_TARGET = Target()
 
@@ -55,6 +55,118 @@ class TrainingOutputs(NamedTuple):
     drift_report: HTML
 
 
+class TrainingTasks(NamedTuple):
+    fitted: PipelineTask
+    scored: PipelineTask
+    explained: PipelineTask
+    drifted: PipelineTask
+    registered: PipelineTask
+    deployed: PipelineTask
+
+
+def add_training(
+    spec: ProjectSpec,
+    *,
+    train: Any,
+    test: Any,
+    current: Any,
+    source_info: Any,
+    seed: Any,
+    test_size: Any,
+    gate_overrides: Any,
+    trials_per_candidate: Any,
+    time_budget_s: Any,
+    mlflow_tracking_uri: Any,
+    deploy_mode: Any,
+    deploy_namespace: Any,
+    serving_image: Any,
+    holdout: Any = None,
+    monitoring: Any = None,
+) -> TrainingTasks:
+    """The steps from validate to deploy, on splits made by ingest (training pipeline) or by
+    prepare-retraining (monitoring pipeline, which also hands register the new labelled holdout
+    and the monitoring summary that called for the retraining)."""
+    name = spec.name
+    checked = validate(project=name, train=train, test=test, current=current).set_display_name(
+        "validate"
+    )
+    features(project=name, train=train, test=test).after(checked).set_display_name("features")
+    fitted = (
+        train_step(
+            project=name,
+            train=train,
+            seed=seed,
+            trials_per_candidate=trials_per_candidate,
+            time_budget_s=time_budget_s,
+        )
+        .after(checked)
+        .set_display_name("train")
+    )
+    model = fitted.outputs["model"]
+    scored = evaluate(
+        project=name,
+        model=model,
+        test=test,
+        source_info=source_info,
+        gate_overrides=gate_overrides,
+    ).set_display_name("evaluate")
+    explained = explain(
+        project=name, model=model, train=train, test=test, source_info=source_info
+    ).set_display_name("explain")
+    # The new training data against what the champion learnt from.
+    drifted = (
+        drift(project=name, current=train, mlflow_tracking_uri=mlflow_tracking_uri)
+        .after(checked)
+        .set_display_name("drift")
+        # The champion it compares with changes between runs: never served from the cache.
+        .set_caching_options(False)
+    )
+    retraining = {} if holdout is None else {"holdout": holdout, "monitoring": monitoring}
+    registered = register(
+        project=name,
+        model=model,
+        train=train,
+        test=test,
+        source_info=source_info,
+        selection=fitted.outputs["selection"],
+        trials=fitted.outputs["trials"],
+        evaluation=scored.outputs["evaluation"],
+        explanation=explained.outputs["explanation"],
+        drift_summary=drifted.outputs["summary"],
+        evaluation_report=scored.outputs["report"],
+        explanation_report=explained.outputs["report"],
+        drift_report=drifted.outputs["report"],
+        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        seed=seed,
+        test_size=test_size,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        **retraining,
+    ).set_display_name("register")
+    # Drift and register talk to MLflow and its artifact store: on a cluster, with these
+    # credentials.
+    for task in (drifted, registered):
+        use_mlflow_credentials(task)
+    deployed = deploy(
+        project=name,
+        registration=registered.outputs["registration"],
+        mode=deploy_mode,
+        namespace=deploy_namespace,
+        serving_image=serving_image,
+    ).set_display_name("deploy")
+    return TrainingTasks(fitted, scored, explained, drifted, registered, deployed)
+
+
+def use_mlflow_credentials(task: PipelineTask) -> None:
+    """On a cluster, the MLflow credentials Secret as environment variables (optional: a store
+    without credentials needs none)."""
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=MLFLOW_SECRET,
+        secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS},
+        optional=True,
+    )
+
+
 def build(spec: ProjectSpec) -> Callable[..., Any]:
     @dsl.pipeline(
         name=f"{spec.name}-training",
@@ -72,101 +184,35 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
     ) -> TrainingOutputs:
-        name = spec.name
-        data = ingest(project=name, source=source, seed=seed, test_size=test_size).set_display_name(
-            "ingest"
-        )
-        checked = validate(
-            project=name,
+        data = ingest(
+            project=spec.name, source=source, seed=seed, test_size=test_size
+        ).set_display_name("ingest")
+        tasks = add_training(
+            spec,
             train=data.outputs["train"],
             test=data.outputs["test"],
             current=data.outputs["current"],
-        ).set_display_name("validate")
-        features(project=name, train=data.outputs["train"], test=data.outputs["test"]).after(
-            checked
-        ).set_display_name("features")
-        fitted = (
-            train(
-                project=name,
-                train=data.outputs["train"],
-                seed=seed,
-                trials_per_candidate=trials_per_candidate,
-                time_budget_s=time_budget_s,
-            )
-            .after(checked)
-            .set_display_name("train")
-        )
-        scored = evaluate(
-            project=name,
-            model=fitted.outputs["model"],
-            test=data.outputs["test"],
             source_info=data.outputs["source_info"],
-            gate_overrides=gate_overrides,
-        ).set_display_name("evaluate")
-        explained = explain(
-            project=name,
-            model=fitted.outputs["model"],
-            train=data.outputs["train"],
-            test=data.outputs["test"],
-            source_info=data.outputs["source_info"],
-        ).set_display_name("explain")
-        # The new training data against what the champion learnt from.
-        drifted = (
-            drift(
-                project=name,
-                current=data.outputs["train"],
-                mlflow_tracking_uri=mlflow_tracking_uri,
-            )
-            .after(checked)
-            .set_display_name("drift")
-            # The champion it compares with changes between runs: never served from the cache.
-            .set_caching_options(False)
-        )
-        registered = register(
-            project=name,
-            model=fitted.outputs["model"],
-            train=data.outputs["train"],
-            test=data.outputs["test"],
-            source_info=data.outputs["source_info"],
-            selection=fitted.outputs["selection"],
-            trials=fitted.outputs["trials"],
-            evaluation=scored.outputs["evaluation"],
-            explanation=explained.outputs["explanation"],
-            drift_summary=drifted.outputs["summary"],
-            evaluation_report=scored.outputs["report"],
-            explanation_report=explained.outputs["report"],
-            drift_report=drifted.outputs["report"],
-            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             seed=seed,
             test_size=test_size,
+            gate_overrides=gate_overrides,
+            trials_per_candidate=trials_per_candidate,
+            time_budget_s=time_budget_s,
             mlflow_tracking_uri=mlflow_tracking_uri,
-        ).set_display_name("register")
-        # Drift and register talk to MLflow and its artifact store: on a cluster, with these
-        # credentials.
-        for task in (drifted, registered):
-            kubernetes.use_secret_as_env(
-                task,
-                secret_name=MLFLOW_SECRET,
-                secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS},
-                optional=True,
-            )
-        deployed = deploy(
-            project=name,
-            registration=registered.outputs["registration"],
-            mode=deploy_mode,
-            namespace=deploy_namespace,
+            deploy_mode=deploy_mode,
+            deploy_namespace=deploy_namespace,
             serving_image=serving_image,
-        ).set_display_name("deploy")
+        )
         return TrainingOutputs(
-            model_card=registered.outputs["model_card"],
-            registration=registered.outputs["registration"],
-            inference_service=deployed.outputs["manifest"],
+            model_card=tasks.registered.outputs["model_card"],
+            registration=tasks.registered.outputs["registration"],
+            inference_service=tasks.deployed.outputs["manifest"],
             source_info=data.outputs["source_info"],
-            evaluation=scored.outputs["evaluation"],
-            drift_summary=drifted.outputs["summary"],
-            evaluation_report=scored.outputs["report"],
-            explanation_report=explained.outputs["report"],
-            drift_report=drifted.outputs["report"],
+            evaluation=tasks.scored.outputs["evaluation"],
+            drift_summary=tasks.drifted.outputs["summary"],
+            evaluation_report=tasks.scored.outputs["report"],
+            explanation_report=tasks.explained.outputs["report"],
+            drift_report=tasks.drifted.outputs["report"],
         )
 
     return pipeline

@@ -234,10 +234,17 @@ class MonitoringSummary(Contract):
     quality_ok: bool | None
     """None when too few labelled rows to judge."""
     retrain: bool
+    """The policy calls for retraining."""
     reason: str
+    retrain_now: bool = False
+    """The pipeline retrains: recommended, switched on, and enough labelled rows to judge it."""
+    retraining: str = ""
+    """Why it retrains or not, when retraining is called for."""
 
 
 CHAMPION = "champion"
+SYNTHETIC_TAG = "synthetic_data"
+"""Run and version tag: "true" when the model learnt from the synthetic generator's data."""
 CHALLENGER = "challenger"
 
 
@@ -274,6 +281,26 @@ class RunRecord:
     run_name: str
     model_sha256: str
 
+    @staticmethod
+    def read(
+        *,
+        source: str,
+        selection: str,
+        evaluation: str,
+        explanation: str,
+        drift: str,
+        **settings: Any,
+    ) -> RunRecord:
+        """From the files the earlier steps wrote, each checked against its contract."""
+        return RunRecord(
+            source=SourceInfo.read(source),
+            selection=Selection.read(selection),
+            evaluation=EvaluationSummary.read(evaluation),
+            explanation=ExplanationSummary.read(explanation),
+            drift=DriftSummary.read(drift),
+            **settings,
+        )
+
     def params(self) -> dict[str, Any]:
         return {
             "source": self.source.source,
@@ -303,6 +330,6 @@ class RunRecord:
         return {
             "kfp.run_name": self.run_name,
             "model_sha256": self.model_sha256,
-            "synthetic_data": str(self.source.synthetic).lower(),
+            SYNTHETIC_TAG: str(self.source.synthetic).lower(),
             "source": self.source.source,
         }

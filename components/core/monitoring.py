@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from components.core import inference_log, report
+from components.core import inference_log, report, retraining
 from components.core.contracts import MonitoringSummary
 from components.core.drift import DriftPolicy, DriftResult, detect, no_reference
 from components.core.ingest import parse_csv, read_bytes
@@ -42,13 +42,36 @@ class MonitoringPolicy:
     metric's own units) before retraining is called for."""
     min_labelled_rows: int = MIN_LABELLED_ROWS
     """Labelled rows below which live quality is reported but not acted on."""
+    retrain: bool = True
+    """Retrain when the verdict calls for it (False: report the recommendation only)."""
+    retrain_min_labelled_rows: int = retraining.MIN_LABELLED_ROWS
+    """Labelled rows a retraining needs, so that part of them can judge the challenger."""
 
     def __post_init__(self) -> None:
-        if self.quality_tolerance < 0 or self.min_labelled_rows < 1:
+        if (
+            self.quality_tolerance < 0
+            or self.min_labelled_rows < 1
+            or self.retrain_min_labelled_rows < 2
+        ):
             raise ValueError(
-                f"monitoring policy: quality_tolerance {self.quality_tolerance} must be >= 0 "
-                f"and min_labelled_rows {self.min_labelled_rows} >= 1"
+                f"monitoring policy: quality_tolerance {self.quality_tolerance} must be >= 0, "
+                f"min_labelled_rows {self.min_labelled_rows} >= 1 and "
+                f"retrain_min_labelled_rows {self.retrain_min_labelled_rows} >= 2"
             )
+
+
+def retraining_plan(policy: MonitoringPolicy, recommended: bool, labelled: int) -> tuple[bool, str]:
+    """Whether the pipeline retrains now, and why or why not."""
+    if not recommended:
+        return False, ""
+    if not policy.retrain:
+        return False, "retraining recommended; not run (retraining is off for this run)"
+    if labelled < policy.retrain_min_labelled_rows:
+        return False, (
+            f"retraining recommended; not run: {labelled} labelled rows in the window, "
+            f"{policy.retrain_min_labelled_rows} needed to judge a challenger on new data"
+        )
+    return True, f"retraining on the champion's data plus the window's {labelled} labelled rows"
 
 
 @dataclass
@@ -200,6 +223,8 @@ def check(
         model = mlflow.sklearn.load_model(f"models:/{spec.name}/{version}")
         live, labelled = live_quality(spec, model, window.frame, record.threshold)
     quality_ok, retrain, why = verdict(spec, policy, drift_result, live, labelled, registered)
+    retrain = retrain and version is not None
+    retrain_now, plan = retraining_plan(policy, retrain, labelled)
     found = drift_result.summary
     summary = MonitoringSummary(
         project=spec.name,
@@ -219,8 +244,10 @@ def check(
         live_metrics=live,
         registered_metrics={k: registered[k] for k in live if k in registered},
         quality_ok=quality_ok,
-        retrain=retrain and version is not None,
+        retrain=retrain,
         reason=why,
+        retrain_now=retrain_now,
+        retraining=plan,
     )
     return summary, html_report(spec, summary, drift_result)
 
@@ -235,6 +262,7 @@ def html_report(spec: ProjectSpec, summary: MonitoringSummary, drift_result: Dri
             ("rows / labelled", f"{summary.rows} / {summary.labelled_rows}"),
             ("reference", summary.reference),
             ("verdict", ("RETRAIN: " if summary.retrain else "") + summary.reason),
+            ("retraining", summary.retraining or "not called for"),
         ],
         columns=["", ""],
     )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import numpy as np
@@ -21,9 +23,17 @@ from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 
 from components.core import model_card, reference
-from components.core.contracts import CHALLENGER, CHAMPION, Registration, RunRecord
+from components.core.contracts import (
+    CHALLENGER,
+    CHAMPION,
+    SYNTHETIC_TAG,
+    MonitoringSummary,
+    Registration,
+    RunRecord,
+)
 from components.core.evaluate import evaluate
 from components.core.metrics import finite
+from components.core.retraining import DATA_FILES, TRAINING_DATA, version_tags
 from components.core.spec import ProjectSpec
 from components.core.train import split_xy
 
@@ -31,7 +41,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 BACKGROUND_ROWS = 50
 MODEL_DIGEST_TAG = "model_sha256"
-SYNTHETIC_TAG = "synthetic_data"
 
 
 class RegistryError(RuntimeError):
@@ -111,20 +120,24 @@ def model_files(
     }
 
 
+TEST_SPLIT = "test split"
+HOLDOUT_SPLIT = "new labelled holdout"
+
+
 @dataclass(frozen=True)
 class Incumbent:
     """The champion as this registration sees it."""
 
     version: str | None
     """None: the project has no champion yet."""
-    score: float | None
-    """Its primary metric on THIS run's test split; None when it could not be scored."""
+    scores: dict[str, float]
+    """Its primary metric on each of THIS run's judging splits; empty when it could not be scored."""
     note: str
     synthetic: bool
     """Trained on data from the synthetic generator."""
 
 
-NO_CHAMPION = Incumbent(None, None, "no champion yet", False)
+NO_CHAMPION = Incumbent(None, {}, "no champion yet", False)
 
 
 @dataclass(frozen=True)
@@ -141,9 +154,14 @@ def beats(spec: ProjectSpec, challenger: float, champion: float | None) -> bool:
 
 
 def decide(
-    spec: ProjectSpec, challenger: float, challenger_synthetic: bool, incumbent: Incumbent
+    spec: ProjectSpec,
+    challenger: dict[str, float],
+    challenger_synthetic: bool,
+    incumbent: Incumbent,
 ) -> Decision:
-    """Whether the challenger becomes champion, and why, in words that name both figures."""
+    """Whether the challenger becomes champion, and why, in words that name every figure. The
+    challenger must beat the champion on every split it is judged on (the test split, and after
+    monitoring also the new labelled holdout)."""
     name = spec.primary_metric
     if challenger_synthetic and incumbent.version is not None and not incumbent.synthetic:
         return Decision(
@@ -151,21 +169,32 @@ def decide(
             f"kept {incumbent.note}: the challenger was trained on synthetic data and the "
             "champion on real data; a synthetic model never displaces a real one",
         )
-    if beats(spec, challenger, incumbent.score):
-        against = (
-            incumbent.note if incumbent.score is None else f"{incumbent.note} {incumbent.score:.4f}"
-        )
-        return Decision(True, f"promoted to champion: {name} {challenger:.4f} vs {against}")
+    if not incumbent.scores:
+        figures = ", ".join(f"{split} {score:.4f}" for split, score in challenger.items())
+        return Decision(True, f"promoted to champion: {name} {figures} vs {incumbent.note}")
+    figures = "; ".join(
+        f"{split} {score:.4f} vs {incumbent.scores[split]:.4f}"
+        if split in incumbent.scores
+        else f"{split} {score:.4f} (champion not scored)"
+        for split, score in challenger.items()
+    )
+    lost = [
+        split
+        for split, score in challenger.items()
+        if not beats(spec, score, incumbent.scores.get(split))
+    ]
+    if not lost:
+        return Decision(True, f"promoted to champion over {incumbent.note}: {name} {figures}")
     return Decision(
         False,
-        f"kept {incumbent.note}: {name} {incumbent.score:.4f} vs challenger {challenger:.4f} "
-        "on this test split",
+        f"kept {incumbent.note}: the challenger does not beat it on the {' and the '.join(lost)} "
+        f"({name} challenger vs champion: {figures})",
     )
 
 
-def champion_score(spec: ProjectSpec, test_frame: pd.DataFrame) -> Incumbent:
-    """The current champion and its primary metric on THIS test split (same rows as the
-    challenger), so champions trained on other data are compared fairly."""
+def champion_scores(spec: ProjectSpec, splits: dict[str, pd.DataFrame]) -> Incumbent:
+    """The current champion and its primary metric on THIS run's judging splits (the same rows
+    as the challenger), so champions trained on other data are compared fairly."""
     client = mlflow.MlflowClient()
     try:
         current = client.get_model_version_by_alias(spec.name, CHAMPION)
@@ -178,18 +207,19 @@ def champion_score(spec: ProjectSpec, test_frame: pd.DataFrame) -> Incumbent:
     is_synthetic = synthetic == "true"
     try:
         model = mlflow.sklearn.load_model(f"models:/{spec.name}@{CHAMPION}")
-        evaluation, _ = evaluate(spec, model, test_frame)
+        scores = {
+            split: evaluate(spec, model, frame)[0].metrics[spec.primary_metric]
+            for split, frame in splits.items()
+        }
     except Exception as exc:  # an unloadable champion must not block a good challenger
         return Incumbent(
             version,
-            None,
-            f"champion v{version} could not be scored on this test split "
+            {},
+            f"champion v{version} could not be scored on this run's splits "
             f"({type(exc).__name__}: {exc})",
             is_synthetic,
         )
-    return Incumbent(
-        version, evaluation.metrics[spec.primary_metric], f"champion v{version}", is_synthetic
-    )
+    return Incumbent(version, scores, f"champion v{version}", is_synthetic)
 
 
 def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Registration | None:
@@ -241,18 +271,65 @@ def log_trials(experiment: str, trials: pd.DataFrame) -> None:
             )
 
 
-def promote(spec: ProjectSpec, version: str, decision: Decision, synthetic: bool) -> list[str]:
+def promote(
+    spec: ProjectSpec,
+    version: str,
+    decision: Decision,
+    synthetic: bool,
+    tags: dict[str, str] | None = None,
+) -> list[str]:
     """Sets `challenger` (and `champion` when the decision says so) on the version, with the
-    decision and the data kind as version tags; returns the aliases set."""
+    decision, the data kind and `tags` as version tags; returns the aliases set."""
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(spec.name, CHALLENGER, version)
     aliases = [CHALLENGER]
     if decision.promote:
         client.set_registered_model_alias(spec.name, CHAMPION, version)
         aliases.append(CHAMPION)
-    client.set_model_version_tag(spec.name, version, "decision", decision.reason)
-    client.set_model_version_tag(spec.name, version, SYNTHETIC_TAG, str(synthetic).lower())
+    version_tags = {"decision": decision.reason, SYNTHETIC_TAG: str(synthetic).lower()}
+    for key, value in (version_tags | (tags or {})).items():
+        client.set_model_version_tag(spec.name, version, key, value)
     return aliases
+
+
+class Located(Protocol):
+    """A file handed over by a step (a KFP artifact, or anything else with a path)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """What a registration made by the monitoring pipeline adds: the new labelled rows held out
+    from training, and the monitoring run that called for it."""
+
+    holdout: pd.DataFrame
+    monitoring: MonitoringSummary
+    data_files: dict[str, str]
+    """The train and test CSV files as the step received them, logged byte for byte so that the
+    next retraining can re-read them and check their hash."""
+
+    @staticmethod
+    def read(
+        holdout: Located | None, monitoring: Located | None, train: str, test: str
+    ) -> Retraining | None:
+        """From the register step's optional inputs: None for a training-pipeline run."""
+        if holdout is None or monitoring is None:
+            return None
+        return Retraining(
+            pd.read_csv(holdout.path),
+            MonitoringSummary.read(monitoring.path),
+            dict(zip(DATA_FILES, (train, test), strict=True)),
+        )
+
+
+def log_training_data(files: dict[str, str]) -> None:
+    """The files under TRAINING_DATA in the active run, renamed to what the next retraining reads."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, path in files.items():
+            shutil.copyfile(path, Path(folder) / name)
+        mlflow.log_artifacts(folder, artifact_path=TRAINING_DATA)
+    mlflow.set_tag(TRAINING_DATA, TRAINING_DATA)
 
 
 def register(
@@ -265,17 +342,26 @@ def register(
     trials: pd.DataFrame,
     reports: dict[str, str],
     uri: str = "",
+    retraining: Retraining | None = None,
 ) -> Registration:
     """Logs the run, its trials, its reports, the model card and the model; sets `challenger`,
-    and `champion` when `decide` says the model beats the current champion."""
+    and `champion` when `decide` says the model beats the current champion on the test split
+    (and, when retraining, on the new labelled holdout too)."""
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(spec.name, uri)
     previous = already_registered(spec, exp, record.model_sha256)
     if previous is not None:
         return previous
-    incumbent = champion_score(spec, test_frame)
+    splits = {TEST_SPLIT: test_frame}
+    challenger = {TEST_SPLIT: record.evaluation.metrics[spec.primary_metric]}
     metrics = record.metrics()
+    if retraining is not None:
+        splits[HOLDOUT_SPLIT] = retraining.holdout
+        on_holdout, _ = evaluate(spec, model, retraining.holdout)
+        challenger[HOLDOUT_SPLIT] = on_holdout.metrics[spec.primary_metric]
+        metrics |= {f"holdout_{k}": v for k, v in on_holdout.metrics.items()}
+    incumbent = champion_scores(spec, splits)
     with mlflow.start_run(
         experiment_id=exp, run_name=record.run_name, tags={"project": spec.name, **record.tags()}
     ) as run:
@@ -293,13 +379,19 @@ def register(
         )
         version = str(info.registered_model_version)
         reference.log(spec, record, train_frame)
+        if retraining is not None:
+            log_training_data(retraining.data_files)
         synthetic = record.source.synthetic
-        score = record.evaluation.metrics[spec.primary_metric]
-        decision = decide(spec, score, synthetic, incumbent)
+        decision = decide(spec, challenger, synthetic, incumbent)
+        tags = {}
+        if retraining is not None:
+            tags = version_tags(
+                retraining.monitoring, incumbent.version, incumbent.scores, challenger
+            )
         registration = Registration(
             run_id=run.info.run_id,
             version=version,
-            aliases=promote(spec, version, decision, synthetic),
+            aliases=promote(spec, version, decision, synthetic, tags),
             champion_before=incumbent.version,
             decision=decision.reason,
             metrics=finite(metrics),

@@ -12,6 +12,7 @@ from components.steps.features import features
 from components.steps.ingest import ingest
 from components.steps.monitor import check, collect, publish
 from components.steps.register import register
+from components.steps.retrain import prepare_retraining
 from components.steps.train import train
 from components.steps.validate import validate
 
@@ -24,6 +25,7 @@ __all__ = [
     "explain",
     "features",
     "ingest",
+    "prepare_retraining",
     "publish",
     "register",
     "train",

@@ -41,13 +41,16 @@ def check(
     min_rows: int,
     important_columns: int,
     quality_tolerance: float,
+    retrain: bool,
+    retrain_min_labelled_rows: int,
     summary: Output[Artifact],
     report: Output[HTML],
     figures: Output[Metrics],
-) -> NamedTuple("CheckOutputs", [("retrain", bool), ("drift_detected", bool)]):  # type: ignore[valid-type]
+) -> bool:
     """Drift of the window against the champion's reference (importance-weighted, with a minimum
-    window), the champion's live quality on labelled rows, and whether to retrain."""
-    from collections import namedtuple
+    window), the champion's live quality on labelled rows, and whether to retrain now (called
+    for, `retrain` on, and enough labelled rows to judge a challenger): the one output, because
+    kfp.local resolves a condition on a task's single output but not on a named one."""
     from pathlib import Path
 
     import mlflow
@@ -63,7 +66,10 @@ def check(
     mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
     frame = pd.read_csv(window.path)
     policy = monitoring.MonitoringPolicy(
-        DriftPolicy(min_rows=min_rows, important_columns=important_columns), quality_tolerance
+        DriftPolicy(min_rows=min_rows, important_columns=important_columns),
+        quality_tolerance,
+        retrain=retrain,
+        retrain_min_labelled_rows=retrain_min_labelled_rows,
     )
     checked = monitoring.Window(frame, str(window.metadata.get("window", window.uri)))
     result, html = monitoring.check(spec, checked, policy)
@@ -73,8 +79,9 @@ def check(
     live = {f"live_{k}": v for k, v in result.live_metrics.items()}
     write_metrics(figures, flags | {"weighted_drift_share": result.weighted_drift_share} | live)
     print(("RETRAIN: " if result.retrain else "") + result.reason)
-    outputs = namedtuple("CheckOutputs", ["retrain", "drift_detected"])  # type: ignore[name-match]
-    return outputs(result.retrain, result.drift_detected)
+    if result.retraining:
+        print(result.retraining)
+    return result.retrain_now
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -27,11 +27,14 @@ def register(
     mlflow_tracking_uri: str,
     model_card: Output[Markdown],
     registration: Output[Artifact],
+    holdout: Input[Dataset] = None,
+    monitoring: Input[Artifact] = None,
 ) -> NamedTuple(  # type: ignore[valid-type]
     "RegisterOutputs", [("version", str), ("aliases", str), ("run_id", str)]
 ):
     """Logs the run (trials as child runs) and the model to MLflow; sets `challenger`, and
-    `champion` when the model beats the current champion on the same test split."""
+    `champion` when the model beats the current champion on the same test split (and, in a
+    retraining, on the `holdout` of new labelled rows that `monitoring` collected)."""
     from collections import namedtuple
     from pathlib import Path
 
@@ -44,12 +47,12 @@ def register(
     from components.core.step_io import file_sha256
 
     spec = get_spec(project)
-    record = contracts.RunRecord(
-        source=contracts.SourceInfo.read(source_info.path),
-        selection=contracts.Selection.read(selection.path),
-        evaluation=contracts.EvaluationSummary.read(evaluation.path),
-        explanation=contracts.ExplanationSummary.read(explanation.path),
-        drift=contracts.DriftSummary.read(drift_summary.path),
+    record = contracts.RunRecord.read(
+        source=source_info.path,
+        selection=selection.path,
+        evaluation=evaluation.path,
+        explanation=explanation.path,
+        drift=drift_summary.path,
         seed=seed,
         test_size=test_size,
         run_name=run_name,
@@ -62,12 +65,13 @@ def register(
         train_frame=pd.read_csv(train.path),
         test_frame=pd.read_csv(test.path),
         trials=pd.read_csv(trials.path),
-        reports={
-            "evaluation": evaluation_report.path,
-            "explanation": explanation_report.path,
-            "drift": drift_report.path,
-        },
+        reports=dict(
+            evaluation=evaluation_report.path,
+            explanation=explanation_report.path,
+            drift=drift_report.path,
+        ),
         uri=mlflow_tracking_uri,
+        retraining=registry.Retraining.read(holdout, monitoring, train.path, test.path),
     )
     Path(model_card.path).write_text(render(spec, record, result))
     result.write(registration.path)

@@ -8,6 +8,8 @@ from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS
 from components.core.projects import PROJECTS
 from components.image import IMAGE
 from pipelines.compile import compile_all, compiled_path, load_compiled
+from pipelines.monitoring import RETRAINING_STEPS
+from pipelines.monitoring import STEPS as MONITORING_STEPS
 from pipelines.training import STEPS
 
 
@@ -80,3 +82,28 @@ def test_artifact_types_are_the_ones_the_kfp_ui_renders() -> None:
 
 def params_of(spec: dict) -> dict:  # type: ignore[type-arg]
     return spec["root"]["inputDefinitions"]["parameters"]
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) -> None:
+    """collect, check and publish always; the training steps, after prepare-retraining, inside
+    a condition on what check answered; only the steps that talk to MLflow get its credentials."""
+    spec, platform = load_compiled(project, "monitoring")
+    assert spec["pipelineInfo"]["name"] == f"{project}-monitoring"
+    tasks = spec["root"]["dag"]["tasks"]
+    [branch] = [name for name in tasks if name not in MONITORING_STEPS]
+    assert set(tasks) == {*MONITORING_STEPS, branch}
+    assert tasks[branch]["taskInfo"]["name"] == "retrain"
+    condition = tasks[branch]["triggerPolicy"]["condition"]
+    assert condition == "inputs.parameter_values['pipelinechannel--check-Output'] == true"
+    inside = spec["components"][tasks[branch]["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inside) == set(RETRAINING_STEPS)
+    assert set(STEPS) - {"ingest"} <= set(inside)
+    register = inside["register"]["inputs"]["artifacts"]
+    assert register["holdout"]["taskOutputArtifact"]["producerTask"] == "prepare-retraining"
+    assert register["monitoring"]["componentInputArtifact"].startswith("pipelinechannel--check-")
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-check", "exec-prepare-retraining", "exec-drift", "exec-register"}
+    params = params_of(spec)
+    assert params["retrain"]["defaultValue"] is True
+    assert {"retrain_min_labelled_rows", "holdout_share", "retrain_source"} <= set(params)

@@ -24,49 +24,71 @@ from components.core.train import selection_summary
 from tests.conftest import quick_model, small_split
 
 TELECOM = PROJECTS["telecom"]
-REAL_CHAMPION = Incumbent("3", 0.82, "champion v3", synthetic=False)
+TEST = registry.TEST_SPLIT
+HOLDOUT = registry.HOLDOUT_SPLIT
+REAL_CHAMPION = Incumbent("3", {TEST: 0.82}, "champion v3", synthetic=False)
 
 
 def test_a_better_challenger_wins() -> None:
-    decision = registry.decide(TELECOM, 0.85, False, REAL_CHAMPION)
+    decision = registry.decide(TELECOM, {TEST: 0.85}, False, REAL_CHAMPION)
     assert decision.promote
-    assert decision.reason == "promoted to champion: accuracy 0.8500 vs champion v3 0.8200"
+    assert decision.reason == (
+        "promoted to champion over champion v3: accuracy test split 0.8500 vs 0.8200"
+    )
 
 
 def test_a_worse_challenger_keeps_the_champion() -> None:
-    decision = registry.decide(TELECOM, 0.80, False, REAL_CHAMPION)
+    decision = registry.decide(TELECOM, {TEST: 0.80}, False, REAL_CHAMPION)
     assert not decision.promote
     assert decision.reason == (
-        "kept champion v3: accuracy 0.8200 vs challenger 0.8000 on this test split"
+        "kept champion v3: the challenger does not beat it on the test split "
+        "(accuracy challenger vs champion: test split 0.8000 vs 0.8200)"
     )
 
 
 def test_a_tie_keeps_the_champion() -> None:
-    assert not registry.decide(TELECOM, 0.82, False, REAL_CHAMPION).promote
+    assert not registry.decide(TELECOM, {TEST: 0.82}, False, REAL_CHAMPION).promote
 
 
 def test_a_lower_is_better_primary_metric_promotes_the_smaller_error() -> None:
     by_rmse = dataclasses.replace(PROJECTS["carvision"], primary_metric="rmse")
-    champion = Incumbent("1", 3000.0, "champion v1", synthetic=False)
-    assert registry.decide(by_rmse, 2900.0, False, champion).promote
-    assert not registry.decide(by_rmse, 3100.0, False, champion).promote
-    assert not registry.decide(by_rmse, 3000.0, False, champion).promote
+    champion = Incumbent("1", {TEST: 3000.0}, "champion v1", synthetic=False)
+    assert registry.decide(by_rmse, {TEST: 2900.0}, False, champion).promote
+    assert not registry.decide(by_rmse, {TEST: 3100.0}, False, champion).promote
+    assert not registry.decide(by_rmse, {TEST: 3000.0}, False, champion).promote
+
+
+def test_after_monitoring_the_challenger_must_win_on_the_old_test_split_and_the_new_rows() -> None:
+    champion = Incumbent("3", {TEST: 0.82, HOLDOUT: 0.70}, "champion v3", synthetic=False)
+    both = registry.decide(TELECOM, {TEST: 0.83, HOLDOUT: 0.75}, False, champion)
+    assert both.promote
+    assert "test split 0.8300 vs 0.8200; new labelled holdout 0.7500 vs 0.7000" in both.reason
+    better_on_new_only = registry.decide(TELECOM, {TEST: 0.81, HOLDOUT: 0.90}, False, champion)
+    assert not better_on_new_only.promote
+    assert "does not beat it on the test split (" in better_on_new_only.reason
+    better_on_old_only = registry.decide(TELECOM, {TEST: 0.90, HOLDOUT: 0.70}, False, champion)
+    assert not better_on_old_only.promote
+    assert "does not beat it on the new labelled holdout (" in better_on_old_only.reason
+    neither = registry.decide(TELECOM, {TEST: 0.5, HOLDOUT: 0.5}, False, champion)
+    assert "on the test split and the new labelled holdout" in neither.reason
 
 
 def test_the_first_model_and_an_unscorable_champion_are_replaced() -> None:
-    first = registry.decide(TELECOM, 0.5, False, registry.NO_CHAMPION)
+    first = registry.decide(TELECOM, {TEST: 0.5}, False, registry.NO_CHAMPION)
     assert first.promote and first.reason.endswith("vs no champion yet")
-    broken = Incumbent("2", None, "champion v2 could not be scored", synthetic=False)
-    assert registry.decide(TELECOM, 0.5, False, broken).promote
+    broken = Incumbent("2", {}, "champion v2 could not be scored", synthetic=False)
+    assert registry.decide(TELECOM, {TEST: 0.5}, False, broken).promote
     assert registry.beats(TELECOM, 0.5, math.nan)
 
 
 def test_a_synthetic_model_never_displaces_a_real_champion() -> None:
-    decision = registry.decide(TELECOM, 0.99, True, REAL_CHAMPION)
+    decision = registry.decide(TELECOM, {TEST: 0.99}, True, REAL_CHAMPION)
     assert not decision.promote and "synthetic" in decision.reason
+    retrained = registry.decide(TELECOM, {TEST: 0.99, HOLDOUT: 0.99}, True, REAL_CHAMPION)
+    assert not retrained.promote and "synthetic" in retrained.reason
     synthetic_champion = dataclasses.replace(REAL_CHAMPION, synthetic=True)
-    assert registry.decide(TELECOM, 0.99, True, synthetic_champion).promote
-    assert registry.decide(TELECOM, 0.99, False, synthetic_champion).promote
+    assert registry.decide(TELECOM, {TEST: 0.99}, True, synthetic_champion).promote
+    assert registry.decide(TELECOM, {TEST: 0.99}, False, synthetic_champion).promote
 
 
 def test_every_metric_direction_agrees_with_its_cv_scorer() -> None:
