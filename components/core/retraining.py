@@ -8,6 +8,7 @@ test split before it is promoted (see `registry.decide`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -174,6 +175,16 @@ def labelled_rows(spec: ProjectSpec, window: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def like(rows: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with `template`'s column types where the values allow it: labels that arrived
+    beside missing ones read as floats, and 1.0 must not join a column of 1s."""
+    rows = rows.copy()
+    for column in rows.columns:
+        with contextlib.suppress(TypeError, ValueError):
+            rows[column] = rows[column].astype(template[column].dtype)
+    return rows
+
+
 def prepare(
     spec: ProjectSpec,
     window: pd.DataFrame,
@@ -199,8 +210,8 @@ def prepare(
             f"sha256 {champion.sha256[:12]}; {info.source} now has sha256 {found[:12]}. "
             "Point `retrain_source` at the data the champion was trained on"
         )
-    fresh = split(spec, new, holdout_share, champion.seed)
     columns = [*spec.input_columns, spec.target]
+    fresh = split(spec, like(new[columns], old_train[columns]), holdout_share, champion.seed)
     train = pd.concat([old_train[columns], fresh.train[columns]], ignore_index=True)
     test = old_test[columns].reset_index(drop=True)
     return RetrainingData(

@@ -99,6 +99,22 @@ def test_the_verdict_retrains_on_drift_or_a_quality_drop_and_not_otherwise() -> 
     assert (ok, retrain) == (None, False) and "not judged (20 labelled rows, 100 needed)" in why
 
 
+def test_retraining_runs_only_when_called_for_switched_on_and_judgeable() -> None:
+    policy = monitoring.MonitoringPolicy(retrain_min_labelled_rows=200)
+    assert monitoring.retraining_plan(policy, False, 5000) == (False, "")
+    now, why = monitoring.retraining_plan(policy, True, 250)
+    assert now and why.endswith("the window's 250 labelled rows")
+    now, why = monitoring.retraining_plan(policy, True, 150)
+    assert not now and "150 labelled rows in the window, 200 needed" in why
+    off = monitoring.MonitoringPolicy(retrain=False)
+    assert monitoring.retraining_plan(off, True, 5000) == (
+        False,
+        "retraining recommended; not run (retraining is off for this run)",
+    )
+    with pytest.raises(ValueError, match="retrain_min_labelled_rows 1 >= 2"):
+        monitoring.MonitoringPolicy(retrain_min_labelled_rows=1)
+
+
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
