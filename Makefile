@@ -21,7 +21,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
 .PHONY: help install run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit serve traffic monitor prometheus pushgateway \
+	submit schedule serve traffic monitor prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring image check-image clean
 
 help:
@@ -102,6 +102,16 @@ submit: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)" \
 		--deploy-mode $(DEPLOY_MODE)
+
+# A KFP recurring run of PROJECT's monitoring pipeline on CRON (6 fields, seconds first, or 5).
+CRON ?=
+LOG_ROOT ?=
+schedule: $(STAMP)
+	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	@test -n "$(CRON)" || { echo "CRON='0 0 * * * *' (hourly; seconds first) is required"; exit 2; }
+	$(PY) -m pipelines.schedule --host "$(HOST)" --project $(PROJECT) --cron "$(CRON)" \
+		$(if $(LOG_ROOT),--log-root "$(LOG_ROOT)") $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 # Prometheus on 127.0.0.1:9090 scraping `make serve` on PORT, with the alert rules loaded, and
 # the Pushgateway at PUSHGATEWAY when given (honor_labels, as on a cluster).

@@ -11,42 +11,50 @@ from components.core.projects import PROJECTS
 from pipelines.compile import compiled_path, load_compiled
 
 
-class SubmitError(ValueError):
-    pass
+class ArgumentsError(ValueError):
+    """An argument the compiled pipeline would not accept."""
 
 
-def pipeline_parameters(project: str) -> dict[str, Any]:
+def pipeline_parameters(project: str, kind: str = "training") -> dict[str, Any]:
     """The compiled pipeline's parameters: name -> KFP definition (type, default)."""
-    spec, _ = load_compiled(project)
+    spec, _ = load_compiled(project, kind)
     return spec["root"]["inputDefinitions"]["parameters"]
+
+
+def checked_arguments(
+    project: str, kind: str, arguments: dict[str, Any], params: str
+) -> dict[str, Any]:
+    """`arguments` updated with `params` (a JSON object of further parameter values), every name
+    checked against the compiled pipeline before anything is sent."""
+    try:
+        extra = json.loads(params)
+    except json.JSONDecodeError as error:
+        raise ArgumentsError(
+            f"--params is not JSON ({error.msg} at char {error.pos}): {params}"
+        ) from error
+    if not isinstance(extra, dict):
+        raise ArgumentsError(f"--params must be a JSON object of parameter values, got {params}")
+    arguments = {**arguments, **extra}
+    known = pipeline_parameters(project, kind)
+    unknown = sorted(set(arguments) - set(known))
+    if unknown:
+        raise ArgumentsError(
+            f"{project}-{kind} has no parameter {', '.join(unknown)}; "
+            f"its parameters are {', '.join(sorted(known))}"
+        )
+    return arguments
 
 
 def run_arguments(
     project: str, source: str, mlflow_tracking_uri: str, deploy_mode: str, params: str
 ) -> dict[str, Any]:
-    """The run's arguments, checked against the compiled pipeline before anything is sent."""
-    try:
-        extra = json.loads(params)
-    except json.JSONDecodeError as error:
-        raise SubmitError(
-            f"--params is not JSON ({error.msg} at char {error.pos}): {params}"
-        ) from error
-    if not isinstance(extra, dict):
-        raise SubmitError(f"--params must be a JSON object of parameter values, got {params}")
+    """The training run's arguments, checked against the compiled pipeline."""
     arguments = {
         "source": source,
         "mlflow_tracking_uri": mlflow_tracking_uri,
         "deploy_mode": deploy_mode,
-        **extra,
     }
-    known = pipeline_parameters(project)
-    unknown = sorted(set(arguments) - set(known))
-    if unknown:
-        raise SubmitError(
-            f"{project}-training has no parameter {', '.join(unknown)}; "
-            f"its parameters are {', '.join(sorted(known))}"
-        )
-    return arguments
+    return checked_arguments(project, "training", arguments, params)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         arguments = run_arguments(
             args.project, args.source, args.mlflow_tracking_uri, args.deploy_mode, args.params
         )
-    except SubmitError as error:
+    except ArgumentsError as error:
         parser.error(str(error))
 
     import kfp
