@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trials", type=int, default=0, help="search trials per candidate when retraining"
     )
+    parser.add_argument(
+        "--gate-overrides", default="{}", help='retraining gates as JSON, e.g. {"accuracy": 0.8}'
+    )
     args = parser.parse_args(argv)
     args.no_cache = True
 
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 holdout_share=args.holdout_share,
                 retrain_source=args.retrain_source,
                 trials_per_candidate=args.trials,
+                gate_overrides=args.gate_overrides,
             )
         except Exception as exc:  # the failing step's output is shown above; name the log too
             print(

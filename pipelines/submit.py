@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> None:
         str(compiled_path(args.project)),
         arguments=arguments,
         experiment_name=args.experiment or args.project,
-        enable_caching=True,
     )
     print(f"submitted {args.project}: run {run.run_id}")
 

@@ -55,6 +55,9 @@ def test_a_run_gets_the_compiled_package_and_every_argument(
         "deploy_namespace": "team-a",
     }
     assert call["experiment_name"] == "telecom"
+    # Caching stays as compiled: a run-wide setting would cache drift, which must see the
+    # champion of the day.
+    assert "enable_caching" not in call
     assert "submitted telecom: run run-1" in capsys.readouterr().out
 
 

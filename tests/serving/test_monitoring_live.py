@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from components.core import monitoring
 from components.core.contracts import MonitoringSummary
 from grafana import alerts, dashboard, local
 from tests.serving.support import Served, instances, predict
-from tests.support.servers import ServerProcess, free_port, start
+from tests.support.observability import Prometheus, run_prometheus, run_pushgateway
+from tests.support.servers import ServerProcess
 
 WINDOW = "30s"
 # Every panel has data once the servers have answered good and bad requests, but the 5xx ratio:
@@ -43,50 +40,6 @@ QUALITY_ALERTS = {a.name for a in alerts.ALERTS if a.key == "project" or "infere
 QUERIES = dashboard.queries(dashboard.dashboard())
 SERVING_QUERIES = [(title, expr) for title, expr in QUERIES if title not in QUALITY_TITLES]
 QUALITY_QUERIES = [(title, expr) for title, expr in QUERIES if title in QUALITY_TITLES]
-
-
-class Prometheus:
-    def __init__(self, process: ServerProcess) -> None:
-        self.process, self.url = process, process.url
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
-        assert answer["status"] == "success", f"{expr}\n{answer}"
-        return answer["data"]["result"]  # type: ignore[no-any-return]
-
-    def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if result := self.query(expr):
-                return result
-            time.sleep(0.5)
-        raise AssertionError(f"no result for {expr} after {timeout} s:\n{self.process.log_tail()}")
-
-
-def require(binary: str, why: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        pytest.skip(f"{binary} is not installed ({why})")
-    return path
-
-
-def run_prometheus(root: Path, config: dict[str, Any]) -> ServerProcess:
-    """A Prometheus on a free port with `config` (grafana.local's), ready."""
-    require("prometheus", "Debian package `prometheus`; .ci/run installs it")
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = start(
-        "prometheus",
-        local.command(root / "prometheus.yml", root / "data", f"127.0.0.1:{port}"),
-        root / "prometheus.log",
-        port,
-    )
-    try:
-        process.wait_ready(timeout=30.0, path="/-/ready")
-    except BaseException:
-        process.stop()
-        raise
-    return process
 
 
 @pytest.fixture(scope="module")
@@ -240,23 +193,12 @@ def quality(
     """Prometheus scraping a Pushgateway that two monitoring runs pushed to (one that found
     drift, one older than the staleness limit), and conftest's `dropping` server once it has
     dropped rows."""
-    binary = require("prometheus-pushgateway", "Debian package `prometheus-pushgateway`")
     root = tmp_path_factory.mktemp("quality")
-    port = free_port()
-    gateway = start(
-        "pushgateway",
-        [
-            binary,
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--persistence.file={root / 'pushgateway.data'}",
-        ],
-        root / "pushgateway.log",
-        port,
-    )
+    gateway = run_pushgateway(root)
+    port = gateway.port
     dropping = processes["dropping"]
     process: ServerProcess | None = None
     try:
-        gateway.wait_ready(timeout=30.0, path="/-/ready")
         now = dt.datetime.now(dt.UTC)
         stale = now - dt.timedelta(hours=alerts.STALE_AFTER_HOURS + 10)
         monitoring.publish(run_summary(served[DRIFTING], now, True), f"127.0.0.1:{port}")

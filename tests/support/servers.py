@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,9 @@ class ServerProcess:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    group: bool = False
+    """The command leads a process group of its own (e.g. `make serve` and the server it
+    starts): signals go to the whole group."""
 
     @property
     def url(self) -> str:
@@ -77,18 +82,25 @@ class ServerProcess:
     def wait_exit(self, timeout: float = 120.0) -> int:
         return self.process.wait(timeout=timeout)
 
+    def _signal(self, number: int) -> None:
+        if self.group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, number)
+        else:
+            self.process.send_signal(number)
+
     def terminate(self) -> None:
         """Asks the server to stop (SIGTERM) without waiting; `stop()` waits."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self._signal(signal.SIGTERM)
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
+            self._signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal(signal.SIGKILL)
                 self.process.wait()
 
 
@@ -128,12 +140,18 @@ def start(
     log_path: Path,
     port: int,
     env: dict[str, str] | None = None,
+    group: bool = False,
 ) -> ServerProcess:
     """Starts `command`, which will listen on `port`, in the background without waiting; its
-    output goes to `log_path`."""
+    output goes to `log_path`; `group`: in a process group of its own, stopped as a whole."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            list(command), stdout=log, stderr=subprocess.STDOUT, env=server_env(env), cwd=REPO_ROOT
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(env),
+            cwd=REPO_ROOT,
+            start_new_session=group,
         )
-    return ServerProcess(name, port, process, log_path)
+    return ServerProcess(name, port, process, log_path, group)

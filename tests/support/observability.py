@@ -1,0 +1,82 @@
+"""A real Prometheus and Pushgateway on free local ports (Debian packages `prometheus` and
+`prometheus-pushgateway`), for the tests that watch what the servers and the monitoring runs emit."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from grafana import local
+from tests.support.servers import ServerProcess, free_port, start
+
+
+class Prometheus:
+    def __init__(self, process: ServerProcess) -> None:
+        self.process, self.url = process, process.url
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", f"{expr}\n{answer}"
+        return answer["data"]["result"]  # type: ignore[no-any-return]
+
+    def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if result := self.query(expr):
+                return result
+            time.sleep(0.5)
+        raise AssertionError(f"no result for {expr} after {timeout} s:\n{self.process.log_tail()}")
+
+
+def require(binary: str, why: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed ({why})")
+    return path
+
+
+def run_prometheus(root: Path, config: dict[str, Any]) -> ServerProcess:
+    """A Prometheus on a free port with `config` (grafana.local's), ready."""
+    require("prometheus", "Debian package `prometheus`; .ci/run installs it")
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = start(
+        "prometheus",
+        local.command(root / "prometheus.yml", root / "data", f"127.0.0.1:{port}"),
+        root / "prometheus.log",
+        port,
+    )
+    try:
+        process.wait_ready(timeout=30.0, path="/-/ready")
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+def run_pushgateway(root: Path) -> ServerProcess:
+    """A Pushgateway on a free port, ready; it keeps what is pushed in `root`."""
+    binary = require("prometheus-pushgateway", "Debian package `prometheus-pushgateway`")
+    port = free_port()
+    gateway = start(
+        "pushgateway",
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={root / 'pushgateway.data'}",
+        ],
+        root / "pushgateway.log",
+        port,
+    )
+    try:
+        gateway.wait_ready(timeout=30.0, path="/-/ready")
+    except BaseException:
+        gateway.stop()
+        raise
+    return gateway
