@@ -29,10 +29,11 @@ help:
 	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv]"
-	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0]"
+	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>] [DEPLOY_MODE=apply]"
+	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...]"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
