@@ -20,10 +20,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = REPO_ROOT / ".state" / "coverage" / "coverage.json"
 FLOORS = {
-    "components": 0.0,
-    "pipelines": 0.0,
-    "serving": 0.0,
-    "grafana": 0.0,
+    "components": 89.0,
+    "pipelines": 85.0,
+    "serving": 91.5,
+    "grafana": 79.5,
 }
 """Lowest combined (lines and branches) percentage each package may have."""
 

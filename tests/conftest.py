@@ -6,6 +6,12 @@ import dataclasses
 import os
 from pathlib import Path
 
+# Under `pytest -n`, each worker (and the steps and servers it starts) computes on one thread:
+# two processes whose OpenMP threads each spin for both cores run many times slower. Set before
+# the imports below load the OpenMP runtime.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pandas as pd
 import pytest
 
@@ -70,3 +76,16 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def frame_without_target(spec: ProjectSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[spec.target])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `pytest -n` (`make test`, `--dist loadgroup`): the serving tests share one set
+    of model servers, started once, so they stay on one worker; each pipelines module keeps its
+    module fixtures (a registered champion, a kfp.local store) on one worker too."""
+    tests = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests).parts
+        if parts[0] == "serving":
+            item.add_marker(pytest.mark.xdist_group("serving"))
+        elif parts[0] == "pipelines":
+            item.add_marker(pytest.mark.xdist_group(f"pipelines/{item.path.stem}"))

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 
 from components.core.contracts import DriftSummary
 from components.core.spec import ProjectSpec
+
+if TYPE_CHECKING:
+    from evidently import DataDefinition
 
 MIN_ROWS = 500
 IMPORTANT_COLUMNS = 3
@@ -98,6 +100,8 @@ def comparable(
                 ref[name] = ref[name].where(ref[name].isin(frequent), OTHER)
                 cur[name] = cur[name].where(cur[name].isin(frequent), OTHER)
             categorical.append(name)
+    from evidently import DataDefinition
+
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     return ref, cur, definition
 
@@ -142,6 +146,10 @@ def detect(
     )
     if not enough:
         return DriftResult(summary, "")
+    # Imported here: every step that reads a drift record would otherwise pay Evidently's ~3 s.
+    from evidently import Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     ref, cur, definition = comparable(spec, reference[columns], current[columns])
     preset = DataDriftPreset(
         columns=columns,

@@ -147,7 +147,7 @@ def html_report(
     gate_lines: list[str],
     notice: str = "",
 ) -> str:
-    import matplotlib.pyplot as plt
+    plt = report.pyplot()
 
     metrics = pd.DataFrame([{"metric": k, "value": v} for k, v in evaluation.metrics.items()])
     sections = [

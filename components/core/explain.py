@@ -226,9 +226,9 @@ def explain_global(
 
 
 def summary_html(spec: ProjectSpec, explanation: Explanation, notice: str = "") -> str:
-    import matplotlib.pyplot as plt
-
     from components.core import report
+
+    plt = report.pyplot()
 
     importance = explanation.importance()
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(importance) + 1))

@@ -8,12 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from components.core.projects import PROJECTS
 from pipelines.local import project_list
+from tests.support import data
 
 REPO = Path(__file__).resolve().parents[2]
+SIDE_BY_SIDE = ("telecom", "bankchurn")
 
 
 def test_project_list_accepts_all_or_names_and_names_what_it_rejects() -> None:
@@ -24,26 +29,40 @@ def test_project_list_accepts_all_or_names_and_names_what_it_rejects() -> None:
 
 
 def test_two_pipelines_side_by_side_each_register_a_champion(tmp_path: Path) -> None:
+    """On the real files when they are here (telecom's champion must then predict real rows
+    well), else on the synthetic defaults."""
+    real = all(data.real_file(PROJECTS[p]) is not None for p in SIDE_BY_SIDE)
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JOBS")}
     env["MLOPS_STATE_DIR"] = str(state)
     timings = tmp_path / "timings.json"
     command = [
-        *(sys.executable, "-m", "pipelines.local", "--project", "bankchurn,carvision"),
+        *(sys.executable, "-m", "pipelines.local", "--project", ",".join(SIDE_BY_SIDE)),
         *("--jobs", "2", "--trials", "1", "--no-cache", "--timings", str(timings)),
+        *(("--data-dir", str(data.real_data_dir())) if real else ()),
     ]
     done = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "2 pipelines at a time" in done.stdout
-    for project in ("bankchurn", "carvision"):
+    for project in SIDE_BY_SIDE:
         # Interleaved step lines still say which project they belong to.
         assert re.search(rf"^ +{project} +register +[\d.]+ s  SUCCESS$", done.stdout, re.M)
         assert f"== {project}: OK" in done.stdout
-    client = MlflowClient(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
-    for project in ("bankchurn", "carvision"):
+    uri = f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    for project in SIDE_BY_SIDE:
         assert str(client.get_model_version_by_alias(project, "champion").version) == "1"
     recorded = json.loads(timings.read_text())
-    assert [(r["project"], r["ok"]) for r in recorded] == [("bankchurn", True), ("carvision", True)]
+    assert [(r["project"], r["ok"]) for r in recorded] == [(p, True) for p in SIDE_BY_SIDE]
     assert {"train", "register"} <= set(recorded[0]["steps"])
+    if real:
+        spec = PROJECTS["telecom"]
+        champion = client.get_model_version_by_alias("telecom", "champion")
+        assert client.get_run(champion.run_id).data.params["rows"] == "3214"
+        mlflow.set_tracking_uri(uri)
+        model = mlflow.sklearn.load_model("models:/telecom@champion")
+        rows = pd.read_csv(data.real_file(spec))
+        accuracy = (model.predict(rows.drop(columns=[spec.target])) == rows[spec.target]).mean()
+        assert accuracy > 0.7

@@ -187,22 +187,3 @@ def test_failed_gate_registers_nothing(
     output = capfd.readouterr().out
     assert "failed its quality gate" in output and "gate >= 0.999" in output
     assert len(mlflow.MlflowClient().search_model_versions("name = 'telecom'")) == versions
-
-
-@pytest.mark.real_data
-def test_real_data_run_gives_a_champion_that_predicts_real_rows(kfp_local: str) -> None:
-    import pandas as pd
-
-    from tests.conftest import real_data_path
-
-    path = real_data_path(SPEC)
-    task = run(path, kfp_local)
-    registration = json.loads(Path(task.outputs["registration"].path).read_text())
-    source = json.loads(Path(task.outputs["source_info"].path).read_text())
-    assert source["rows"] == 3214 and not source["synthetic"]
-    # The champion trained on synthetic data is scored on this real test split and loses to it.
-    assert "champion" in registration["aliases"]
-    model = mlflow.sklearn.load_model("models:/telecom@champion")
-    real = pd.read_csv(path)
-    predictions = model.predict(real.drop(columns=[SPEC.target]))
-    assert (predictions == real[SPEC.target]).mean() > 0.7
