@@ -1,6 +1,5 @@
 """The monitoring pipeline's steps: collect a window, check it against the champion, publish."""
 
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 

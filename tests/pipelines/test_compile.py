@@ -103,7 +103,12 @@ def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) 
     assert register["holdout"]["taskOutputArtifact"]["producerTask"] == "prepare-retraining"
     assert register["monitoring"]["componentInputArtifact"].startswith("pipelinechannel--check-")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-check", "exec-prepare-retraining", "exec-drift", "exec-register"}
+    assert set(executors) == {
+        "exec-check",
+        "exec-prepare-retraining",
+        "exec-drift",
+        "exec-register",
+    }
     params = params_of(spec)
     assert params["retrain"]["defaultValue"] is True
     assert {"retrain_min_labelled_rows", "holdout_share", "retrain_source"} <= set(params)
