@@ -25,6 +25,7 @@ from components.core.contracts import MonitoringSummary
 from grafana import alerts, dashboard, local
 from tests.serving.support import Served, instances, predict
 from tests.support.observability import Prometheus, run_prometheus, run_pushgateway
+from tests.support.records import monitoring_summary
 from tests.support.servers import ServerProcess
 
 WINDOW = "30s"
@@ -161,21 +162,14 @@ def run_summary(served: Served, when: dt.datetime, drifted: bool) -> MonitoringS
         if drifted
         else ({"roc_auc": 0.85}, {"roc_auc": 0.86})
     )
-    return MonitoringSummary(
+    return monitoring_summary(
         project=served.spec.name,
         time=when.isoformat(timespec="seconds"),
-        champion_version="3",
-        window="file recent.csv",
-        rows=800,
-        labelled_rows=300,
-        enough_data=True,
         drift_detected=drifted,
         drifted_columns=columns,
         drifted_important_columns=columns[:1],
         drift_share=0.25 if drifted else 0.0,
         weighted_drift_share=0.6 if drifted else 0.0,
-        drift_reason="drift in an important column" if drifted else "no drift",
-        reference="training sample",
         live_metrics=live,
         registered_metrics=registered,
         quality_ok=not drifted,

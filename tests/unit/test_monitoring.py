@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.core import drift, inference_log, monitoring
-from components.core.contracts import MonitoringSummary
 from components.core.projects import PROJECTS
 from components.core.validate import DataValidationError
+from tests.support.records import monitoring_summary
 from tests.support.servers import free_port
 
 TELECOM = PROJECTS["telecom"]
@@ -139,27 +139,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_the_figures_reach_a_real_pushgateway(pushgateway: str) -> None:
-    summary = MonitoringSummary(
-        project="telecom",
-        time="2026-11-29T12:00:00+00:00",
-        champion_version="4",
-        window="file x.csv",
-        rows=800,
-        labelled_rows=300,
-        enough_data=True,
-        drift_detected=True,
-        drifted_columns=["mb_used"],
-        drifted_important_columns=["mb_used"],
-        drift_share=0.25,
-        weighted_drift_share=0.6,
-        drift_reason="drift in important column(s) mb_used",
-        reference="telecom v4 training sample (2571 rows)",
-        live_metrics={"accuracy": 0.7},
-        registered_metrics={"accuracy": 0.82},
-        quality_ok=False,
-        retrain=True,
-        reason="drift",
-    )
+    summary = monitoring_summary()
     monitoring.publish(summary, pushgateway)
     text = httpx.get(f"http://{pushgateway}/metrics", timeout=5).text
     pushed = {

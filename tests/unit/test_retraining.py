@@ -25,6 +25,7 @@ from components.core.projects import PROJECTS
 from components.core.train import selection_summary
 from components.core.validate import DataValidationError
 from tests.conftest import quick_model, small_split
+from tests.support.records import monitoring_summary
 
 SPEC = PROJECTS["telecom"]
 SOURCE = "synthetic:1200"  # what small_split reads, with its seed and test size
@@ -139,25 +140,11 @@ def test_a_project_without_a_champion_has_nothing_to_retrain() -> None:
 
 
 def summary(time: str) -> MonitoringSummary:
-    return MonitoringSummary(
-        project=SPEC.name,
+    return monitoring_summary(
         time=time,
         champion_version="1",
         window="file w3",
-        rows=800,
         labelled_rows=800,
-        enough_data=True,
-        drift_detected=True,
-        drifted_columns=["mb_used"],
-        drifted_important_columns=["mb_used"],
-        drift_share=0.25,
-        weighted_drift_share=0.6,
-        drift_reason="drift in important column(s) mb_used",
-        reference="telecom v1 training sample",
-        live_metrics={},
-        registered_metrics={},
-        quality_ok=None,
-        retrain=True,
         reason="drift in important column(s) mb_used",
         retrain_now=True,
         retraining="retraining on the champion's data plus the window's 800 labelled rows",
