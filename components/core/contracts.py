@@ -9,6 +9,7 @@ anything else is refused with a `ContractError` that says what is wrong.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -245,6 +246,19 @@ class MonitoringSummary(Contract):
 CHAMPION = "champion"
 SYNTHETIC_TAG = "synthetic_data"
 """Run and version tag: "true" when the model learnt from the synthetic generator's data."""
+
+
+def trained_on_synthetic(
+    version_tags: Mapping[str, str], run_tags: Callable[[], Mapping[str, str]]
+) -> bool:
+    """A registered model's data kind: its version tag, else (versions registered before the
+    version tag) its run's, fetched only then."""
+    found = version_tags.get(SYNTHETIC_TAG)
+    if found is None:
+        found = run_tags().get(SYNTHETIC_TAG)
+    return found == "true"
+
+
 CHALLENGER = "challenger"
 
 

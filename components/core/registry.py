@@ -30,6 +30,7 @@ from components.core.contracts import (
     MonitoringSummary,
     Registration,
     RunRecord,
+    trained_on_synthetic,
 )
 from components.core.evaluate import evaluate
 from components.core.metrics import finite
@@ -201,10 +202,10 @@ def champion_scores(spec: ProjectSpec, splits: dict[str, pd.DataFrame]) -> Incum
     except MlflowException:
         return NO_CHAMPION
     version = str(current.version)
-    synthetic = (current.tags or {}).get(SYNTHETIC_TAG)
-    if synthetic is None and current.run_id:  # versions registered before the version tag
-        synthetic = client.get_run(current.run_id).data.tags.get(SYNTHETIC_TAG)
-    is_synthetic = synthetic == "true"
+    is_synthetic = trained_on_synthetic(
+        current.tags or {},
+        lambda: client.get_run(current.run_id).data.tags if current.run_id else {},
+    )
     try:
         model = mlflow.sklearn.load_model(f"models:/{spec.name}@{CHAMPION}")
         scores = {
@@ -286,8 +287,8 @@ def promote(
     if decision.promote:
         client.set_registered_model_alias(spec.name, CHAMPION, version)
         aliases.append(CHAMPION)
-    version_tags = {"decision": decision.reason, SYNTHETIC_TAG: str(synthetic).lower()}
-    for key, value in (version_tags | (tags or {})).items():
+    recorded = {"decision": decision.reason, SYNTHETIC_TAG: str(synthetic).lower()}
+    for key, value in (recorded | (tags or {})).items():
         client.set_model_version_tag(spec.name, version, key, value)
     return aliases
 

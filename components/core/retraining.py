@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.core.contracts import CHAMPION, SYNTHETIC_TAG, MonitoringSummary, SourceInfo
+from components.core.contracts import (
+    CHAMPION,
+    MonitoringSummary,
+    SourceInfo,
+    trained_on_synthetic,
+)
 from components.core.ingest import (
     SYNTHETIC_NOTICE,
     SYNTHETIC_PREFIX,
@@ -111,8 +116,7 @@ def champion_data(spec: ProjectSpec) -> ChampionData:
         test_size=float(params["test_size"]),
         run_id=str(version.run_id),
         logged_data=run.data.tags.get(TRAINING_DATA) == TRAINING_DATA,
-        synthetic=(version.tags or {}).get(SYNTHETIC_TAG, run.data.tags.get(SYNTHETIC_TAG))
-        == "true",
+        synthetic=trained_on_synthetic(version.tags or {}, lambda: run.data.tags),
     )
 
 
@@ -130,9 +134,9 @@ def data_sha256(*parts: bytes) -> str:
 
 def _champion_splits(
     spec: ProjectSpec, champion: ChampionData, source: str
-) -> tuple[pd.DataFrame, pd.DataFrame, SourceInfo, str]:
-    """The champion's own train and test rows, the record of how they were read, and the hash
-    they have now (to compare with the one recorded)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, SourceInfo]:
+    """The champion's own train and test rows, and the record of how they were read, whose
+    sha256 is the hash they have now (to compare with the one recorded)."""
     if champion.logged_data and not source:
         import mlflow
 
@@ -156,10 +160,10 @@ def _champion_splits(
             train_rows=len(train),
             test_rows=len(test),
         )
-        return train, test, info, info.sha256
+        return train, test, info
     read_from = source or replayable_source(champion.source)
     old, info = ingest(spec, read_from, champion.seed, champion.test_size)
-    return old.train, old.test, info, info.sha256
+    return old.train, old.test, info
 
 
 def labelled_rows(spec: ProjectSpec, window: pd.DataFrame) -> pd.DataFrame:
@@ -203,11 +207,11 @@ def prepare(
             f"{spec.name}: {len(new)} newly labelled rows in {window_label}; retraining needs at "
             f"least {min_labelled_rows} so that part of them can judge the challenger"
         )
-    old_train, old_test, info, found = _champion_splits(spec, champion, source)
-    if found != champion.sha256:
+    old_train, old_test, info = _champion_splits(spec, champion, source)
+    if info.sha256 != champion.sha256:
         raise RetrainingError(
             f"{spec.name} champion v{champion.version} was trained on {champion.source} with "
-            f"sha256 {champion.sha256[:12]}; {info.source} now has sha256 {found[:12]}. "
+            f"sha256 {champion.sha256[:12]}; {info.source} now has sha256 {info.sha256[:12]}. "
             "Point `retrain_source` at the data the champion was trained on"
         )
     columns = [*spec.input_columns, spec.target]
