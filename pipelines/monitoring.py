@@ -15,13 +15,20 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset
 
 from components.core import retraining
+from components.core.deploy import MLFLOW_SECRET
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.steps import check, collect, prepare_retraining, publish
-from pipelines.training import DEFAULT_TARGET, add_training, use_mlflow_credentials
+from pipelines.training import (
+    DEFAULT_TARGET,
+    add_training,
+    described,
+    shared_parameter_docs,
+    use_mlflow_credentials,
+)
 
 STEPS = ("collect", "check", "publish")
 RETRAINING_STEPS = (
@@ -44,6 +51,41 @@ class MonitoringOutputs(NamedTuple):
     report: HTML
 
 
+def monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
+    training = shared_parameter_docs(spec)
+    for name in ("gate_overrides", "trials_per_candidate", "time_budget_s"):
+        training[name] = f"when retraining: {training[name]}"
+    return {
+        "mlflow_tracking_uri": "MLflow tracking server holding the champion and its reference, as "
+        "the pipeline's pods reach it, e.g. http://mlflow.mlflow.svc:5000 (credentials, if it "
+        f"needs any, come from the optional Secret {MLFLOW_SECRET}). Required: the check has "
+        "nothing to compare with without it.",
+        "source": f"`{LOG_SOURCE}` for the inference log under log_root, else a path or http(s):// "
+        "URL of a CSV of served inputs (its target column, if present, is the ground truth).",
+        "log_root": f"the inference log's root as the pods see it (a folder, or an object-store "
+        f'URL such as s3://bucket/inference); required when source is `{LOG_SOURCE}`, "" '
+        "otherwise.",
+        "window_hours": "how many hours back from now the window reaches in the inference log.",
+        "labels": "CSV of ground truth (request_id, row and the target) joined onto the logged "
+        'rows; "" for none (without ground truth only drift is checked).',
+        "min_rows": 'below this many rows in the window the drift verdict is "not enough data".',
+        "important_columns": "drift in one of this many columns most important to the champion "
+        "counts as drift.",
+        "quality_tolerance": f"how much worse the champion's live {spec.primary_metric} on "
+        "the labelled rows may be than its registered test figure before retraining is called "
+        "for.",
+        "pushgateway": "Prometheus Pushgateway (host:port) the publish step pushes the figures "
+        'to; "" skips publishing.',
+        "retrain": "retrain when the policy calls for it; false only reports the recommendation.",
+        "retrain_min_labelled_rows": "labelled rows the window needs before a retraining runs.",
+        "holdout_share": "share of the window's labelled rows held out to judge challenger "
+        "against champion; the rest joins the training data.",
+        "retrain_source": "where the champion's training data is now, if it moved since it was "
+        'registered ("" = where its run recorded it); its hash must match the recorded one.',
+        **training,
+    }
+
+
 def build(spec: ProjectSpec) -> Callable[..., Any]:
     @dsl.pipeline(
         name=f"{spec.name}-monitoring",
@@ -51,12 +93,13 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         "champion's reference and live quality against its registered figures, publish; retrain "
         "and promote only a better model when the policy calls for it.",
     )
+    @described(f"{spec.title}: the monitoring pipeline.", monitoring_parameter_docs(spec))
     def pipeline(
+        mlflow_tracking_uri: str,
         source: str = LOG_SOURCE,
         log_root: str = "",
         window_hours: float = 24.0,
         labels: str = "",
-        mlflow_tracking_uri: str = "",
         min_rows: int = MIN_ROWS,
         important_columns: int = IMPORTANT_COLUMNS,
         quality_tolerance: float = QUALITY_TOLERANCE,
@@ -66,31 +109,12 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         holdout_share: float = retraining.HOLDOUT_SHARE,
         retrain_source: str = "",
         gate_overrides: str = "{}",
-        trials_per_candidate: int = 0,
+        trials_per_candidate: int = spec.search_trials,
         time_budget_s: float = TIME_BUDGET_S,
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
     ) -> MonitoringOutputs:
-        """Args:
-        source: `log` for the inference log, else a path or http(s) URL of a CSV of served
-            inputs (its target column, if present, is the ground truth).
-        log_root: the inference log's root (a folder, or an object-store URL on a cluster).
-        window_hours: how far back in the log the window reaches.
-        labels: CSV of ground truth (request_id, row, target) joined onto logged rows.
-        mlflow_tracking_uri: the registry that holds the champion and its reference.
-        min_rows: below this many rows the drift verdict is "not enough data".
-        important_columns: drift in one of this many most important columns is drift.
-        quality_tolerance: how far the live primary metric may fall below the registered one.
-        pushgateway: Prometheus Pushgateway address for the figures ("" skips publishing).
-        retrain: retrain when the policy calls for it (False: report the recommendation only).
-        retrain_min_labelled_rows: labelled rows in the window a retraining needs.
-        holdout_share: share of the labelled rows held out to judge challenger and champion.
-        retrain_source: where the champion's training data now is, if it moved ("" = as
-            recorded); its hash must match the one recorded.
-        gate_overrides, trials_per_candidate, time_budget_s, deploy_mode, deploy_namespace,
-            serving_image: as in the training pipeline, for the retraining.
-        """
         window = collect(
             project=spec.name,
             source=source,

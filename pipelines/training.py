@@ -3,13 +3,15 @@
 No `from __future__ import annotations` here: KFP reads the parameter annotations as types.
 """
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
 
-from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, Target
+from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, MODES, Target
+from components.core.ingest import SYNTHETIC_PREFIX
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
@@ -167,19 +169,80 @@ def use_mlflow_credentials(task: PipelineTask) -> None:
     )
 
 
+def shared_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
+    """What the training and the monitoring pipeline's common parameters mean, for the KFP UI."""
+    gates = ", ".join(f"{g.metric} {g.measure.comparison} {g.threshold:g}" for g in spec.gates)
+    first = spec.gates[0]
+    stricter = first.threshold + (0.05 if first.measure.higher_is_better else -0.05)
+    return {
+        "gate_overrides": "JSON object of gate thresholds to change, e.g. "
+        f'{{"{first.metric}": {stricter:g}}}; "{{}}" keeps the project\'s gates: {gates}. A '
+        "model under a gate stops the run in evaluate and nothing is registered.",
+        "trials_per_candidate": "hyperparameter trials per candidate model in the cross-validated "
+        f"search; {spec.search_trials} is this project's default (0 also means that default).",
+        "time_budget_s": "cap on the search in seconds: once reached, the remaining trials are "
+        "skipped (the train step says so) and the best one so far is fitted; the first trial "
+        "always runs.",
+        "deploy_mode": f"one of {', '.join(MODES)}: `manifest` writes the champion's KServe InferenceService as an artifact; "
+        "`apply` also creates or patches it through the Kubernetes API.",
+        "deploy_namespace": "namespace of the InferenceService the deploy step writes (or applies).",
+        "serving_image": "image of the model server in the InferenceService: the project image "
+        "(`make image`), which carries this package.",
+    }
+
+
+def training_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
+    return {
+        "mlflow_tracking_uri": "MLflow tracking server the drift and register steps use, as the "
+        "pipeline's pods reach it, e.g. http://mlflow.mlflow.svc:5000 (credentials, if it needs "
+        f"any, come from the optional Secret {MLFLOW_SECRET}). Required: without it the run "
+        "cannot find the champion or register the model.",
+        "source": "the data: a path or http(s):// URL of a CSV the ingest step's pod can read, or "
+        f"`{SYNTHETIC_PREFIX}[:ROWS]` for the project's generator of its real schema "
+        f"({spec.synthetic_rows} rows by default). A model trained on synthetic data is labelled "
+        "SYNTHETIC (reports, model card, MLflow tag synthetic_data=true) and is never promoted "
+        "over a champion trained on real data.",
+        "seed": "random seed of the train/test split, the CV folds, the search and the models.",
+        "test_size": "share of the rows held out as the test split, scored once by evaluate "
+        "(stratified for binary tasks).",
+        **shared_parameter_docs(spec),
+    }
+
+
+def described(summary: str, docs: Mapping[str, str]) -> Callable[[Callable[..., Any]], Any]:
+    """Gives a pipeline function a Google-style `Args:` docstring built from `docs`, which the
+    KFP compiler turns into each input's `description` (shown in the KFP UI). Every parameter
+    must be described, and only those."""
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        names = list(inspect.signature(func).parameters)
+        if set(names) != set(docs):
+            raise ValueError(
+                f"{func.__qualname__}: undescribed {sorted(set(names) - set(docs))}, "
+                f"described but absent {sorted(set(docs) - set(names))}"
+            )
+        func.__doc__ = "\n".join(
+            [summary, "", "Args:", *(f"    {name}: {docs[name]}" for name in names)]
+        )
+        return func
+
+    return apply
+
+
 def build(spec: ProjectSpec) -> Callable[..., Any]:
     @dsl.pipeline(
         name=f"{spec.name}-training",
         description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift against the champion, register, deploy.",
     )
+    @described(f"{spec.title}: the training pipeline.", training_parameter_docs(spec))
     def pipeline(
-        source: str = "synthetic",
+        mlflow_tracking_uri: str,
+        source: str = SYNTHETIC_PREFIX,
         seed: int = 42,
         test_size: float = 0.2,
         gate_overrides: str = "{}",
-        trials_per_candidate: int = 0,
+        trials_per_candidate: int = spec.search_trials,
         time_budget_s: float = TIME_BUDGET_S,
-        mlflow_tracking_uri: str = "",
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,

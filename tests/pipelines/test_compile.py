@@ -7,10 +7,12 @@ import pytest
 from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS
 from components.core.projects import PROJECTS
 from components.image import IMAGE
-from pipelines.compile import compile_all, compiled_path, load_compiled
+from pipelines.compile import KINDS, compile_all, compiled_name, compiled_path, load_compiled
 from pipelines.monitoring import RETRAINING_STEPS
 from pipelines.monitoring import STEPS as MONITORING_STEPS
-from pipelines.training import STEPS
+from pipelines.training import STEPS, described
+
+COMPILED = [(project, kind) for kind in KINDS for project in sorted(PROJECTS)]
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +22,57 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("project", sorted(PROJECTS))
-def test_checked_in_yaml_matches_the_source(project: str, fresh: Path) -> None:
-    assert compiled_path(project).read_text() == (fresh / f"{project}.yaml").read_text(), (
-        f"pipelines/compiled/{project}.yaml is stale: run `make compile-pipelines`"
+@pytest.mark.parametrize(("project", "kind"), COMPILED)
+def test_checked_in_yaml_matches_the_source(project: str, kind: str, fresh: Path) -> None:
+    name = compiled_name(project, kind)
+    assert compiled_path(project, kind).read_text() == (fresh / name).read_text(), (
+        f"pipelines/compiled/{name} is stale: run `make compile-pipelines`"
     )
+
+
+@pytest.mark.parametrize(("project", "kind"), COMPILED)
+def test_every_pipeline_parameter_is_described_for_the_kfp_ui(project: str, kind: str) -> None:
+    spec, _ = load_compiled(project, kind)
+    undescribed = [
+        name
+        for name, definition in params_of(spec).items()
+        if not definition.get("description", "").strip()
+    ]
+    assert undescribed == []
+
+
+@pytest.mark.parametrize(("project", "kind"), COMPILED)
+def test_no_parameter_default_a_user_must_guess(project: str, kind: str) -> None:
+    """The MLflow server has no default that could work, so a run needs one; the search's trials
+    default to the project's own figure, not a 0 that stands for it."""
+    params = params_of(load_compiled(project, kind)[0])
+    tracking = params["mlflow_tracking_uri"]
+    assert "defaultValue" not in tracking and not tracking.get("isOptional", False)
+    assert params["trials_per_candidate"]["defaultValue"] == PROJECTS[project].search_trials
+    assert (
+        f"{PROJECTS[project].search_trials} is this project's default"
+        in (params["trials_per_candidate"]["description"])
+    )
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_the_synthetic_default_source_says_what_a_synthetic_model_may_not_do(
+    project: str,
+) -> None:
+    source = params_of(load_compiled(project)[0])["source"]
+    assert source["defaultValue"] == "synthetic"
+    assert "labelled SYNTHETIC" in source["description"]
+    assert "never promoted over a champion trained on real data" in source["description"]
+
+
+def test_a_pipeline_parameter_without_a_description_is_refused() -> None:
+    def pipeline(source: str, seed: int = 42) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=r"undescribed \['seed'\], described but absent \['sed'\]"):
+        described("A pipeline.", {"source": "the data", "sed": "the seed"})(pipeline)
+    described("A pipeline.", {"source": "the data", "seed": "the seed"})(pipeline)
+    assert pipeline.__doc__ == "A pipeline.\n\nArgs:\n    source: the data\n    seed: the seed"
 
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))
