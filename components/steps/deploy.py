@@ -1,5 +1,3 @@
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
@@ -14,10 +12,11 @@ def deploy(
     namespace: str,
     serving_image: str,
     manifest: Output[Artifact],
-) -> NamedTuple("DeployOutputs", [("model_uri", str), ("action", str)]):  # type: ignore[valid-type]
+):
     """Describes the KServe InferenceService serving the champion, pinned to its version, and in
-    mode 'apply' creates or patches it through the Kubernetes API (on a cluster)."""
-    from collections import namedtuple
+    mode 'apply' creates or patches it through the Kubernetes API (on a cluster). `manifest` is
+    the pipeline's `inference_service` output; its metadata names the model URI served, the
+    action taken and why."""
     from pathlib import Path
 
     from components.core import deploy as logic
@@ -33,5 +32,3 @@ def deploy(
     manifest.metadata.update(
         {"model_uri": done.model_uri, "action": done.action, "reason": done.reason}
     )
-    outputs = namedtuple("DeployOutputs", ["model_uri", "action"])  # type: ignore[name-match]
-    return outputs(done.model_uri, done.action)

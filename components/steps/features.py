@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Model, Output
+from kfp.dsl import Dataset, Input, Markdown, Output
 
 from components.image import IMAGE
 
@@ -9,14 +9,13 @@ def features(
     project: str,
     train: Input[Dataset],
     test: Input[Dataset],
-    transformer: Output[Model],
-    train_features: Output[Dataset],
-    test_features: Output[Dataset],
     summary: Output[Markdown],
 ):
-    """Fits the project's feature engineering on the training split, for inspection. Training
-    refits the same transformer inside its pipeline, so the served model carries it."""
-    import joblib
+    """Fits the project's feature engineering on the training split and writes `summary`, a
+    table of the engineered features (type, blanks, distinct values, mean), for a reader of the
+    run in the KFP UI. No later step reads it, and the step writes no engineered data: train fits
+    the same feature engineering inside the one pipeline it registers, which the predictor
+    serves as it is."""
     import pandas as pd
 
     from components.core.features import fit_features
@@ -24,9 +23,6 @@ def features(
 
     spec = get_spec(project)
     result = fit_features(spec, pd.read_csv(train.path), pd.read_csv(test.path))
-    joblib.dump(result.transformer, transformer.path)
-    result.train.to_csv(train_features.path, index=False)
-    result.test.to_csv(test_features.path, index=False)
-    train_features.metadata["columns"] = list(result.train.columns)
+    summary.metadata["columns"] = list(result.train.columns)
     with open(summary.path, "w") as handle:
         handle.write(result.summary_markdown(spec))

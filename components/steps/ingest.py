@@ -16,7 +16,10 @@ def ingest(
     source_info: Output[Artifact],
     summary: Output[Markdown],
 ):
-    """Reads a path, an http(s) URL or `synthetic[:ROWS]`, applies the cleaning rules and splits."""
+    """Reads a path, an http(s) URL or `synthetic[:ROWS]`, applies the cleaning rules and splits.
+    `current` is the test split without its target, standing for unlabelled traffic (validate
+    checks it as such); `summary` says what was read, removed and split for a reader of the run
+    in the KFP UI, and no later step reads it (register reads the same facts in `source_info`)."""
     from pathlib import Path
 
     from components.core import ingest as logic

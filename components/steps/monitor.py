@@ -48,7 +48,9 @@ def check(
     """Drift of the window against the champion's reference (importance-weighted, with a minimum
     window), the champion's live quality on labelled rows, and whether to retrain now (called
     for, `retrain` on, and enough labelled rows to judge a challenger): the one output, because
-    kfp.local resolves a condition on a task's single output but not on a named one."""
+    kfp.local resolves a condition on a task's single output but not on a named one. `figures`
+    shows the run's figures in the KFP UI; no later step reads it (publish pushes the same
+    figures from `summary`)."""
     from pathlib import Path
 
     import mlflow

@@ -17,7 +17,9 @@ def train(
     cv_metrics: Output[Metrics],
 ):
     """Searches the candidates by 5-fold CV on the training split and fits ONE pipeline:
-    feature engineering, preprocessing, optional SMOTE, estimator, decision threshold."""
+    feature engineering, preprocessing, optional SMOTE, estimator, decision threshold.
+    `cv_metrics` shows the chosen model's CV figures in the KFP UI; no later step reads it
+    (register logs the same figures to MLflow from `selection`)."""
     import joblib
     import pandas as pd
 

@@ -12,7 +12,9 @@ def validate(
     current: Input[Dataset],
     report: Output[Markdown],
 ):
-    """Stops the run, naming each column and rule broken, when any split breaks the schema."""
+    """Stops the run, naming each column and rule broken, when any split breaks the schema.
+    `report`, the checks each split passed, is for a reader of the run in the KFP UI; no later
+    step reads it."""
     import pandas as pd
 
     from components.core.projects import get_spec

@@ -1,6 +1,7 @@
 """The checked-in IR YAML is what the source compiles to, and it has the expected shape."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,49 @@ def test_a_pipeline_parameter_without_a_description_is_refused() -> None:
         described("A pipeline.", {"source": "the data", "sed": "the seed"})(pipeline)
     described("A pipeline.", {"source": "the data", "seed": "the seed"})(pipeline)
     assert pipeline.__doc__ == "A pipeline.\n\nArgs:\n    source: the data\n    seed: the seed"
+
+
+UI_KINDS = {"system.Metrics", "system.ClassificationMetrics", "system.HTML", "system.Markdown"}
+"""Artifacts the KFP UI renders: a step writes them for a reader of the run."""
+
+
+def unread_artifacts(spec: dict[str, Any]) -> list[str]:
+    """`<dag>/<task>.<output>` of every artifact a task writes that no task of its DAG reads, that
+    is not an output of the DAG, and that the KFP UI does not render."""
+    dags = {"root": spec["root"]["dag"]}
+    dags |= {name: c["dag"] for name, c in spec["components"].items() if "dag" in c}
+    unread = []
+    for dag_name, dag in dags.items():
+        read = {
+            (
+                binding["taskOutputArtifact"]["producerTask"],
+                binding["taskOutputArtifact"]["outputArtifactKey"],
+            )
+            for task in dag["tasks"].values()
+            for binding in task.get("inputs", {}).get("artifacts", {}).values()
+            if "taskOutputArtifact" in binding
+        }
+        read |= {
+            (selector["producerSubtask"], selector["outputArtifactKey"])
+            for output in dag.get("outputs", {}).get("artifacts", {}).values()
+            for selector in output["artifactSelectors"]
+        }
+        for task_name, task in dag["tasks"].items():
+            component = spec["components"][task["componentRef"]["name"]]
+            for key, output in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+                kind = output["artifactType"]["schemaTitle"]
+                if (task_name, key) not in read and kind not in UI_KINDS:
+                    unread.append(f"{dag_name}/{task_name}.{key}")
+    return unread
+
+
+@pytest.mark.parametrize(("project", "kind"), COMPILED)
+def test_every_artifact_a_step_writes_is_read_returned_or_shown(project: str, kind: str) -> None:
+    spec, _ = load_compiled(project, kind)
+    # A retraining's InferenceService manifest: written inside the retrain condition, whose
+    # outputs cannot be the pipeline's (the condition has no branch for "no retraining").
+    expected = {"training": [], "monitoring": ["comp-condition-1/deploy.manifest"]}[kind]
+    assert unread_artifacts(spec) == expected
 
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))
