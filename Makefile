@@ -32,8 +32,9 @@ help:
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
-	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom [SOURCE=<uri>] [DEPLOY_MODE=apply]"
-	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...]"
+	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
+	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
+	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
@@ -101,11 +102,17 @@ check-manifests: $(STAMP)
 	promtool test rules tests/cluster/alerts_test.yml
 	terraform fmt -check -recursive terraform
 
+# Submitting and scheduling send MLFLOW (else $MLFLOW_TRACKING_URI; one of them is required) and
+# PARAMS, a JSON object of further pipeline parameters; every name is checked against the
+# compiled pipeline before anything is sent.
+MLFLOW ?=
+PARAMS ?=
+CLUSTER_ARGS = $(if $(MLFLOW),--mlflow-tracking-uri "$(MLFLOW)") $(if $(PARAMS),--params '$(PARAMS)')
 submit: $(STAMP)
 	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)" \
-		--deploy-mode $(DEPLOY_MODE)
+		--deploy-mode $(DEPLOY_MODE) $(CLUSTER_ARGS)
 
 # A KFP recurring run of PROJECT's monitoring pipeline on CRON (6 fields, seconds first, or 5).
 CRON ?=
@@ -115,7 +122,8 @@ schedule: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	@test -n "$(CRON)" || { echo "CRON='0 0 * * * *' (hourly; seconds first) is required"; exit 2; }
 	$(PY) -m pipelines.schedule --host "$(HOST)" --project $(PROJECT) --cron "$(CRON)" \
-		$(if $(LOG_ROOT),--log-root "$(LOG_ROOT)") $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
+		$(if $(LOG_ROOT),--log-root "$(LOG_ROOT)") $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)") \
+		$(CLUSTER_ARGS)
 
 # Prometheus on 127.0.0.1:9090 scraping `make serve` on PORT, with the alert rules loaded, and
 # the Pushgateway at PUSHGATEWAY when given (honor_labels, as on a cluster).

@@ -14,7 +14,14 @@ from typing import Any
 from components.core.monitoring import LOG_SOURCE
 from components.core.projects import PROJECTS
 from pipelines.compile import compiled_path
-from pipelines.submit import ArgumentsError, checked_arguments, pipeline_parameters
+from pipelines.submit import (
+    TRACKING_URI_ENV,
+    ArgumentsError,
+    check_tracking_uri,
+    checked_arguments,
+    pipeline_parameters,
+    tracking_uri_argument,
+)
 
 KIND = "monitoring"
 CRON_EXAMPLE = "0 0 * * * *"
@@ -37,17 +44,20 @@ def kfp_cron(value: str) -> str:
 def schedule_arguments(
     project: str, mlflow_tracking_uri: str, pushgateway: str, log_root: str, params: str
 ) -> dict[str, Any]:
-    """The recurring run's arguments, checked against the compiled monitoring pipeline."""
+    """The recurring run's arguments, checked against the compiled monitoring pipeline; the MLflow
+    tracking URI (`mlflow_tracking_uri`, else the environment's, unless `params` names one) must
+    be set and reachable from the cluster."""
     arguments = checked_arguments(
         project,
         KIND,
         {
-            "mlflow_tracking_uri": mlflow_tracking_uri,
+            "mlflow_tracking_uri": tracking_uri_argument(mlflow_tracking_uri),
             "pushgateway": pushgateway,
             "log_root": log_root,
         },
         params,
     )
+    check_tracking_uri(arguments)
     # Reading the inference log without its root fails in the collect step: refuse it here
     # rather than once per scheduled run.
     source = arguments.get("source", pipeline_parameters(project, KIND)["source"]["defaultValue"])
@@ -81,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--namespace", default=None, help="KFP namespace (multi-user clusters)")
     parser.add_argument(
-        "--mlflow-tracking-uri", default="", help="MLflow server holding the champion"
+        "--mlflow-tracking-uri",
+        default="",
+        help="MLflow server holding the champion, as the cluster's pods reach it "
+        f"(default: ${TRACKING_URI_ENV}; one of the two is required)",
     )
     parser.add_argument(
         "--pushgateway", default="", help="Pushgateway the publish step pushes the figures to"
@@ -97,7 +110,11 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="runs at once (default 1: a run never overlaps the previous one)",
     )
-    parser.add_argument("--params", default="{}", help="extra pipeline parameters as JSON")
+    parser.add_argument(
+        "--params",
+        default="{}",
+        help="further pipeline parameters as a JSON object, e.g. '{\"window_hours\": 1}'",
+    )
     args = parser.parse_args(argv)
     if args.max_concurrency < 1:
         parser.error(f"--max-concurrency must be at least 1, got {args.max_concurrency}")

@@ -1,10 +1,17 @@
-"""Submits a compiled project pipeline to a Kubeflow Pipelines endpoint with `kfp.Client`."""
+"""Submits a compiled project pipeline to a Kubeflow Pipelines endpoint with `kfp.Client`.
+
+Every argument is checked before anything is sent: each name against the compiled pipeline, and
+the MLflow tracking URI (`--mlflow-tracking-uri`, else `MLFLOW_TRACKING_URI`), which the run
+needs and which its pods must be able to reach.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from components.core.deploy import MODES
 from components.core.projects import PROJECTS
@@ -45,16 +52,50 @@ def checked_arguments(
     return arguments
 
 
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+TRACKING_URI_EXAMPLE = "http://mlflow.mlflow.svc:5000"
+LOCAL_SCHEMES = ("", "file", "sqlite")
+"""Tracking URIs that name a file on the submitting machine, which no pod of the run can reach."""
+
+
+def tracking_uri_argument(given: str) -> str:
+    """The tracking URI to send: `given`, else the `MLFLOW_TRACKING_URI` environment variable
+    ("" when neither is set; `check_tracking_uri` then refuses it)."""
+    return given or os.environ.get(TRACKING_URI_ENV, "")
+
+
+def check_tracking_uri(arguments: dict[str, Any]) -> None:
+    """Refuses a run whose MLflow tracking URI is missing or names a file on this machine: the
+    run would otherwise fail on the cluster, or register into a pod's own disk."""
+    uri = str(arguments.get("mlflow_tracking_uri") or "")
+    how = (
+        "give the MLflow server the pipeline's pods reach with MLFLOW=<uri> (make) or "
+        f"--mlflow-tracking-uri <uri>, or set {TRACKING_URI_ENV}, e.g. {TRACKING_URI_EXAMPLE}"
+    )
+    if not uri:
+        raise ArgumentsError(f"no MLflow tracking URI: {how}")
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in LOCAL_SCHEMES or len(scheme) == 1:  # one letter: a Windows drive
+        raise ArgumentsError(
+            f"MLflow tracking URI {uri} is a file on this machine, which the pipeline's pods "
+            f"cannot reach: {how}"
+        )
+
+
 def run_arguments(
     project: str, source: str, mlflow_tracking_uri: str, deploy_mode: str, params: str
 ) -> dict[str, Any]:
-    """The training run's arguments, checked against the compiled pipeline."""
+    """The training run's arguments, checked against the compiled pipeline; the MLflow tracking
+    URI (`mlflow_tracking_uri`, else the environment's, unless `params` names one) must be set
+    and reachable from the cluster."""
     arguments = {
         "source": source,
-        "mlflow_tracking_uri": mlflow_tracking_uri,
+        "mlflow_tracking_uri": tracking_uri_argument(mlflow_tracking_uri),
         "deploy_mode": deploy_mode,
     }
-    return checked_arguments(project, "training", arguments, params)
+    arguments = checked_arguments(project, "training", arguments, params)
+    check_tracking_uri(arguments)
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,7 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         "--experiment", default=None, help="KFP experiment (default: the project name)"
     )
     parser.add_argument(
-        "--mlflow-tracking-uri", default="", help="MLflow server the register step logs to"
+        "--mlflow-tracking-uri",
+        default="",
+        help=f"MLflow server the drift and register steps use, as the cluster's pods reach it "
+        f"(default: ${TRACKING_URI_ENV}; one of the two is required)",
     )
     parser.add_argument(
         "--deploy-mode",
@@ -77,7 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         help="'apply' has the deploy step create or patch the InferenceService",
     )
     parser.add_argument("--namespace", default=None)
-    parser.add_argument("--params", default="{}", help="extra pipeline parameters as JSON")
+    parser.add_argument(
+        "--params",
+        default="{}",
+        help="further pipeline parameters as a JSON object, e.g. '{\"seed\": 7}'",
+    )
     args = parser.parse_args(argv)
     try:
         arguments = run_arguments(

@@ -1,18 +1,29 @@
-"""Submitting to a KFP endpoint: arguments are checked against the compiled pipeline first.
+"""Submitting to a KFP endpoint: arguments are checked against the compiled pipeline first, and a
+run without an MLflow tracking URI its pods can reach is refused before anything is sent.
 
-No KFP API server can run here, so `kfp.Client` is replaced by a recorder of the one call
-submission makes.
+No KFP API server can run here: `kfp.Client` is replaced by a recorder of the one call
+submission makes, and `make submit` is run against a stand-in of the KFP REST API on 127.0.0.1
+that records every request it receives.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import kfp
 import pytest
 
 from pipelines import submit
 from pipelines.compile import compiled_path
+from tests.support.servers import REPO_ROOT, server_env
+
+MLFLOW = "http://mlflow.mlops:5000"
 
 
 class RecordingClient:
@@ -26,11 +37,95 @@ class RecordingClient:
         return type("Run", (), {"run_id": "run-1"})()
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test says which tracking URI, if any, the environment holds."""
+    monkeypatch.delenv(submit.TRACKING_URI_ENV, raising=False)
+
+
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> type[RecordingClient]:
     RecordingClient.calls = []
     monkeypatch.setattr(kfp, "Client", RecordingClient)
     return RecordingClient
+
+
+class KfpApi:
+    """A stand-in for a KFP API server on 127.0.0.1: it records every request and answers the
+    calls `kfp.Client` makes to submit or schedule a run (health, experiment by name, run,
+    recurring run)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                api.answer(self)
+
+            def do_POST(self) -> None:
+                api.answer(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length) or b"{}")
+        path = urlsplit(handler.path).path
+        self.requests.append((handler.command, path, body))
+        replies: dict[tuple[str, str], dict[str, Any]] = {
+            ("GET", "/apis/v2beta1/healthz"): {"multi_user": False},
+            ("GET", "/apis/v2beta1/experiments"): {
+                "experiments": [{"experiment_id": "exp-1", "display_name": "existing"}],
+                "total_size": 1,
+            },
+            ("POST", "/apis/v2beta1/runs"): {"run_id": "run-1", "experiment_id": "exp-1"},
+            ("POST", "/apis/v2beta1/recurringruns"): {"recurring_run_id": "rr-1"},
+        }
+        reply = replies.get((handler.command, path))
+        data = json.dumps(reply if reply is not None else {"error": "not found"}).encode()
+        handler.send_response(200 if reply is not None else 404)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def sent(self, method: str, path: str) -> dict[str, Any]:
+        [body] = [b for m, p, b in self.requests if (m, p) == (method, path)]
+        return body
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def kfp_api() -> Iterator[KfpApi]:
+    api = KfpApi()
+    yield api
+    api.close()
+
+
+def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`make` in the repository, with no MLflow URI nor make variable of ours from the caller's
+    environment (make reads environment variables as its own)."""
+    clean = server_env()
+    ours = ("MLFLOW", "PARAMS", "SOURCE", "DEPLOY_MODE", "CRON", "LOG_ROOT", "PUSHGATEWAY")
+    for name in (submit.TRACKING_URI_ENV, *ours):
+        clean.pop(name, None)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=REPO_ROOT,
+        env=clean | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_run_gets_the_compiled_package_and_every_argument(
@@ -41,6 +136,7 @@ def test_a_run_gets_the_compiled_package_and_every_argument(
             "--host=https://kfp.example.com/pipeline",
             "--project=telecom",
             "--source=https://example.com/users.csv",
+            f"--mlflow-tracking-uri={MLFLOW}",
             "--deploy-mode=apply",
             '--params={"seed": 7, "deploy_namespace": "team-a"}',
         ]
@@ -49,7 +145,7 @@ def test_a_run_gets_the_compiled_package_and_every_argument(
     assert call["package"] == str(compiled_path("telecom"))
     assert call["arguments"] == {
         "source": "https://example.com/users.csv",
-        "mlflow_tracking_uri": "",
+        "mlflow_tracking_uri": MLFLOW,
         "deploy_mode": "apply",
         "seed": 7,
         "deploy_namespace": "team-a",
@@ -62,24 +158,108 @@ def test_a_run_gets_the_compiled_package_and_every_argument(
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("environment", "flag", "params", "sent"),
     [
-        ('{"seeed": 7}', "telecom-training has no parameter seeed; its parameters are"),
-        ("{seed: 7}", "--params is not JSON"),
-        ("[1, 2]", "--params must be a JSON object"),
+        (MLFLOW, None, "{}", MLFLOW),
+        ("http://other:5000", MLFLOW, "{}", MLFLOW),
+        (None, None, json.dumps({"mlflow_tracking_uri": MLFLOW}), MLFLOW),
+    ],
+    ids=["from-the-environment", "the-flag-wins", "in-params"],
+)
+def test_the_tracking_uri_comes_from_the_flag_else_the_environment(
+    client: type[RecordingClient],
+    monkeypatch: pytest.MonkeyPatch,
+    environment: str | None,
+    flag: str | None,
+    params: str,
+    sent: str,
+) -> None:
+    if environment:
+        monkeypatch.setenv(submit.TRACKING_URI_ENV, environment)
+    given = [f"--mlflow-tracking-uri={flag}"] if flag else []
+    submit.main(["--host=https://kfp", "--project=bankchurn", *given, f"--params={params}"])
+    [call] = client.calls
+    assert call["arguments"]["mlflow_tracking_uri"] == sent
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no MLflow tracking URI: give the MLflow server the pipeline's pods reach with"),
+        (
+            ['--params={"mlflow_tracking_uri": ""}', f"--mlflow-tracking-uri={MLFLOW}"],
+            "no MLflow tracking URI",
+        ),
+        (
+            ["--mlflow-tracking-uri=sqlite:///.state/mlflow/mlflow.db"],
+            "MLflow tracking URI sqlite:///.state/mlflow/mlflow.db is a file on this machine",
+        ),
+        (["--mlflow-tracking-uri=/srv/mlruns"], "/srv/mlruns is a file on this machine"),
+        (["--mlflow-tracking-uri=file:///srv/mlruns"], "is a file on this machine"),
+        (['--params={"seeed": 7}'], "telecom-training has no parameter seeed; its parameters are"),
+        (["--params={seed: 7}"], "--params is not JSON"),
+        (["--params=[1, 2]"], "--params must be a JSON object"),
     ],
 )
-def test_bad_parameters_are_named_and_nothing_is_sent(
-    client: type[RecordingClient], capsys: pytest.CaptureFixture[str], params: str, message: str
+def test_bad_arguments_are_named_and_nothing_is_sent(
+    client: type[RecordingClient],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
 ) -> None:
     with pytest.raises(SystemExit) as stopped:
-        submit.main(["--host=https://kfp", "--project=telecom", f"--params={params}"])
+        submit.main(["--host=https://kfp", "--project=telecom", *argv])
     assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message in " ".join(capsys.readouterr().err.split())
     assert client.calls == []
+
+
+def test_make_submit_without_an_mlflow_uri_stops_before_contacting_the_host(
+    kfp_api: KfpApi,
+) -> None:
+    done = make("submit", f"HOST={kfp_api.url}", "PROJECT=telecom")
+    assert done.returncode != 0
+    error = " ".join(done.stderr.split())
+    assert "no MLflow tracking URI" in error
+    assert "MLFLOW=<uri>" in error and "MLFLOW_TRACKING_URI" in error
+    assert kfp_api.requests == []
+
+
+def test_make_submit_sends_mlflow_and_params_as_the_runs_arguments(kfp_api: KfpApi) -> None:
+    """The same stand-in server receives the run once MLFLOW is given: the refusal above is not
+    an unreachable host."""
+    done = make(
+        "submit",
+        f"HOST={kfp_api.url}",
+        "PROJECT=telecom",
+        f"MLFLOW={MLFLOW}",
+        'PARAMS={"seed": 7, "trials_per_candidate": 1}',
+    )
+    assert done.returncode == 0, done.stderr
+    assert "submitted telecom: run run-1" in done.stdout
+    run = kfp_api.sent("POST", "/apis/v2beta1/runs")
+    assert run["experiment_id"] == "exp-1"
+    # kfp sends the pipeline and its Kubernetes bindings together.
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "telecom-training"
+    assert run["runtime_config"]["parameters"] == {
+        "source": "synthetic",
+        "mlflow_tracking_uri": MLFLOW,
+        "deploy_mode": "manifest",
+        "seed": 7,
+        "trials_per_candidate": 1,
+    }
+
+
+def test_make_submit_refuses_an_unknown_parameter_in_params(kfp_api: KfpApi) -> None:
+    done = make(
+        "submit", f"HOST={kfp_api.url}", "PROJECT=telecom", f"MLFLOW={MLFLOW}", 'PARAMS={"sed": 7}'
+    )
+    assert done.returncode != 0
+    assert "telecom-training has no parameter sed" in done.stderr
+    assert kfp_api.requests == []
 
 
 def test_every_parameter_the_submitter_sets_exists_in_each_compiled_pipeline() -> None:
     for project in ("bankchurn", "carvision", "telecom"):
-        arguments = submit.run_arguments(project, "synthetic", "", "manifest", "{}")
+        arguments = submit.run_arguments(project, "synthetic", MLFLOW, "manifest", "{}")
         assert set(arguments) <= set(submit.pipeline_parameters(project))
