@@ -16,9 +16,9 @@ from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.steps import (
+    EVALUATE,
     deploy,
     drift,
-    evaluate,
     explain,
     features,
     ingest,
@@ -105,19 +105,32 @@ def add_training(
         .set_display_name("train")
     )
     model = fitted.outputs["model"]
-    scored = evaluate(
+    run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+    scored = EVALUATE[spec.task](
         project=name,
         model=model,
         test=test,
         source_info=source_info,
         gate_overrides=gate_overrides,
+        run_name=run_name,
     ).set_display_name("evaluate")
     explained = explain(
-        project=name, model=model, train=train, test=test, source_info=source_info
+        project=name,
+        model=model,
+        train=train,
+        test=test,
+        source_info=source_info,
+        run_name=run_name,
     ).set_display_name("explain")
     # The new training data against what the champion learnt from.
     drifted = (
-        drift(project=name, current=train, mlflow_tracking_uri=mlflow_tracking_uri)
+        drift(
+            project=name,
+            current=train,
+            source_info=source_info,
+            run_name=run_name,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+        )
         .after(checked)
         .set_display_name("drift")
         # The champion it compares with changes between runs: never served from the cache.
@@ -138,7 +151,7 @@ def add_training(
         evaluation_report=scored.outputs["report"],
         explanation_report=explained.outputs["report"],
         drift_report=drifted.outputs["report"],
-        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        run_name=run_name,
         seed=seed,
         test_size=test_size,
         mlflow_tracking_uri=mlflow_tracking_uri,

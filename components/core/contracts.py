@@ -136,6 +136,7 @@ class EvaluationSummary(Contract):
     """Test-split figures, per group, and the gate's verdict."""
 
     SCHEMA: ClassVar[str] = "evaluation"
+    VERSION: ClassVar[int] = 2
 
     rows: int
     metrics: dict[str, float]
@@ -143,21 +144,30 @@ class EvaluationSummary(Contract):
     gates: list[str]
     """One line per gate: metric, value, threshold and verdict."""
     passed: bool
+    intervals: dict[str, tuple[float, float]] = {}
+    """95% percentile-bootstrap interval of each test figure (version 2 on)."""
+    reading: str = ""
+    """The figures in the business's words, e.g. how many churners the model finds."""
 
 
 class ExplanationSummary(Contract):
     """Global importance: SHAP of the model's features, and of each raw input column."""
 
     SCHEMA: ClassVar[str] = "explanation"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     method: str
     base_value: float
     importance: dict[str, float]
-    """Mean |SHAP| per feature the model sees, largest first."""
+    """Mean |SHAP| per raw input column (version 3 on; per engineered feature before), in
+    `unit`, largest first."""
     input_importance: dict[str, float]
     """Per raw input column: how much the primary metric worsens when it is shuffled (held-out
     rows), largest first. What drift monitoring weighs columns by."""
+    unit: str = ""
+    """What the contributions are measured in, e.g. "P(churns)" or "USD"."""
+    rows: int = 0
+    """Test rows explained."""
 
 
 class DriftSummary(Contract):
@@ -324,6 +334,8 @@ class RunRecord:
             "test_size": self.test_size,
             "candidate": self.selection.candidate,
             "threshold": self.selection.threshold,
+            # The chosen model's CV figures are taken at its own threshold; its trials' at 0.5.
+            "cv_threshold": self.selection.threshold,
             "trials": self.selection.trials,
             **{f"model.{k}": v for k, v in self.selection.params.items()},
         }

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from components.core.contracts import DriftSummary
+from components.core.lineage import Provenance
 from components.core.spec import ProjectSpec
 
 if TYPE_CHECKING:
@@ -244,5 +245,42 @@ def against_champion(
         version, record, rows = reference.load_alias(spec.name)
     except reference.NoReference as why:
         return no_reference(spec, len(current), str(why))
-    label = f"{spec.name} v{version} training sample ({record.rows} rows)"
-    return detect(spec, rows, current, record.importance, policy, label)
+    return detect(spec, rows, current, record.importance, policy, reference_label(spec, version))
+
+
+def reference_label(spec: ProjectSpec, version: str) -> str:
+    """How reports name a version's reference rows (their count travels beside it)."""
+    return f"{spec.name} v{version} training sample"
+
+
+def report_html(
+    spec: ProjectSpec, result: DriftResult, provenance: Provenance, current: str
+) -> str:
+    """The drift report a reviewer opens: what `current` (e.g. "this run's training split") is
+    compared with, the verdict and why, per-column figures, then Evidently's own report."""
+    from components.core import report
+
+    found = result.summary
+    title = f"{spec.title} ({spec.name}): data drift of {current} against {found.reference}"
+    intro = report.paragraph(
+        f"Compares current = {current} ({found.rows:,} rows) with reference = "
+        f"{found.reference} ({found.reference_rows:,} rows), column by column on the "
+        f"{len(spec.input_columns)} inputs the model reads. Verdict: {found.reason}.",
+        "reading",
+    )
+    columns = pd.DataFrame(
+        [
+            {
+                "column": c,
+                "score": found.column_scores.get(c),
+                "method": found.column_methods.get(c, ""),
+                "drifted": found.column_drifted.get(c, False),
+                "important": c in found.important_columns,
+            }
+            for c in spec.input_columns
+        ]
+    )
+    table = report.table_html(columns) if found.column_scores else ""
+    if result.html:
+        return report.with_header(result.html, title, provenance, intro + table)
+    return report.page(title, provenance, [], intro)

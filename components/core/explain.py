@@ -1,10 +1,10 @@
-"""SHAP explanations of a fitted project model.
+"""SHAP explanations of a fitted project model, one method for every model and every caller.
 
-Global importance (the explain step) uses TreeExplainer in the transformed space where the final
-estimator is a plain tree model, and folds one-hot columns back onto the column they came from.
-Otherwise, and for per-instance explanations, a permutation explainer runs on the raw input
-columns against the whole model, so contributions are per input field and, with the base value,
-add up exactly to the model output (probability of the positive class, or the price).
+Permutation SHAP runs on the raw input columns against the whole served model (features,
+estimator, calibration): contributions are per input field a request carries, in the model's
+output unit (probability of the positive class, or the price), and with the base value they add
+up exactly to the output. The explain step's report and the server's `:explain` use the same
+explainer with the same background, so a model has one explanation.
 """
 
 from __future__ import annotations
@@ -15,25 +15,11 @@ import numpy as np
 import pandas as pd
 import shap
 from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
 
 from components.core.contracts import ExplanationSummary
+from components.core.lineage import Provenance
 from components.core.outputs import model_output
 from components.core.spec import ProjectSpec
-from components.core.train import final_pipeline
-
-TREE_MODELS = (
-    RandomForestClassifier,
-    RandomForestRegressor,
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-)
 
 
 @dataclass
@@ -48,12 +34,14 @@ class Explanation:
     def importance(self) -> pd.Series:
         return self.contributions.abs().mean().sort_values(ascending=False)
 
-    def summary(self, input_importance: dict[str, float]) -> ExplanationSummary:
+    def summary(self, input_importance: dict[str, float], unit: str) -> ExplanationSummary:
         return ExplanationSummary(
             method=self.method,
             base_value=self.base_value,
             importance={str(k): float(v) for k, v in self.importance().items()},
             input_importance=input_importance,
+            unit=unit,
+            rows=len(self.contributions),
         )
 
 
@@ -74,6 +62,7 @@ class RawInputExplainer:
         seed: int = 0,
     ) -> None:
         self.spec = spec
+        self.seed = seed
         self.permutations = permutations
         self.model = model
         self.columns = spec.input_columns
@@ -110,136 +99,128 @@ class RawInputExplainer:
         return model_output(self.spec, self.model, self._decode(values))
 
     def explain(self, frame: pd.DataFrame) -> Explanation:
-        result = self.explainer(
-            self._encode(frame[self.columns]),
-            max_evals=self.permutations * (2 * len(self.columns) + 1),
-            silent=True,
-        )
-        contributions = pd.DataFrame(
-            np.asarray(result.values, dtype=float), columns=self.columns, index=frame.index
-        )
-        base = float(np.mean(result.base_values))
+        """Contributions per row. Each row is explained from the same seed, so a row gets the
+        same answer alone (the server) as in a batch (the reports)."""
+        encoded = self._encode(frame[self.columns])
+        values, bases = [], []
+        # SHAP draws its permutations from NumPy's global generator: seed it per row, and
+        # leave it as it was for everyone else.
+        state = np.random.get_state()
+        try:
+            for row in encoded:
+                np.random.seed(self.seed)
+                result = self.explainer(
+                    row[np.newaxis, :],
+                    max_evals=self.permutations * (2 * len(self.columns) + 1),
+                    silent=True,
+                )
+                values.append(np.asarray(result.values, dtype=float)[0])
+                bases.append(float(np.ravel(result.base_values)[0]))
+        finally:
+            np.random.set_state(state)
+        contributions = pd.DataFrame(values, columns=self.columns, index=frame.index)
+        base = float(np.mean(bases))
         return Explanation(
             contributions,
             base,
             base + contributions.sum(axis=1).to_numpy(),
-            "permutation (raw inputs)",
+            "permutation SHAP on the raw inputs",
         )
 
 
-def source_column(name: str, sources: list[str]) -> str:
-    """The engineered column a transformed feature comes from (`Geography_France` -> `Geography`)."""
-    if name in sources:
-        return name
-    matches = [s for s in sources if name.startswith(s + "_")]
-    return max(matches, key=len) if matches else name
-
-
-def _tree_models(estimator: BaseEstimator) -> list[BaseEstimator] | None:
-    """The tree models to explain: the estimator itself, or the fitted trees inside a calibrated
-    classifier (one per fold where it keeps an ensemble of folds)."""
-    inner = (
-        [fold.estimator for fold in estimator.calibrated_classifiers_]
-        if isinstance(estimator, CalibratedClassifierCV)
-        else [estimator]
-    )
-    if all(is_tree_model(e) and not has_categorical_splits(e) for e in inner):
-        return inner
-    return None
-
-
-def is_tree_model(estimator: BaseEstimator) -> bool:
-    return isinstance(estimator, TREE_MODELS) or type(estimator).__module__.startswith("catboost")
-
-
-def has_categorical_splits(estimator: BaseEstimator) -> bool:
-    """SHAP's tree walker reads every split as a threshold and would misread categorical ones."""
-    flags = getattr(estimator, "is_categorical_", None)
-    return flags is not None and bool(np.any(flags))
-
-
-def tree_explanation(
-    spec: ProjectSpec, model: BaseEstimator, frame: pd.DataFrame
-) -> Explanation | None:
-    """TreeExplainer in the transformed space, or None where it does not apply. For a calibrated
-    model the trees are explained before the calibration map (averaged over folds if it keeps them)."""
-    pipeline = final_pipeline(model)
-    trees = _tree_models(pipeline.steps[-1][1])
-    if trees is None:
-        return None
-    transformed = frame[spec.input_columns]
-    for _, step in pipeline.steps[:-1]:
-        if hasattr(step, "transform"):  # samplers such as SMOTE only act while fitting
-            transformed = step.transform(transformed)
-    if not all(pd.api.types.is_numeric_dtype(t) for t in transformed.dtypes):
-        return None  # SHAP's tree walker reads numbers only
-    all_values, all_bases = [], []
-    try:
-        for tree in trees:
-            explainer = shap.TreeExplainer(tree)
-            values = np.asarray(
-                explainer.shap_values(transformed.to_numpy(dtype=float), check_additivity=False)
-            )
-            base = np.asarray(explainer.expected_value, dtype=float).ravel()
-            if values.ndim == 3:  # one slice per class: keep the positive class
-                values, base = values[..., 1], base[1:]
-            all_values.append(values)
-            all_bases.append(float(base[-1]))
-    except (shap.utils._exceptions.InvalidModelError, ValueError, TypeError):
-        return None
-    sources = list(pipeline.steps[0][1].get_feature_names_out())
-    columns = [source_column(str(n), sources) for n in transformed.columns]
-    contributions = (
-        pd.DataFrame(np.mean(all_values, axis=0), columns=columns, index=frame.index)
-        .T.groupby(level=0, sort=False)
-        .sum()
-        .T
-    )
-    base_value = float(np.mean(all_bases))
-    method = "tree (transformed space, margin)"
-    if isinstance(pipeline.steps[-1][1], CalibratedClassifierCV):
-        folds = f"mean of {len(trees)} calibration folds, " if len(trees) > 1 else ""
-        method = f"tree (transformed space, {folds}before calibration)"
-    return Explanation(
-        contributions, base_value, base_value + contributions.sum(axis=1).to_numpy(), method
-    )
-
-
-def explain_global(
+def explain_test_rows(
     spec: ProjectSpec,
     model: BaseEstimator,
     frame: pd.DataFrame,
     background: pd.DataFrame,
-    rows: int = 500,
+    rows: int | None = None,
     seed: int = 0,
 ) -> Explanation:
-    """Tree SHAP on `rows` test rows, or, where it does not apply, permutation SHAP on fewer rows
-    (it costs a few thousand model calls per row)."""
-    sample = frame.sample(min(rows, len(frame)), random_state=seed)
-    tree = tree_explanation(spec, model, sample)
-    if tree is not None:
-        return tree
-    explainer = RawInputExplainer(
-        spec, model, background, max_background=25, permutations=2, seed=seed
-    )
-    return explainer.explain(sample.head(50))
+    """The server's explainer (same background sample, same settings) on `rows` test rows
+    (default: the spec's `explained_rows`)."""
+    count = min(rows or spec.explained_rows, len(frame))
+    sample = frame.sample(count, random_state=seed)
+    return RawInputExplainer(spec, model, background).explain(sample)
 
 
-def summary_html(spec: ProjectSpec, explanation: Explanation, notice: str = "") -> str:
+def direction(values: pd.Series, contributions: pd.Series) -> str:
+    """How a numeric field's value moves its contribution (rank correlation), in words."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.nunique() < 2 or contributions.nunique() < 2:
+        return ""
+    rho = numeric.corr(contributions, method="spearman")
+    if pd.isna(rho) or abs(rho) < 0.2:
+        return "no steady direction"
+    return "higher value raises it" if rho > 0 else "higher value lowers it"
+
+
+def summary_html(
+    spec: ProjectSpec, explanation: Explanation, inputs: pd.DataFrame, provenance: Provenance
+) -> str:
+    """A beeswarm of the contributions (one dot per explained row and field, coloured by the
+    field's value), the table behind it, and a caption saying how to read them."""
     from components.core import report
 
     plt = report.pyplot()
-
+    unit = spec.output_unit
     importance = explanation.importance()
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(importance) + 1))
-    ax.barh(importance.index[::-1], importance.to_numpy()[::-1])
-    ax.set(title=f"Mean |SHAP| ({explanation.method})", xlabel="mean absolute contribution")
-    table = pd.DataFrame({"feature": importance.index, "mean_abs_shap": importance.to_numpy()})
+    order = list(importance.index)
+    numeric = {c.name for c in spec.columns if c.dtype in ("float", "int")}
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.5))
+    rng = np.random.default_rng(0)
+    for position, column in enumerate(reversed(order)):
+        values = explanation.contributions[column].to_numpy()
+        jitter = rng.uniform(-0.3, 0.3, len(values))
+        if column in numeric:
+            raw = pd.to_numeric(
+                inputs.loc[explanation.contributions.index, column], errors="coerce"
+            )
+            colours = raw.rank(pct=True).fillna(0.5).to_numpy()
+            ax.scatter(values, position + jitter, c=colours, cmap="coolwarm", s=10, vmin=0, vmax=1)
+        else:
+            ax.scatter(values, position + jitter, color="#9ca3af", s=10)
+    if numeric & set(order):
+        scale = plt.cm.ScalarMappable(cmap="coolwarm", norm=plt.Normalize(0, 1))
+        bar = fig.colorbar(scale, ax=ax, pad=0.01, ticks=[0, 1])
+        bar.ax.set_yticklabels(["low", "high"])
+        bar.set_label("input value (rank)")
+    ax.axvline(0, color="#374151", lw=0.8)
+    ax.set_yticks(range(len(order)), list(reversed(order)))
+    ax.set(
+        title=f"Contribution of each input to {unit}",
+        xlabel=f"contribution to {unit} (SHAP value)",
+    )
+    table = pd.DataFrame(
+        {
+            "input": order,
+            f"mean |contribution| ({unit})": importance.to_numpy(),
+            f"mean contribution ({unit})": explanation.contributions[order].mean().to_numpy(),
+            "direction": [
+                direction(
+                    inputs.loc[explanation.contributions.index, c], explanation.contributions[c]
+                )
+                if c in numeric
+                else "categorical"
+                for c in order
+            ],
+        }
+    )
+    rows = len(explanation.contributions)
+    caption = report.paragraph(
+        f"Each dot is one of {rows:,} rows of the test split. A dot right of zero means that "
+        f"input raised this row's {unit} by the amount on the axis; left of zero, lowered it. "
+        "Colour is the input's value within the explained rows (blue low, red high; grey for "
+        "text inputs). For every row the contributions add up to its prediction minus the "
+        f"average prediction, {explanation.base_value:,.4f} {unit}. Method: "
+        f"{explanation.method}, the same explainer the server's :explain uses."
+    )
     sections = [
-        ("Global importance", report.figure_to_html(fig)),
+        ("How each input moves the prediction", report.figure_to_html(fig, "beeswarm") + caption),
         ("Values", report.table_html(table)),
     ]
-    return report.page(f"{spec.title}: SHAP explanation", sections, notice)
+    return report.page(
+        f"{spec.title} ({spec.name}): what drives the model's answers", provenance, sections
+    )
 
 
 def input_importance(

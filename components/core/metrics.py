@@ -33,6 +33,8 @@ class Metric:
     """"" for a share or score without unit; "target" for the regression target's unit."""
     scorer: str | None = None
     """The scikit-learn scorer cross-validation uses, or None when CV does not report it."""
+    meaning: str = ""
+    """One line a reader of a report needs to read the figure."""
 
     def better(self, challenger: float, incumbent: float) -> bool:
         """Strictly better: a tie keeps the incumbent."""
@@ -58,18 +60,47 @@ class Metric:
 
 
 _ALL = (
-    Metric("roc_auc", True, "", "roc_auc"),
-    Metric("pr_auc", True, "", "average_precision"),
-    Metric("accuracy", True, "", "accuracy"),
-    Metric("f1", True, "", "f1"),
-    Metric("precision", True, ""),
-    Metric("recall", True, ""),
-    Metric("lift_top10", True, ""),
-    Metric("threshold", True, ""),
-    Metric("r2", True, "", "r2"),
-    Metric("rmse", False, "target", "neg_root_mean_squared_error"),
-    Metric("mae", False, "target", "neg_mean_absolute_error"),
-    Metric("mape", False, ""),
+    Metric(
+        "roc_auc",
+        True,
+        "",
+        "roc_auc",
+        "chance that a random positive is scored above a random negative (0.5 = guessing)",
+    ),
+    Metric(
+        "pr_auc",
+        True,
+        "",
+        "average_precision",
+        "average precision over all thresholds; the positive share is what guessing scores",
+    ),
+    Metric("accuracy", True, "", "accuracy", "share of all rows given the right class"),
+    Metric("f1", True, "", "f1", "harmonic mean of precision and recall at the threshold"),
+    Metric("precision", True, "", meaning="share of rows flagged positive that are positive"),
+    Metric("recall", True, "", meaning="share of the positives that the model flags"),
+    Metric(
+        "lift_top10",
+        True,
+        "",
+        meaning="positive rate in the top-scored 10%, over the positive rate of all rows",
+    ),
+    Metric("threshold", True, "", meaning="probability at or above which a row is flagged"),
+    Metric("r2", True, "", "r2", "share of the target's variance the model explains (1 = all)"),
+    Metric(
+        "rmse",
+        False,
+        "target",
+        "neg_root_mean_squared_error",
+        "root mean squared error, in the target's unit; large errors weigh more",
+    ),
+    Metric(
+        "mae",
+        False,
+        "target",
+        "neg_mean_absolute_error",
+        "mean absolute error, in the target's unit",
+    ),
+    Metric("mape", False, "", meaning="mean absolute error as a share of the true value"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 

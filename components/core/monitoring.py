@@ -17,8 +17,10 @@ import pandas as pd
 
 from components.core import inference_log, report, retraining
 from components.core.contracts import MonitoringSummary
-from components.core.drift import DriftPolicy, DriftResult, detect, no_reference
+from components.core.drift import DriftPolicy, DriftResult, detect, no_reference, reference_label
+from components.core.drift import report_html as drift_report_html
 from components.core.ingest import parse_csv, read_bytes
+from components.core.lineage import Provenance
 from components.core.metrics import task_metrics
 from components.core.outputs import model_output
 from components.core.spec import ProjectSpec
@@ -217,7 +219,7 @@ def check(
     except reference.NoReference as missing:
         drift_result = no_reference(spec, len(inputs), str(missing))
     else:
-        label = f"{spec.name} v{version} training sample ({record.rows} rows)"
+        label = reference_label(spec, version)
         drift_result = detect(spec, rows, inputs, record.importance, policy.drift, label)
         registered = record.test_metrics
         model = mlflow.sklearn.load_model(f"models:/{spec.name}/{version}")
@@ -253,20 +255,22 @@ def check(
 
 
 def html_report(spec: ProjectSpec, summary: MonitoringSummary, drift_result: DriftResult) -> str:
-    facts = pd.DataFrame(
-        [
-            ("project", summary.project),
-            ("champion version", summary.champion_version or "none"),
-            ("checked at (UTC)", summary.time),
-            ("window", summary.window),
-            ("rows / labelled", f"{summary.rows} / {summary.labelled_rows}"),
-            ("reference", summary.reference),
-            ("verdict", ("RETRAIN: " if summary.retrain else "") + summary.reason),
-            ("retraining", summary.retraining or "not called for"),
-        ],
-        columns=["", ""],
+    provenance = Provenance(
+        project=spec.name,
+        synthetic=None,
+        data=f"{summary.window}: {summary.rows:,} rows, {summary.labelled_rows:,} labelled",
+        model=f"{spec.name} champion",
+        model_version=summary.champion_version or "none (no champion)",
+        run="monitoring check",
+        created=summary.time,
     )
-    sections = [("Provenance and verdict", facts.to_html(index=False, header=False, border=0))]
+    verdict = report.paragraph(
+        ("RETRAIN: " if summary.retrain else "")
+        + summary.reason
+        + (f" Retraining: {summary.retraining}" if summary.retraining else ""),
+        "reading",
+    )
+    sections = []
     if summary.live_metrics:
         quality = pd.DataFrame(
             [
@@ -279,28 +283,15 @@ def html_report(spec: ProjectSpec, summary: MonitoringSummary, drift_result: Dri
             ]
         )
         sections.append(("Live quality", report.table_html(quality)))
-    columns = pd.DataFrame(
-        [
-            {
-                "column": c,
-                "score": drift_result.summary.column_scores.get(c),
-                "method": drift_result.summary.column_methods.get(c, ""),
-                "drifted": drift_result.summary.column_drifted.get(c, False),
-                "important": c in drift_result.summary.important_columns,
-            }
-            for c in spec.input_columns
-        ]
-    )
-    sections.append(("Drift by column", report.table_html(columns)))
-    if drift_result.html:
-        frame = html.escape(drift_result.html, quote=True)
-        sections.append(
-            (
-                "Evidently report",
-                f'<iframe srcdoc="{frame}" style="width:100%;height:900px;border:0"></iframe>',
-            )
+    drift = drift_report_html(spec, drift_result, provenance, "the served window")
+    sections.append(
+        (
+            f"Drift against {summary.reference}",
+            f'<iframe title="drift" srcdoc="{html.escape(drift, quote=True)}" '
+            'style="width:100%;height:1100px;border:0"></iframe>',
         )
-    return report.page(f"{spec.title}: monitoring", sections)
+    )
+    return report.page(f"{spec.title} ({spec.name}): monitoring", provenance, sections, verdict)
 
 
 PUSH_JOB = "mlops-monitoring"

@@ -7,6 +7,7 @@ came from, so that its rules have fast tests; the rest talks to MLflow.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -33,7 +34,9 @@ from components.core.contracts import (
     trained_on_synthetic,
 )
 from components.core.evaluate import evaluate
+from components.core.lineage import code_version
 from components.core.metrics import finite
+from components.core.report import stamp_version
 from components.core.retraining import DATA_FILES, TRAINING_DATA, version_tags
 from components.core.spec import ProjectSpec
 from components.core.train import split_xy
@@ -249,27 +252,60 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
 
 
 def log_trials(experiment: str, trials: pd.DataFrame) -> None:
-    """Each trial of the search as a child run of the active run."""
-    for record in (
-        dict(zip(trials.columns.astype(str), row, strict=True))
-        for row in trials.itertuples(index=False)
-    ):
+    """Each trial of the search as a child run of the active run: its parameters with their own
+    types, its CV figures with the threshold they were taken at, and a `chosen` tag on the one
+    the search picked."""
+    for row in trials.to_dict("records"):
+        record = {str(k): v for k, v in row.items()}
+        params = json.loads(record["params"]) | {"candidate": record["candidate"]}
+        threshold = record.get("cv_threshold")
+        if isinstance(threshold, float) and math.isfinite(threshold):
+            params["cv_threshold"] = threshold
         with mlflow.start_run(
             experiment_id=experiment,
             run_name=f"trial-{record['trial']}-{record['candidate']}",
             nested=True,
+            tags={"chosen": str(bool(record.get("chosen", False))).lower()},
         ):
-            mlflow.log_params(
-                {
-                    k.removeprefix("param."): str(v)
-                    for k, v in record.items()
-                    if k.startswith("param.") and not (isinstance(v, float) and math.isnan(v))
-                }
-                | {"candidate": record["candidate"]}
-            )
+            mlflow.log_params(params)
             mlflow.log_metrics(
-                finite({k.replace(".", "_"): v for k, v in record.items() if k.startswith("cv_")})
+                finite(
+                    {
+                        k.replace(".", "_"): v
+                        for k, v in record.items()
+                        if k.startswith(("cv_mean.", "cv_std."))
+                    }
+                )
             )
+
+
+def lineage_tags(record: RunRecord) -> dict[str, str]:
+    """Where a model comes from, as tags of its run and of its model version alike."""
+    return record.tags() | {
+        "source_sha256": record.source.sha256,
+        "code_version": code_version(),
+        "kfp_run": record.run_name,
+    }
+
+
+def log_datasets(spec: ProjectSpec, record: RunRecord, frames: dict[str, pd.DataFrame]) -> None:
+    """The training and test splits as MLflow dataset inputs (digest, schema, source)."""
+    from mlflow.data.pandas_dataset import from_pandas
+
+    source = record.source.source if not record.source.synthetic else "synthetic-generator"
+    for context, frame in frames.items():
+        dataset = from_pandas(
+            frame, source=source, name=f"{spec.name}-{context}", targets=spec.target
+        )
+        mlflow.log_input(dataset, context=context, tags={"source_sha256": record.source.sha256})
+
+
+def log_reports(reports: dict[str, str], version: str) -> None:
+    """Each HTML report under `reports/<name>.html`, with the model version it now belongs to."""
+    for name, path in reports.items():
+        if Path(path).is_file():
+            document = stamp_version(Path(path).read_text(), version)
+            mlflow.log_text(document, f"reports/{name}.html")
 
 
 def promote(
@@ -363,15 +399,14 @@ def register(
         challenger[HOLDOUT_SPLIT] = on_holdout.metrics[spec.primary_metric]
         metrics |= {f"holdout_{k}": v for k, v in on_holdout.metrics.items()}
     incumbent = champion_scores(spec, splits)
+    lineage = lineage_tags(record)
     with mlflow.start_run(
-        experiment_id=exp, run_name=record.run_name, tags={"project": spec.name, **record.tags()}
+        experiment_id=exp, run_name=record.run_name, tags={"project": spec.name, **lineage}
     ) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in record.params().items()})
+        mlflow.log_params({k: str(v)[:500] for k, v in record.params().items() if v is not None})
         mlflow.log_metrics(finite(metrics))
         log_trials(exp, trials)
-        for name, path in reports.items():
-            if Path(path).is_file():
-                mlflow.log_artifact(path, artifact_path=name)
+        log_datasets(spec, record, {"training": train_frame, "testing": test_frame})
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -384,9 +419,9 @@ def register(
             log_training_data(retraining.data_files)
         synthetic = record.source.synthetic
         decision = decide(spec, challenger, synthetic, incumbent)
-        tags = {}
+        tags = dict(lineage)
         if retraining is not None:
-            tags = version_tags(
+            tags |= version_tags(
                 retraining.monitoring, incumbent.version, incumbent.scores, challenger
             )
         registration = Registration(
@@ -398,4 +433,8 @@ def register(
             metrics=finite(metrics),
         )
         mlflow.log_text(model_card.render(spec, record, registration), "model_card/model_card.md")
+        mlflow.MlflowClient().update_model_version(
+            spec.name, version, description=model_card.summary(spec, record, registration)
+        )
+        log_reports(reports, f"{spec.name} v{version}")
     return registration

@@ -75,6 +75,21 @@ class CleaningRule:
 
 
 @dataclass(frozen=True)
+class CardFacts:
+    """What a model card says that no figure can: who the model is for, what it must not be used
+    for, and what to weigh before using it (Mitchell et al., Model Cards for Model Reporting)."""
+
+    owner: str
+    intended_use: str
+    users: str
+    out_of_scope: tuple[str, ...]
+    factors: str
+    """Which groups the evaluation looks at, and why."""
+    ethical: tuple[str, ...]
+    caveats: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ProjectSpec:
     name: str
     title: str
@@ -111,6 +126,15 @@ class ProjectSpec:
     """Figures the reference portfolio published on the same data, for the quality benchmark."""
     targets: Mapping[str, float] = field(default_factory=dict)
     """Test-split figures the project aims for (each metric's direction is its own)."""
+    card: CardFacts | None = None
+    reading: str = ""
+    """The test figures in the business's words: a format string over the fields of
+    `components.core.evaluate.reading_facts` (counts for classifiers, error spread for prices)."""
+    target_unit: str = ""
+    """Unit of a regression target (e.g. USD): the unit of its errors and explanations."""
+    explained_rows: int = 200
+    """Test rows the explain step explains with the server's explainer (its cost per row varies
+    by model, from about 30 ms to 300 ms here)."""
 
     @property
     def primary(self) -> Metric:
@@ -119,6 +143,13 @@ class ProjectSpec:
     @property
     def input_columns(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def output_unit(self) -> str:
+        """What a prediction and its explanation are measured in."""
+        if self.task == "binary":
+            return f"P({self.label_names[1]})"
+        return self.target_unit or self.target
 
     @property
     def label_names(self) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from components.core.contracts import SourceInfo
+from components.core.lineage import Provenance
 
 
 class MetricsArtifact(Protocol):
@@ -22,6 +23,11 @@ class MetricsArtifact(Protocol):
 class MetadataArtifact(Protocol):
     path: str
     metadata: dict[str, Any]
+
+
+class FileArtifact(Protocol):
+    uri: str
+    path: str
 
 
 def write_metadata(artifact: MetadataArtifact) -> None:
@@ -38,9 +44,21 @@ def write_metrics(
     write_metadata(artifact)
 
 
-def synthetic_notice(source_info_path: str) -> str:
-    """The SYNTHETIC label of the run's data ("" for real data), for every report's banner."""
-    return SourceInfo.read(source_info_path).notice
+def write_document(artifact: FileArtifact, document: str, suffix: str = ".html") -> None:
+    """Writes a report or card as `<uri><suffix>`: browsers and the MLflow UI's previewer pick a
+    renderer by extension, and `make run` prints these paths. KFP records the changed URI,
+    locally and on a cluster (the launcher uploads from the URI the step hands back)."""
+    if not artifact.uri.endswith(suffix):
+        artifact.uri = artifact.uri + suffix
+    Path(artifact.path).write_text(document)
+
+
+def training_provenance(
+    project: str, source_info_path: str, run_name: str, model_path: str = ""
+) -> Provenance:
+    """The header of a training run's reports: its data, its run and the fitted model file."""
+    model = f"fitted pipeline, sha256 {file_sha256(model_path)[:12]}" if model_path else "none"
+    return Provenance.of_training(project, SourceInfo.read(source_info_path), run_name, model)
 
 
 def file_sha256(path: str) -> str:

@@ -7,6 +7,7 @@ object that was evaluated. Only the training split ever reaches this module.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,12 @@ class TrainResult:
             row: dict[str, Any] = {
                 "trial": i,
                 "candidate": t.candidate,
+                "chosen": t is self.best,
                 "fit_seconds": round(t.fit_seconds, 3),
+                # As JSON, so an int stays an int through the CSV (a column with blanks reads
+                # back as floats).
+                "params": json.dumps(t.params, sort_keys=True, default=str),
+                "cv_threshold": 0.5 if self.threshold is not None else None,
             }
             row.update({f"param.{k}": v for k, v in t.params.items()})
             row.update({f"cv_mean.{k}": v for k, v in t.cv_mean.items()})

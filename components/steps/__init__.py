@@ -4,6 +4,7 @@ They run unchanged under `kfp.local.SubprocessRunner(use_venv=False)`, where the
 installed in the running venv, and on a cluster, where the component image carries it.
 """
 
+from components.steps import evaluate_regression
 from components.steps.deploy import deploy
 from components.steps.drift import drift
 from components.steps.evaluate import evaluate
@@ -16,7 +17,11 @@ from components.steps.retrain import prepare_retraining
 from components.steps.train import train
 from components.steps.validate import validate
 
+EVALUATE = {"binary": evaluate, "regression": evaluate_regression.evaluate}
+"""The evaluate step of each task."""
+
 __all__ = [
+    "EVALUATE",
     "check",
     "collect",
     "deploy",

@@ -10,6 +10,8 @@ from components.image import IMAGE
 def drift(
     project: str,
     current: Input[Dataset],
+    source_info: Input[Artifact],
+    run_name: str,
     mlflow_tracking_uri: str,
     report: Output[HTML],
     scores: Output[Metrics],
@@ -17,25 +19,30 @@ def drift(
 ) -> NamedTuple(  # type: ignore[valid-type]
     "DriftOutputs", [("drift_detected", bool), ("drift_share", float)]
 ):
-    """Evidently data drift of `current` against the champion's reference (the sample of its
-    training data registered with it), weighed by each column's importance to the champion."""
+    """Evidently data drift of `current` (this run's training split) against the champion's
+    reference (the sample of its training data registered with it), weighed by each column's
+    importance to the champion."""
     from collections import namedtuple
-    from pathlib import Path
+    from dataclasses import replace
 
     import mlflow
     import pandas as pd
 
-    from components.core.drift import against_champion
+    from components.core.drift import against_champion, report_html
     from components.core.projects import get_spec
     from components.core.registry import tracking_uri
-    from components.core.step_io import write_metrics
+    from components.core.step_io import training_provenance, write_document, write_metrics
 
     spec = get_spec(project)
     mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
     result = against_champion(spec, pd.read_csv(current.path))
     found = result.summary
     print(found.reason)
-    Path(report.path).write_text(result.html or f"<p>{found.reason}</p>")
+    provenance = replace(
+        training_provenance(project, source_info.path, run_name),
+        model=f"none: the data is compared with {found.reference}",
+    )
+    write_document(report, report_html(spec, result, provenance, "this run's training split"))
     figures = {"drift_share": found.drift_share, "drifted_columns": len(found.drifted_columns)}
     write_metrics(scores, figures | {f"drift_score_{k}": v for k, v in found.column_scores.items()})
     found.write(summary.path)

@@ -11,37 +11,39 @@ def evaluate(
     test: Input[Dataset],
     source_info: Input[Artifact],
     gate_overrides: str,
+    run_name: str,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     report: Output[HTML],
     evaluation: Output[Artifact],
 ):
-    """Scores the test split once and enforces the quality gate: a failing model stops the run.
-    `gate_overrides` is JSON such as {"roc_auc": 0.8}; unnamed gates keep the project's thresholds."""
-    from pathlib import Path
-
+    """Scores the test split once, with 95% bootstrap intervals, and enforces the quality gate:
+    a failing model stops the run. `gate_overrides` is JSON such as {"roc_auc": 0.8}; unnamed
+    gates keep the project's thresholds. `classification` holds the ROC curve and the confusion
+    matrix for the KFP UI's viewers."""
     import joblib
     import pandas as pd
 
     from components.core import evaluate as logic
     from components.core.projects import get_spec
-    from components.core.step_io import synthetic_notice, write_metadata, write_metrics
+    from components.core.step_io import (
+        training_provenance,
+        write_document,
+        write_metadata,
+        write_metrics,
+    )
 
     spec = get_spec(project)
+    provenance = training_provenance(project, source_info.path, run_name, model.path)
     done = logic.assess(
-        spec,
-        joblib.load(model.path),
-        pd.read_csv(test.path),
-        gate_overrides,
-        synthetic_notice(source_info.path),
+        spec, joblib.load(model.path), pd.read_csv(test.path), provenance, gate_overrides
     )
     write_metrics(metrics, done.summary.metrics)
-    if spec.task == "binary":
-        curves = done.curves
-        classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
-        classification.log_confusion_matrix(list(spec.label_names), curves["confusion_matrix"])
+    curves = done.curves
+    classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
+    classification.log_confusion_matrix(list(spec.label_names), curves["confusion_matrix"])
     write_metadata(classification)
-    Path(report.path).write_text(done.html)
+    write_document(report, done.html)
     done.summary.write(evaluation.path)
     print("\n".join(done.summary.gates))
     logic.enforce_gates(spec, done.gates, done.summary.metrics)

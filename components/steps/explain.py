@@ -11,27 +11,27 @@ def explain(
     train: Input[Dataset],
     test: Input[Dataset],
     source_info: Input[Artifact],
+    run_name: str,
     importance: Output[Metrics],
     report: Output[HTML],
     explanation: Output[Artifact],
 ):
-    """SHAP global importance of the fitted pipeline, named by the columns it was engineered from,
-    and each raw input column's permutation importance on the test split."""
-    from pathlib import Path
-
+    """SHAP contributions of each raw input to the model's output on test rows, with the
+    explainer and background the server's :explain uses; and each input's permutation importance
+    on the test split, which drift monitoring weighs columns by."""
     import joblib
     import pandas as pd
 
     from components.core import explain as logic
     from components.core.projects import get_spec
-    from components.core.step_io import synthetic_notice, write_metrics
+    from components.core.step_io import training_provenance, write_document, write_metrics
 
     spec = get_spec(project)
     fitted = joblib.load(model.path)
     held_out = pd.read_csv(test.path)
-    result = logic.explain_global(spec, fitted, held_out, pd.read_csv(train.path))
-    summary = result.summary(logic.input_importance(spec, fitted, held_out))
+    result = logic.explain_test_rows(spec, fitted, held_out, pd.read_csv(train.path))
+    summary = result.summary(logic.input_importance(spec, fitted, held_out), spec.output_unit)
     write_metrics(importance, summary.importance, prefix="shap_")
-    notice = synthetic_notice(source_info.path)
-    Path(report.path).write_text(logic.summary_html(spec, result, notice))
+    provenance = training_provenance(project, source_info.path, run_name, model.path)
+    write_document(report, logic.summary_html(spec, result, held_out, provenance))
     summary.write(explanation.path)

@@ -51,7 +51,6 @@ def check(
     kfp.local resolves a condition on a task's single output but not on a named one. `figures`
     shows the run's figures in the KFP UI; no later step reads it (publish pushes the same
     figures from `summary`)."""
-    from pathlib import Path
 
     import mlflow
     import pandas as pd
@@ -60,7 +59,7 @@ def check(
     from components.core.drift import DriftPolicy
     from components.core.projects import get_spec
     from components.core.registry import tracking_uri
-    from components.core.step_io import write_metrics
+    from components.core.step_io import write_document, write_metrics
 
     spec = get_spec(project)
     mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
@@ -74,7 +73,7 @@ def check(
     checked = monitoring.Window(frame, str(window.metadata.get("window", window.uri)))
     result, html = monitoring.check(spec, checked, policy)
     result.write(summary.path)
-    Path(report.path).write_text(html)
+    write_document(report, html)
     flags = {"rows": result.rows, "drift_share": result.drift_share, "retrain": result.retrain}
     live = {f"live_{k}": v for k, v in result.live_metrics.items()}
     write_metrics(figures, flags | {"weighted_drift_share": result.weighted_drift_share} | live)

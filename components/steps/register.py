@@ -36,7 +36,6 @@ def register(
     `champion` when the model beats the current champion on the same test split (and, in a
     retraining, on the `holdout` of new labelled rows that `monitoring` collected)."""
     from collections import namedtuple
-    from pathlib import Path
 
     import joblib
     import pandas as pd
@@ -44,7 +43,7 @@ def register(
     from components.core import contracts, registry
     from components.core.model_card import render
     from components.core.projects import get_spec
-    from components.core.step_io import file_sha256
+    from components.core.step_io import file_sha256, write_document
 
     spec = get_spec(project)
     record = contracts.RunRecord.read(
@@ -73,7 +72,7 @@ def register(
         uri=mlflow_tracking_uri,
         retraining=registry.Retraining.read(holdout, monitoring, train.path, test.path),
     )
-    Path(model_card.path).write_text(render(spec, record, result))
+    write_document(model_card, render(spec, record, result), suffix=".md")
     result.write(registration.path)
     model_card.metadata.update({"version": result.version, "aliases": result.aliases})
     print(result.decision)

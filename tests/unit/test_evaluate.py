@@ -5,6 +5,8 @@ import pytest
 
 from components.core import evaluate as logic
 from components.core import metrics
+from components.core.contracts import GroupFigures
+from components.core.lineage import Provenance
 from components.core.projects import PROJECTS
 from components.core.spec import Gate, ProjectSpec
 from tests.conftest import quick_model, small_split
@@ -60,16 +62,64 @@ def test_lower_is_better_gates_and_unknown_gate_names() -> None:
         PROJECTS["carvision"].with_gate_overrides({"nope": 1.0})
 
 
-def test_html_report_is_self_contained(spec: ProjectSpec) -> None:
+PROVENANCE = Provenance("x", True, "synthetic (sha256 ab)", "model", "run-1", notice="SYNTHETIC")
+
+
+def test_the_report_has_what_a_reviewer_of_the_task_looks_for(spec: ProjectSpec) -> None:
     result = quick_model(spec)
-    test = small_split(spec).test
-    evaluation, score = logic.evaluate(spec, result.model, test)
-    html = logic.html_report(spec, evaluation, test, score, ["a gate line"], notice="SYNTHETIC")
-    assert (
-        html.startswith("<!doctype html>")
-        and "data:image/png;base64" in html
-        and "SYNTHETIC" in html
-    )
+    done = logic.assess(spec, result.model, small_split(spec).test, PROVENANCE, resamples=50)
+    page = done.html
+    assert page.startswith("<!doctype html>") and "data:image/png;base64" in page
+    assert "data-provenance" in page and "SYNTHETIC DATA" in page and "run-1" in page
+    assert "95% interval" in page and metrics.metric(spec.primary_metric).meaning in page
+    assert done.summary.reading and done.summary.reading in page
+    if spec.task == "binary":
+        for section in (
+            "precision-recall curve",
+            "Calibration and threshold",
+            "the served model applies",
+        ):
+            assert section in page
+        assert "Each row is an actual class and adds up to 100%" in page
+    else:
+        assert "Error by price band" in page and "USD" in page
+    low, high = done.summary.intervals[spec.primary_metric]
+    assert low <= done.summary.metrics[spec.primary_metric] <= high
+
+
+def test_the_business_reading_counts_what_it_says() -> None:
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    score = np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1])
+    facts = logic.reading_facts(PROJECTS["telecom"], y, score, 0.5)
+    assert (facts["positives"], facts["found"], facts["flagged"]) == (4, 2, 3)
+    reading = logic.business_reading(PROJECTS["telecom"], y, score, 0.5)
+    assert reading.startswith("Of the 4 Ultra users in the test split, the model finds 2 (50%)")
+    assert "of the 3 subscribers it would offer Ultra, 2 (67%) chose Ultra" in reading
+    prices = np.array([10_000.0, 20_000.0, 30_000.0, 40_000.0])
+    estimates = prices * np.array([1.05, 0.7, 1.0, 1.1])
+    carvision = logic.reading_facts(PROJECTS["carvision"], prices, estimates, 0.5)
+    assert carvision["median_abs_error"] == 2_250.0 and carvision["within_20pct"] == 0.75
+
+
+def test_small_groups_are_not_judged_and_gaps_are_called_out() -> None:
+    spec = PROJECTS["bankchurn"]
+
+    def group(name: str, rows: int, recall: float, positive_rate: float = 0.2) -> GroupFigures:
+        figures = {"recall": recall, "positive_rate": positive_rate}
+        return GroupFigures(column="Geography", group=name, rows=rows, figures=figures)
+
+    groups = [
+        group("France", 1000, 0.55),
+        group("Germany", 500, 0.78),
+        group("Spain", 90, 0.1),
+        group("Mars", 400, 0.99, positive_rate=0.01),
+    ]
+    assert [logic.small_group(spec, g) for g in groups] == [False, False, True, True]
+    assert logic.group_gaps(spec, groups) == [
+        "Geography: recall ranges from 0.55 (France, 1,000 rows) to 0.78 (Germany, 500 rows), "
+        "a gap of 0.23"
+    ]
+    assert logic.group_gaps(spec, groups[:1]) == []
 
 
 def _noisy_scores(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +162,7 @@ def test_assess_checks_overridden_gates_and_names_a_bad_override() -> None:
     spec = PROJECTS["telecom"]
     result = quick_model(spec)
     test = small_split(spec).test
-    done = logic.assess(spec, result.model, test, '{"accuracy": 0.01}', notice="SYNTHETIC")
+    done = logic.assess(spec, result.model, test, PROVENANCE, '{"accuracy": 0.01}', resamples=20)
     assert done.summary.passed and done.summary.rows == len(test)
     assert (
         done.summary.gates[0].startswith("accuracy = ")
@@ -120,6 +170,6 @@ def test_assess_checks_overridden_gates_and_names_a_bad_override() -> None:
     )
     assert "SYNTHETIC" in done.html
     with pytest.raises(ValueError, match="gate_overrides '\\[1\\]': expected a JSON object"):
-        logic.assess(spec, result.model, test, "[1]")
+        logic.assess(spec, result.model, test, PROVENANCE, "[1]")
     with pytest.raises(ValueError, match="gate_overrides 'nope'"):
-        logic.assess(spec, result.model, test, "nope")
+        logic.assess(spec, result.model, test, PROVENANCE, "nope")

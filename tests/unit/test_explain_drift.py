@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
-from sklearn.model_selection import FixedThresholdClassifier
 
-from components.core import drift, explain
+from components.core import drift, explain, registry
+from components.core.lineage import Provenance
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from components.core.train import build_pipeline, calibrated
 from tests.conftest import quick_model, small_split
 
 
@@ -25,21 +24,38 @@ def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -
     )
 
 
-def test_global_importance_is_named_by_engineered_columns(spec: ProjectSpec) -> None:
+def test_the_report_and_the_server_give_a_row_one_explanation(spec: ProjectSpec) -> None:
     result = quick_model(spec)
     parts = small_split(spec)
-    explanation = explain.explain_global(spec, result.model, parts.test, parts.train, rows=60)
-    names = set(explain.final_pipeline(result.model).steps[0][1].get_feature_names_out())
-    assert set(explanation.importance().index) <= names | set(spec.input_columns)
-    assert explanation.importance().iloc[0] > 0
-    assert "<img" in explain.summary_html(spec, explanation)
+    report = explain.explain_test_rows(spec, result.model, parts.test, parts.train, rows=4)
+    assert list(report.contributions.columns) == spec.input_columns
+    # The server builds its explainer on the background logged with the model.
+    background = registry.model_files(spec, result.model, parts.train)["input_example"]
+    server = explain.RawInputExplainer(spec, result.model, background)
+    row = report.contributions.index[2]
+    alone = server.explain(parts.test.loc[[row]])
+    np.testing.assert_array_equal(alone.contributions.to_numpy(), report.contributions.loc[[row]])
+    assert alone.base_value == report.base_value
 
 
-def test_one_hot_names_fold_back_to_their_column() -> None:
-    sources = ["Geography", "Gender", "Age", "age_band"]
-    assert explain.source_column("Geography_Germany", sources) == "Geography"
-    assert explain.source_column("age_band_30-39", sources) == "age_band"
-    assert explain.source_column("Age", sources) == "Age"
+def test_the_explanation_report_names_its_unit_direction_and_provenance() -> None:
+    spec = PROJECTS["bankchurn"]
+    result = quick_model(spec)
+    parts = small_split(spec)
+    explanation = explain.explain_test_rows(spec, result.model, parts.test, parts.train, rows=8)
+    provenance = Provenance("bankchurn", True, "synthetic (sha256 x)", "model", "run-1")
+    page = explain.summary_html(spec, explanation, parts.test, provenance)
+    assert "mean |contribution| (P(churns))" in page and "add up to its prediction" in page
+    assert "data-provenance" in page and "SYNTHETIC DATA" in page and "run-1" in page
+    assert any(
+        explain.direction(
+            parts.test.loc[explanation.contributions.index, c], explanation.contributions[c]
+        )
+        for c in ("Age", "Balance")
+    )
+    summary = explanation.summary({}, spec.output_unit)
+    assert summary.unit == "P(churns)" and summary.rows == 8
+    assert list(summary.importance) == list(explanation.importance().index)
 
 
 IMPORTANCE = {"mb_used": 0.12, "minutes": 0.05, "messages": 0.04, "calls": 0.0}
@@ -102,55 +118,17 @@ def test_input_importance_names_every_raw_column_largest_first(spec: ProjectSpec
     assert values == sorted(values, reverse=True) and min(values) >= 0 and max(values) > 0
 
 
-def test_a_calibrated_forest_is_explained_by_its_trees() -> None:
+def test_the_drift_report_says_what_it_compares_under_its_provenance() -> None:
     spec = PROJECTS["telecom"]
-    parts = small_split(spec)
-
-    pipeline = calibrated(
-        build_pipeline(spec, spec.candidate("random_forest"), 7, {"model__n_estimators": 20}), 7
-    )
-    X, y = parts.train[spec.input_columns], parts.train[spec.target]
-    model = FixedThresholdClassifier(pipeline, threshold=0.5).fit(X, y)
-    explanation = explain.tree_explanation(spec, model, parts.test.head(30))
-    assert explanation is not None and explanation.method.endswith("before calibration)")
-    assert explanation.importance().iloc[0] > 0
-    # One forest, refitted on all the rows: its tree SHAP adds up to its own probability.
-    forest = model.estimator_.steps[-1][1].calibrated_classifiers_[0].estimator
-    transformed = model.estimator_[:-1].transform(parts.test.head(30)[spec.input_columns])
-    np.testing.assert_allclose(
-        explanation.base_value + explanation.contributions.sum(axis=1),
-        forest.predict_proba(transformed)[:, 1],
-        atol=1e-6,
-    )
-
-
-def test_categorical_splits_take_the_model_agnostic_path() -> None:
-    # SHAP's tree walker would read carvision's native categorical splits as thresholds.
-    spec = PROJECTS["carvision"]
-    parts = small_split(spec)
-    pipeline = build_pipeline(spec, spec.candidate("gradient_boosting"), 7, {"model__max_iter": 30})
-    model = pipeline.fit(parts.train[spec.input_columns], parts.train[spec.target])
-    assert explain.has_categorical_splits(model.steps[-1][1])
-    assert explain.tree_explanation(spec, model, parts.test.head(10)) is None
-    explanation = explain.explain_global(spec, model, parts.test, parts.train, rows=10)
-    assert explanation.method == "permutation (raw inputs)"
-    explained = parts.test.loc[explanation.contributions.index, spec.input_columns]
-    expected = model_output(spec, model, explained)
-    np.testing.assert_allclose(
-        explanation.base_value + explanation.contributions.sum(axis=1), expected, rtol=1e-6
-    )
-
-
-def test_a_catboost_model_is_explained_by_its_trees_in_log_odds() -> None:
-    spec = PROJECTS["bankchurn"]
-    parts = small_split(spec)
-    pipeline = build_pipeline(spec, spec.candidate("catboost"), 7, {"model__iterations": 40})
-    model = pipeline.fit(parts.train[spec.input_columns], parts.train[spec.target])
-    rows = parts.test.head(20)
-    explanation = explain.tree_explanation(spec, model, rows)
-    assert explanation is not None and explanation.method.startswith("tree")
-    transformed = model[:-1].transform(rows[spec.input_columns])
-    margin = model.steps[-1][1].predict(transformed, prediction_type="RawFormulaVal")
-    np.testing.assert_allclose(
-        explanation.base_value + explanation.contributions.sum(axis=1), margin, atol=1e-6
-    )
+    reference = spec.make_synthetic(1000, 1)
+    moved = drift.shift(spec.make_synthetic(600, 2), {"mb_used": 1.5})
+    result = drift.detect(spec, reference, moved, IMPORTANCE, reference_label="telecom v3 sample")
+    provenance = Provenance("telecom", False, "users.csv (sha256 ab)", "none", "run-7")
+    page = drift.report_html(spec, result, provenance, "this run's training split")
+    assert "<title>Telecom plan recommendation (telecom): data drift of this run&#x27;s" in page
+    assert "current = this run&#x27;s training split (600 rows)" in page
+    assert "reference = telecom v3 sample (1,000 rows)" in page
+    assert "Verdict: drift in important column(s) mb_used" in page
+    assert page.count("data-provenance") == 1 and "REAL DATA" in page and "run-7" in page
+    nothing = drift.no_reference(spec, 10, "no champion yet")
+    assert "Verdict: no champion yet." in drift.report_html(spec, nothing, provenance, "x")

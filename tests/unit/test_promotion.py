@@ -4,13 +4,16 @@ MLflow store."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
-from components.core import drift, metrics, reference, registry
+from components.core import drift, metrics, reference, registry, report
 from components.core.contracts import (
     EvaluationSummary,
     ExplanationSummary,
@@ -18,6 +21,7 @@ from components.core.contracts import (
     SourceInfo,
 )
 from components.core.evaluate import evaluate
+from components.core.lineage import Provenance
 from components.core.projects import PROJECTS
 from components.core.registry import Incumbent
 from components.core.train import selection_summary
@@ -140,9 +144,9 @@ def record_for(synthetic: bool, digest: str, accuracy: float) -> RunRecord:
     )
 
 
-def test_promotion_through_a_real_registry(tracking: str) -> None:
+def test_promotion_through_a_real_registry(tracking: str, tmp_path: Path) -> None:
     """A real champion, then a synthetic challenger that scores higher (kept out), then the same
-    bytes again (not registered twice), each decision recorded on its version."""
+    bytes again (not registered twice), each decision recorded on its version with its lineage."""
     spec = dataclasses.replace(TELECOM, name="promotion-telecom")
     split = small_split(TELECOM)
     model = quick_model(TELECOM).model
@@ -152,8 +156,13 @@ def test_promotion_through_a_real_registry(tracking: str) -> None:
         "trials": quick_model(TELECOM).trials_frame(),
     }
 
+    evaluation_report = tmp_path / "report.html"
+    provenance = Provenance(spec.name, False, "users.csv", "fitted pipeline", "run")
+    evaluation_report.write_text(report.page("Evaluation", provenance, []))
+    reports = {"evaluation": str(evaluation_report)}
+
     def register(record: RunRecord) -> registry.Registration:
-        return registry.register(spec, model, record, reports={}, uri=tracking, **frames)
+        return registry.register(spec, model, record, reports=reports, uri=tracking, **frames)
 
     first = register(record_for(False, "real-1", 0.80))
     assert first.is_champion and first.champion_before is None
@@ -175,3 +184,41 @@ def test_promotion_through_a_real_registry(tracking: str) -> None:
     assert mlflow.artifacts.load_text(f"runs:/{first.run_id}/model_card/model_card.md").startswith(
         "# Model card: promotion-telecom"
     )
+    assert_lineage_is_recorded(spec.name, first, frames["trials"])
+
+
+def assert_lineage_is_recorded(
+    name: str, registration: registry.Registration, trials_frame: pd.DataFrame
+) -> None:
+    """What a reviewer finds in MLflow: the version's description and lineage tags, the data
+    inputs, typed trial parameters with their threshold, the chosen trial, stamped reports."""
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(name, registration.version)
+    assert version.description.startswith(f"Telecom plan recommendation ({name} v1)")
+    assert "REAL DATA" in version.description and "Test accuracy 0.8000" in version.description
+    tags = version.tags
+    assert tags["source_sha256"] == "0" * 64 and tags["model_sha256"] == "real-1"
+    assert tags["kfp_run"] == "promotion-real-1"
+    assert tags["code_version"] and tags["synthetic_data"] == "false"
+    run = client.get_run(registration.run_id)
+    contexts = {
+        i.tags[0].value if i.tags else "": i.dataset.name for i in run.inputs.dataset_inputs
+    }
+    assert contexts == {"training": f"{name}-training", "testing": f"{name}-testing"}
+    assert run.data.params["cv_threshold"] == run.data.params["threshold"]
+    trials = mlflow.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{registration.run_id}'",
+        output_format="list",
+    )
+    assert [t.data.tags["chosen"] for t in trials].count("true") == 1
+    logged = {t.info.run_name: t.data.params for t in trials}
+    for row in trials_frame.itertuples():
+        params = logged[f"trial-{row.trial}-{row.candidate}"]
+        assert params["cv_threshold"] == "0.5"
+        # Each parameter as the search set it: 200 stays "200", not "200.0".
+        assert {k: params[k] for k in json.loads(row.params)} == {
+            k: str(v) for k, v in json.loads(row.params).items()
+        }
+    logged = mlflow.artifacts.load_text(f"runs:/{registration.run_id}/reports/evaluation.html")
+    assert f'data-field="model-version">{name} v{registration.version}<' in logged

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from components.core.derived import DerivedFeatures
 from components.core.outputs import BinaryFormat
-from components.core.spec import Candidate, Column, Gate, ProjectSpec
+from components.core.spec import Candidate, CardFacts, Column, Gate, ProjectSpec
 
 COLUMNS = (
     Column("CreditScore", "int", 300, 900, description="credit score"),
@@ -184,4 +184,42 @@ SPEC = ProjectSpec(
     search_trials=3,
     reference_figures={"roc_auc": 0.853, "f1": 0.604},
     targets={"roc_auc": 0.87, "f1": 0.63},
+    reading=(
+        "Of the {positives:,} customers in the test split who left, the model flags {found:,} "
+        "({recall:.0%}) at threshold {threshold:.2f}; of the {flagged:,} customers it flags, "
+        "{found:,} ({precision:.0%}) did leave."
+    ),
+    card=CardFacts(
+        owner="Retention analytics (the model and its use); ML platform (pipelines, serving)",
+        intended_use=(
+            "Rank a retail bank's current customers by their probability of leaving, so that "
+            "the retention team contacts the riskiest first; the label at the stored threshold "
+            "marks whom to contact."
+        ),
+        users="Retention and CRM teams (predict API, batch lists); analysts reading the reports.",
+        out_of_scope=(
+            "Decisions on credit, pricing or any person's eligibility for a product.",
+            "Customers outside France, Germany and Spain, and business accounts: the data "
+            "holds neither.",
+            "Explaining why a customer left: the model finds associations, not causes.",
+        ),
+        factors=(
+            "Geography and Gender: the data records them and the model reads them, so every "
+            "figure is also reported per group."
+        ),
+        ethical=(
+            "The model reads Gender and Geography, which are protected or sensitive attributes "
+            "in many jurisdictions. Deciding who receives a retention offer from them can treat "
+            "groups differently: read the per-group table and its gaps before use, and consider "
+            "removing both from the project's columns where offers are consequential.",
+            "Customer records are personal data. Ingest reads the identifiers (RowNumber, "
+            "CustomerId, Surname); the model never sees them.",
+        ),
+        caveats=(
+            "One snapshot of one bank's customers: churn patterns move with products, prices "
+            "and competitors. Watch drift and live recall.",
+            "The probabilities are not calibrated (class weights or resampling shift them): use "
+            "them to rank; the calibration curve in the evaluation report shows the gap.",
+        ),
+    ),
 )
