@@ -195,6 +195,7 @@ def summary(outcome: Outcome) -> str:
         f"   data      {source.source}  ({source.rows} rows, sha256 {source.sha256[:12]})",
         *([f"   !!        {source.notice}"] if source.notice else []),
         *[f"   gate      {line}" for line in evaluation.gates],
+        *([f"   reading   {evaluation.reading}"] if evaluation.reading else []),
         f"   drift     {drift.reason}"
         + (f" (vs {drift.reference})" if drift.reference_rows else ""),
         f"   mlflow    {outcome.project} v{registration.version} aliases {registration.aliases}: {registration.decision}",

@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from components.core import model_card
 from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
 from pipelines.local import project_list
 from tests.support import data
+from tests.support.browser import rendered_dom
 
 REPO = Path(__file__).resolve().parents[2]
 SIDE_BY_SIDE = ("telecom", "bankchurn")
@@ -57,6 +60,8 @@ def test_two_pipelines_side_by_side_each_register_a_champion(tmp_path: Path) -> 
     recorded = json.loads(timings.read_text())
     assert [(r["project"], r["ok"]) for r in recorded] == [(p, True) for p in SIDE_BY_SIDE]
     assert {"train", "register"} <= set(recorded[0]["steps"])
+    for project in SIDE_BY_SIDE:
+        assert_reports_render_with_provenance(PROJECTS[project], done.stdout, real)
     if real:
         spec = PROJECTS["telecom"]
         champion = client.get_model_version_by_alias("telecom", "champion")
@@ -66,3 +71,39 @@ def test_two_pipelines_side_by_side_each_register_a_champion(tmp_path: Path) -> 
         rows = pd.read_csv(data.real_file(spec))
         accuracy = (model.predict(rows.drop(columns=[spec.target])) == rows[spec.target]).mean()
         assert accuracy > 0.7
+
+
+def printed_paths(stdout: str, project: str) -> dict[str, list[Path]]:
+    """The report and card paths `make run` printed in a project's summary."""
+    block = stdout.split(f"== {project}: OK", 1)[1].split("\n== ", 1)[0]
+    found: dict[str, list[Path]] = {}
+    label = ""
+    for line in block.splitlines():
+        match = re.match(r"^   (\w+)? +(/\S+)$", line)
+        if match:
+            label = match.group(1) or label
+            found.setdefault(label, []).append(Path(match.group(2)))
+    return found
+
+
+def assert_reports_render_with_provenance(spec: ProjectSpec, stdout: str, real: bool) -> None:
+    """Every printed report opens in Chromium as a rendered page with its title, badge and
+    provenance; the card has every section, with intervals."""
+    paths = printed_paths(stdout, spec.name)
+    assert len(paths["reports"]) == 3
+    for path in paths["reports"]:
+        assert path.suffix == ".html", path
+        dom = rendered_dom(path)
+        assert re.search(rf"<title>{re.escape(spec.title)} \({spec.name}\): ", dom), path
+        assert "<pre" not in dom[:2000], f"{path} was shown as text"
+        header = dom.split("data-provenance", 1)[1].split("</header>", 1)[0]
+        assert ("REAL DATA" if real else "SYNTHETIC DATA") in header
+        for field in ("data", "model", "model-version", "run", "created", "code"):
+            assert f'data-field="{field}"' in header, (path, field)
+        assert f"{spec.name}-training" in header
+    [card] = paths["card"]
+    assert card.suffix == ".md"
+    text = card.read_text()
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == list(model_card.SECTIONS)
+    assert re.search(rf"\| {spec.primary_metric} \| [\d.]+ \| [\d.]+ to [\d.]+ \|", text)

@@ -13,6 +13,7 @@ import yaml
 from kfp import local
 from kfp.dsl import PipelineTask
 
+from components.core import model_card
 from components.core.contracts import DriftSummary
 from components.core.projects import PROJECTS
 from pipelines.training import PIPELINES
@@ -70,6 +71,10 @@ def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(first: Pipeline
     assert set(model.predict(rows)) <= {0, 1}
     card = Path(task.outputs["model_card"].path).read_text()
     assert "Model card: telecom" in card and f"version {registration['version']}" in card
+    assert [line[3:] for line in card.splitlines() if line.startswith("## ")] == list(
+        model_card.SECTIONS
+    )
+    assert "SYNTHETIC DATA" in card and "never promoted over a champion trained on real" in card
     run_info = mlflow.get_run(registration["run_id"])
     assert run_info.data.tags["kfp.run_name"].startswith("telecom-training")
     assert "test_accuracy" in run_info.data.metrics

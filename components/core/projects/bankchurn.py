@@ -218,8 +218,8 @@ SPEC = ProjectSpec(
         caveats=(
             "One snapshot of one bank's customers: churn patterns move with products, prices "
             "and competitors. Watch drift and live recall.",
-            "The probabilities are not calibrated (class weights or resampling shift them): use "
-            "them to rank; the calibration curve in the evaluation report shows the gap.",
+            "The probabilities are not calibrated: use them to rank, and read the calibration "
+            "curve in the evaluation report before reading one as a share of leavers.",
         ),
     ),
 )

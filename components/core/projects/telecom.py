@@ -117,8 +117,6 @@ SPEC = ProjectSpec(
         "({precision:.0%}) chose Ultra. {accuracy:.0%} of its {rows:,} recommendations match "
         "the plan the subscriber chose."
     ),
-    # Its calibrated ensemble costs about 250 ms per explained row here.
-    explained_rows=80,
     card=CardFacts(
         owner="Sales analytics (the model and its use); ML platform (pipelines, serving)",
         intended_use=(
