@@ -28,9 +28,11 @@ SECTIONS = (
 """The card's sections, in order (a test checks every card has them)."""
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, metric: str = "") -> str:
+    """Figures in the target's unit (USD) in whole units, others to four decimals."""
     if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.0f}"
+        in_target_unit = metric in METRICS and METRICS[metric].unit == "target"
+        return f"{value:,.0f}" if in_target_unit or abs(value) >= 100 else f"{value:,.4f}"
     return str(value)
 
 
@@ -86,16 +88,16 @@ def _metrics_table(spec: ProjectSpec, record: RunRecord) -> list[str]:
     ]
     for name, value in evaluation.metrics.items():
         low_high = evaluation.intervals.get(name)
-        interval = f"{_fmt(low_high[0])} to {_fmt(low_high[1])}" if low_high else ""
+        interval = f"{_fmt(low_high[0], name)} to {_fmt(low_high[1], name)}" if low_high else ""
         cv = (
-            f"{_fmt(selection.cv_mean[name])} ± {_fmt(selection.cv_std.get(name, 0.0))}"
+            f"{_fmt(selection.cv_mean[name], name)} ± {_fmt(selection.cv_std.get(name, 0.0), name)}"
             if name in selection.cv_mean
             else ""
         )
         gate = gates.get(name, "")
         gate = gate.split("(", 1)[1].rstrip(")").replace("): ", " ") if "(" in gate else ""
         meaning = METRICS[name].meaning if name in METRICS else ""
-        lines.append(f"| {name} | {_fmt(value)} | {interval} | {cv} | {gate} | {meaning} |")
+        lines.append(f"| {name} | {_fmt(value, name)} | {interval} | {cv} | {gate} | {meaning} |")
     return lines
 
 

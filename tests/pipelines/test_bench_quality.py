@@ -52,3 +52,31 @@ def test_money_is_shown_in_whole_dollars_and_a_near_miss_is_not_rounded_up() -> 
     assert bench.figure("r2", 0.89071) == "0.8907"
     assert bench.shown("roc_auc", 0.869965, 0.87, met=False) == "0.869965"
     assert bench.shown("rmse", 2900.4, 2900, met=False) == "2,900.40"
+
+
+def test_the_card_check_finds_every_readme_figure_and_names_a_difference() -> None:
+    from benchmarks import cards
+
+    readme = (
+        "## Quality on the real data\n\n| project | metric | CV mean ± std | test | test 95% "
+        "interval | reference portfolio | target |\n|---|---|---|---|---|---|---|\n"
+        "| carvision | RMSE (USD) | 2,948 ± 24 | **2,852** | 2,768 to 2,936 | 4,794 | 2,900 |\n"
+        "| carvision | R2 | 0.8826 ± 0.0016 | **0.8907** | 0.8839 to 0.8972 | 0.766 | 0.89 |\n"
+        "\n## Layout\n"
+    )
+    card = (
+        "## Metrics\n| metric | test | 95% interval | CV mean ± std | gate | meaning |\n"
+        "|---|---|---|---|---|---|\n"
+        "| rmse | 2,852 | 2,768 to 2,936 | 2,948 ± 24 |  | root mean squared error |\n"
+        "| r2 | 0.8907 | 0.8840 to 0.8972 | 0.8826 ± 0.0016 | gate >= 0.7 passed | share |\n"
+        "\n## Evaluation data\n"
+    )
+    found = cards.compare(readme, {"carvision": card})
+    assert [(what, equal) for _, what, _, _, equal in found] == [
+        ("rmse test", True),
+        ("rmse interval", True),
+        ("rmse cv", True),
+        ("r2 test", True),
+        ("r2 interval", False),
+        ("r2 cv", True),
+    ]
