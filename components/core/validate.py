@@ -19,6 +19,9 @@ class Violation:
     rule: str
     rows: tuple[int, ...] = ()
     example: object = None
+    code: str = ""
+    """The rule's short name for machines (`type`, `minimum`, `category`, ...; set by
+    `column_violations`); `rule` says it in words."""
 
     def describe(self) -> str:
         where = ""
@@ -36,7 +39,9 @@ class DataValidationError(ValueError):
         super().__init__(f"{dataset} failed validation with {len(violations)} problem(s):\n{lines}")
 
 
-def _violation(column: str, rule: str, mask: np.ndarray, raw: np.ndarray) -> Violation | None:
+def _violation(
+    column: str, rule: str, mask: np.ndarray, raw: np.ndarray, code: str = ""
+) -> Violation | None:
     rows = np.flatnonzero(mask)
     if rows.size == 0:
         return None
@@ -46,6 +51,7 @@ def _violation(column: str, rule: str, mask: np.ndarray, raw: np.ndarray) -> Vio
         rule,
         tuple(int(r) for r in rows),
         example.item() if isinstance(example, np.generic) else example,
+        code,
     )
 
 
@@ -90,31 +96,47 @@ def column_violations(column: Column, values: pd.Series) -> list[Violation]:
     present = ~pd.isna(raw)
     found: list[Violation | None] = []
     if not column.nullable:
-        found.append(_violation(name, "blank value where one is required", ~present, raw))
+        found.append(_violation(name, "blank value where one is required", ~present, raw, "blank"))
     if column.dtype in ("float", "int"):
         numbers = _numbers(values, raw)
         known = ~np.isnan(numbers)
         found.append(
-            _violation(name, f"not a number (expected {column.dtype})", present & ~known, raw)
+            _violation(
+                name, f"not a number (expected {column.dtype})", present & ~known, raw, "type"
+            )
         )
         finite = np.isfinite(numbers)
-        found.append(_violation(name, "not a finite number", known & ~finite, raw))
+        found.append(_violation(name, "not a finite number", known & ~finite, raw, "finite"))
         if column.dtype == "int":
             found.append(
-                _violation(name, "not a whole number", finite & (numbers != np.round(numbers)), raw)
+                _violation(
+                    name,
+                    "not a whole number",
+                    finite & (numbers != np.round(numbers)),
+                    raw,
+                    "whole",
+                )
             )
         checked = np.where(finite, numbers, np.nan)
         with np.errstate(invalid="ignore"):
             if column.minimum is not None:
                 found.append(
                     _violation(
-                        name, f"below the minimum {column.minimum:g}", checked < column.minimum, raw
+                        name,
+                        f"below the minimum {column.minimum:g}",
+                        checked < column.minimum,
+                        raw,
+                        "minimum",
                     )
                 )
             if column.maximum is not None:
                 found.append(
                     _violation(
-                        name, f"above the maximum {column.maximum:g}", checked > column.maximum, raw
+                        name,
+                        f"above the maximum {column.maximum:g}",
+                        checked > column.maximum,
+                        raw,
+                        "maximum",
                     )
                 )
     elif column.dtype == "category":
@@ -124,17 +146,23 @@ def column_violations(column: Column, values: pd.Series) -> list[Violation]:
         )
         found.append(
             _violation(
-                name, f"not one of the allowed values {sorted(allowed)}", present & ~known, raw
+                name,
+                f"not one of the allowed values {sorted(allowed)}",
+                present & ~known,
+                raw,
+                "category",
             )
         )
     elif column.dtype == "string":
         text = np.fromiter(
             (isinstance(v, str) and v.strip() != "" for v in raw), dtype=bool, count=len(raw)
         )
-        found.append(_violation(name, "not a non-empty string", present & ~text, raw))
+        found.append(_violation(name, "not a non-empty string", present & ~text, raw, "text"))
     elif column.dtype == "date":
         dates = np.fromiter((_is_iso_date(v) for v in raw), dtype=bool, count=len(raw))
-        found.append(_violation(name, "not an ISO date (YYYY-MM-DD)", present & ~dates, raw))
+        found.append(
+            _violation(name, "not an ISO date (YYYY-MM-DD)", present & ~dates, raw, "date")
+        )
     return [v for v in found if v is not None]
 
 
