@@ -27,7 +27,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
 	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
-	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30]"
+	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv]"
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
@@ -143,13 +143,16 @@ pushgateway:
 
 # The server logs what it answers under INFERENCE_LOG (empty: no log) and, when MODEL is a
 # registry alias, checks it every REFRESH seconds and serves the version it moves to (0: never).
+# GRPC_PORT also serves the v2 protocol over gRPC there (empty, the default: no gRPC port).
 INFERENCE_LOG ?= $(CURDIR)/.state/inference
 REFRESH ?= $(if $(findstring @,$(MODEL)),30,0)
+GRPC_PORT ?=
 serve: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m serving --model_name $(PROJECT) --model_uri "$(MODEL)" --http_port $(PORT) \
-		--inference_log "$(INFERENCE_LOG)" --refresh_interval $(REFRESH)
+		--inference_log "$(INFERENCE_LOG)" --refresh_interval $(REFRESH) \
+		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT))
 
 # ROWS rows of PROJECT (from DATA, else synthetic; SHIFT=col:factor,... plants a drift) sent to
 # `make serve` on 127.0.0.1:PORT, BATCH per request. The answered rows' targets are appended to

@@ -1,12 +1,15 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
-[--inference_log DIR_OR_URL] [--refresh_interval SECONDS]`.
+[--grpc-port PORT] [--inference_log DIR_OR_URL] [--refresh_interval SECONDS]`.
 
-KServe's own flags (`--http_port`, `--grpc_port`, `--enable_grpc`, ...) are accepted as well.
+KServe's own flags (`--http_port`, `--enable_grpc`, ...) are accepted as well. Unlike KServe,
+gRPC is off unless a port is given (`--grpc-port`, or KServe's `--grpc_port`): two servers on
+one machine would otherwise both try to bind KServe's default 8081.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 
@@ -21,10 +24,20 @@ from serving.server import ModelServer
 
 DEFAULT_MODEL_URI = "/mnt/models"
 
+# A copy, so that changing the gRPC defaults leaves KServe's own parser as it is.
 parser = argparse.ArgumentParser(
     prog="python -m serving",
-    parents=[model_server.parser],
+    parents=[copy.deepcopy(model_server.parser)],
     description=f"Serve a project's model. --model_name is the project: {', '.join(sorted(PROJECTS))}.",
+)
+# None: not given. gRPC runs only when a port is.
+parser.set_defaults(grpc_port=None, enable_grpc=None)
+parser.add_argument(
+    "--grpc-port",
+    dest="grpc_port",
+    type=int,
+    help="also serve the v2 protocol over gRPC on this port (default: no gRPC); "
+    "the same as --grpc_port",
 )
 parser.add_argument(
     "--model_uri",
@@ -59,6 +72,21 @@ parser.add_argument(
 )
 
 
+def grpc_wanted(args: argparse.Namespace) -> bool:
+    """gRPC on when a port is given; contradictory or incomplete flags are an error."""
+    if args.grpc_port is None:
+        if args.enable_grpc:
+            parser.error("--enable_grpc true needs a port: add --grpc-port PORT")
+        return False
+    if args.enable_grpc is False:
+        parser.error("--grpc-port and --enable_grpc false contradict each other: drop one")
+    if not 0 < args.grpc_port < 65536:
+        parser.error(f"--grpc-port must be a TCP port (1-65535), got {args.grpc_port}")
+    if args.grpc_port == args.http_port:
+        parser.error(f"--grpc-port and --http_port are both {args.http_port}: give two ports")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model_name not in PROJECTS:
@@ -69,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--inference_log_queue must be at least 1")
     if args.refresh_interval < 0:
         parser.error("--refresh_interval must be 0 (off) or a number of seconds")
+    grpc = grpc_wanted(args)
     log = None
     if args.inference_log:
         whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]
@@ -87,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = ModelServer(
         http_port=args.http_port,
-        grpc_port=args.grpc_port,
+        **({"grpc_port": args.grpc_port} if grpc else {}),
         workers=args.workers,
         max_threads=args.max_threads,
         max_asyncio_workers=args.max_asyncio_workers,
-        enable_grpc=args.enable_grpc,
+        enable_grpc=grpc,
         enable_docs_url=args.enable_docs_url,
         enable_latency_logging=args.enable_latency_logging,
         access_log_format=args.access_log_format,

@@ -125,7 +125,6 @@ def launch(
         "--model_name", project,
         "--model_uri", str(model_uri),
         "--http_port", str(port),
-        "--enable_grpc", "false",
         "--inference_log", str(inference_log or ""),
         *extra_args,
     ]  # fmt: skip
