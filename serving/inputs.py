@@ -8,14 +8,21 @@ Rules (documented in docs/serving.md):
 - Values are checked by the project schema through `column_violations`, the same checks the
   pipelines' validate step applies: type, whole numbers, finite, range, allowed categories,
   non-empty strings, ISO dates. JSON booleans are not numbers. NaN counts as a blank value.
-- Fields that are not input columns are ignored, and the v1 response lists them.
+- Fields that are not input columns are ignored, and the v1 response lists them; except a field
+  that looks like a misspelling of an input field the request left out (`Agee` without `Age`),
+  which is refused with a "did you mean".
+
+A 400's body (`RequestRejected.body`) carries the message and every problem as data:
+`{"error": str, "problems": [{"instance", "field", "rule", "value", "did_you_mean"}, ...]}`.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,28 +37,66 @@ from components.core.validate import column_violations
 MAX_INSTANCES = 1000
 MAX_EXPLAIN_INSTANCES = 20
 MAX_LISTED_PROBLEMS = 10
+"""Problems the one-line message spells out."""
+MAX_BODY_PROBLEMS = 100
+"""Problems the body lists as data (a 1000-row request could otherwise answer with 10,000)."""
+MAX_VALUE_CHARS = 200
+"""Longer values (as JSON) are sent back as their text, cut to this length."""
+SUGGESTION_CUTOFF = 0.75
+"""difflib ratio from which a sent field is taken for a misspelling of a known one. The real
+files' columns that are not inputs (CustomerId, Surname, days_listed, ...) stay under 0.65."""
 REQUEST_FIELD = "request"
-"""The `field` reported for problems with the body as a whole (not JSON, no instances, ...)."""
+"""The metrics label for problems with the body as a whole (not JSON, no instances, ...)."""
 INSTANCE_FIELD = "instances"
-"""The `field` reported for an instance that is not an object."""
+"""The metrics label for an instance that is not an object."""
+MISSING = "missing"
+UNKNOWN_FIELD = "unknown_field"
 
 
 @dataclass(frozen=True)
 class Problem:
-    field: str
+    field: str | None
+    """The input field; the name the client sent for UNKNOWN_FIELD; None for the body, or an
+    instance, as a whole."""
     rule: str
+    """Short name of the rule broken: `missing`, `unknown_field`, `type`, `minimum`, ..."""
+    detail: str
+    """What is wrong, in words."""
     instance: int | None = None
     value: object = None
     show_value: bool = False
+    suggestion: str | None = None
+    """The known field that a misspelt one probably meant."""
 
     def describe(self) -> str:
-        if self.field == REQUEST_FIELD:
-            return f"request: {self.rule}"
-        if self.field == INSTANCE_FIELD:
-            return f"instance {self.instance}: {self.rule}"
+        if self.field is None:
+            return (
+                f"request: {self.detail}"
+                if self.instance is None
+                else f"instance {self.instance}: {self.detail}"
+            )
         where = "" if self.instance is None else f"instance {self.instance}, "
         got = f" (got {shown(self.value)})" if self.show_value else ""
-        return f"{where}field {self.field!r}: {self.rule}{got}"
+        return f"{where}field {self.field!r}: {self.detail}{got}"
+
+    @property
+    def metric_field(self) -> str:
+        """The `field` label of mlops_validation_failures_total: always a known name or one of
+        the two fixed labels, so that clients cannot grow the label set."""
+        if self.rule == UNKNOWN_FIELD:
+            return self.suggestion or REQUEST_FIELD
+        if self.field is None:
+            return REQUEST_FIELD if self.instance is None else INSTANCE_FIELD
+        return self.field
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "field": self.field,
+            "rule": self.rule,
+            "value": json_safe(self.value),
+            "did_you_mean": self.suggestion,
+        }
 
 
 class RequestRejected(InvalidInput):
@@ -67,11 +112,18 @@ class RequestRejected(InvalidInput):
 
     @property
     def fields(self) -> set[str]:
-        return {p.field for p in self.problems}
+        return {p.metric_field for p in self.problems}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": str(self),
+            "problems": [p.to_json() for p in self.problems[:MAX_BODY_PROBLEMS]],
+        }
 
 
-def rejected(rule: str, field_name: str = REQUEST_FIELD) -> RequestRejected:
-    return RequestRejected([Problem(field_name, rule)])
+def rejected(rule: str, detail: str) -> RequestRejected:
+    """A 400 about the body as a whole."""
+    return RequestRejected([Problem(None, rule, detail)])
 
 
 def shown(value: object, limit: int = 60) -> str:
@@ -81,6 +133,84 @@ def shown(value: object, limit: int = 60) -> str:
     except ValueError:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain_json(value: object) -> bool:
+    """JSON that any client reads back as sent: no NaN or Infinity, no integer beyond 64 bits."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    return False
+
+
+def json_safe(value: object) -> object:
+    """The offending value for the error body: as sent when it is plain JSON of modest size,
+    else its JSON text (cut short): NaN, Infinity, huge integers, long texts and lists."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if _plain_json(value) and len(shown(value, MAX_VALUE_CHARS + 1)) <= MAX_VALUE_CHARS:
+        return value
+    return shown(value, MAX_VALUE_CHARS)
+
+
+@functools.lru_cache(maxsize=1024)
+def closest(name: str, candidates: tuple[str, ...]) -> str | None:
+    """The candidate that `name` most likely misspells (difflib, case ignored), if one is close."""
+    lowered = {c.lower(): c for c in candidates}
+    found = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=SUGGESTION_CUTOFF)
+    return lowered[found[0]] if found else None
+
+
+def field_problems(
+    spec: ProjectSpec, sent: Mapping[str, Any], instance: int | None, kind: str = "field"
+) -> list[Problem]:
+    """Required fields that `sent` lacks, and sent fields that look like misspellings of fields
+    it lacks: `Agee` sent without `Age` is one problem that names both and suggests `Age`. Other
+    unknown fields are not problems (the caller ignores them). `kind`: "field" (v1) or "input"
+    (v2), for the messages."""
+    absent = tuple(name for name in spec.input_columns if name not in sent)
+    if not absent:
+        return []
+    known = set(spec.input_columns)
+    plural = "input fields" if kind == "field" else "inputs"
+    problems: list[Problem] = []
+    meant: set[str] = set()
+    for key in sent:
+        match = None if key in known else closest(str(key), absent)
+        if match is None:
+            continue
+        meant.add(match)
+        lacking = (
+            f"so {match!r} would be read as blank"
+            if spec.column(match).nullable
+            else f"and the required {kind} {match!r} is missing"
+        )
+        problems.append(
+            Problem(
+                str(key),
+                UNKNOWN_FIELD,
+                f"not one of {spec.name}'s {plural}, {lacking}: did you mean {match!r}?",
+                instance,
+                sent[key],
+                suggestion=match,
+            )
+        )
+    missing = "missing (required)" if kind == "field" else f"missing {kind} (required)"
+    problems.extend(
+        Problem(name, MISSING, missing, instance)
+        for name in absent
+        if name not in meant and not spec.column(name).nullable
+    )
+    return problems
 
 
 @dataclass
@@ -136,13 +266,13 @@ def _model_column(values: list[Any], numeric: bool) -> np.ndarray:
 
 def _column_problems(
     spec: ProjectSpec, column_name: str, values: list[Any], numeric: bool
-) -> dict[int, tuple[str, object]]:
-    """Row -> (rule, value) for the rows of one column that break the schema."""
+) -> dict[int, tuple[str, str, object]]:
+    """Row -> (rule, detail, value) for the rows of one column that break the schema."""
     column = spec.column(column_name)
-    found: dict[int, tuple[str, object]] = {}
+    found: dict[int, tuple[str, str, object]] = {}
     for violation in column_violations(column, _for_schema(values, numeric)):
         for row in violation.rows:
-            found.setdefault(row, (violation.rule, values[row]))
+            found.setdefault(row, (violation.code, violation.rule, values[row]))
     return found
 
 
@@ -156,10 +286,11 @@ def validate_group(
     offsets = np.cumsum([0, *(r.rows for r in requests)])
     owner = np.repeat(np.arange(len(requests)), [r.rows for r in requests])
     problems = [list(r.problems) for r in requests]
+    # a misspelt field's problem stands for the field it meant, which would read as blank
     skip = [
         (
-            {(p.instance, p.field) for p in r.problems},
-            {p.instance for p in r.problems if p.field == INSTANCE_FIELD},
+            {(p.instance, p.suggestion or p.field) for p in r.problems},
+            {p.instance for p in r.problems if p.field is None},
         )
         for r in requests
     ]
@@ -170,17 +301,23 @@ def validate_group(
             values.extend(request.columns.get(column.name) or [None] * request.rows)
         merged[column.name] = values
         numeric = column.dtype in ("float", "int")
-        for row, (rule, value) in _column_problems(spec, column.name, values, numeric).items():
+        broken_rows = _column_problems(spec, column.name, values, numeric)
+        for row, (rule, detail, value) in broken_rows.items():
             index = int(owner[row])
             local = row - int(offsets[index])
             reported, broken = skip[index]
             if local not in broken and (local, column.name) not in reported:
-                problems[index].append(Problem(column.name, rule, local, value, show_value=True))
+                problems[index].append(
+                    Problem(column.name, rule, detail, local, value, show_value=True)
+                )
     order = {name: i for i, name in enumerate(spec.input_columns)}
     verdicts: list[RequestRejected | None] = []
     for found in problems:
         found.sort(
-            key=lambda p: (p.instance if p.instance is not None else -1, order.get(p.field, -1))
+            key=lambda p: (
+                p.instance if p.instance is not None else -1,
+                order.get(p.suggestion or p.field or "", -1),
+            )
         )
         verdicts.append(RequestRejected(found) if found else None)
     keep = np.repeat([v is None for v in verdicts], [r.rows for r in requests])
@@ -201,36 +338,42 @@ def validated_frame(spec: ProjectSpec, request: Parsed) -> pd.DataFrame:
 
 def _check_size(rows: int, limit: int) -> None:
     if rows == 0:
-        raise rejected("no instances: send at least one")
+        raise rejected("min_instances", "no instances: send at least one")
     if rows > limit:
-        raise rejected(f"{rows} instances exceed the limit of {limit} per request")
+        raise rejected("max_instances", f"{rows} instances exceed the limit of {limit} per request")
 
 
 def from_v1(spec: ProjectSpec, payload: object, limit: int) -> Parsed:
     """`{"instances": [{field: value}, ...]}`, read; the schema check comes later."""
     if not isinstance(payload, dict) or "instances" not in payload:
-        raise rejected('expected a JSON object {"instances": [{field: value, ...}, ...]}')
+        raise rejected("format", 'expected a JSON object {"instances": [{field: value, ...}, ...]}')
     instances = payload["instances"]
     if not isinstance(instances, list):
-        raise rejected(f"'instances' must be a list of objects, got {type(instances).__name__}")
+        raise rejected(
+            "format", f"'instances' must be a list of objects, got {type(instances).__name__}"
+        )
     _check_size(len(instances), limit)
-    known = set(spec.input_columns)
-    required = [c.name for c in spec.columns if not c.nullable]
+    names = spec.input_columns
+    known = set(names)
     problems: list[Problem] = []
     ignored: set[str] = set()
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
             problems.append(
                 Problem(
-                    INSTANCE_FIELD, f"expected an object keyed by field, got {shown(instance)}", i
+                    None,
+                    "type",
+                    f"expected an object keyed by field, got {shown(instance)}",
+                    i,
+                    instance,
                 )
             )
             continue
-        problems.extend(
-            Problem(name, "missing (required)", i) for name in required if name not in instance
-        )
+        found = field_problems(spec, instance, i) if any(n not in instance for n in names) else []
+        problems.extend(found)
         if len(instance) > len(known) or not known.issuperset(instance):
-            ignored.update(k for k in instance if k not in known)
+            misspelt = {p.field for p in found if p.rule == UNKNOWN_FIELD}
+            ignored.update(k for k in instance if k not in known and k not in misspelt)
     rows = [instance if isinstance(instance, dict) else {} for instance in instances]
     columns = {name: [row.get(name) for row in rows] for name in spec.input_columns}
     return Parsed(columns, len(instances), payload, sorted(map(str, ignored)), problems)
@@ -258,15 +401,14 @@ def _decoded(value: Any) -> Any:
 def from_v2(spec: ProjectSpec, request: InferRequest, limit: int) -> Parsed:
     """Open Inference Protocol: one named input per field, each with one value per row."""
     inputs = {inp.name: [_decoded(v) for v in _flat(inp.data)] for inp in request.inputs}
-    required = [c.name for c in spec.columns if not c.nullable]
-    missing = [Problem(name, "missing input (required)") for name in required if name not in inputs]
+    missing = field_problems(spec, inputs, None, "input")
     if missing:
         raise RequestRejected(missing)
     lengths = {name: len(inputs[name]) for name in spec.input_columns if name in inputs}
     rows = max(lengths.values(), default=0)
     _check_size(rows, limit)
     uneven = [
-        Problem(name, f"{n} values where the other inputs have {rows}")
+        Problem(name, "shape", f"{n} values where the other inputs have {rows}", value=n)
         for name, n in lengths.items()
         if n != rows
     ]

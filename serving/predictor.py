@@ -13,6 +13,7 @@ import pandas as pd
 from kserve import Model
 from kserve.logging import logger
 from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.utils.numpy_codec import from_np_dtype
 from kserve.utils.utils import get_predict_response
 
 from components.core.explain import RawInputExplainer
@@ -46,6 +47,14 @@ from serving.loading import LoadedModel, ModelLoadError, load
 from serving.refresh import AliasRefresher, follows_alias
 
 WARM_UP_ROWS = 5
+V2_DATATYPES = {
+    "float": "FP64",
+    "int": "INT64",
+    "category": "BYTES",
+    "string": "BYTES",
+    "date": "BYTES",
+}
+"""Open Inference Protocol datatype of each schema column type (text of any kind is BYTES)."""
 MAX_EXPLAINER_VOCABULARY = 10_000
 """Distinct text values the explainer may collect before it is rebuilt (free-text fields)."""
 
@@ -65,13 +74,14 @@ def parse_body(body: bytes | bytearray | str, content_type: str | None) -> Any:
     """
     if not _is_json_media_type(content_type):
         raise rejected(
+            "content_type",
             f"unsupported Content-Type {content_type!r}: send JSON with "
-            "Content-Type: application/json"
+            "Content-Type: application/json",
         )
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise rejected(f"body is not valid JSON: {exc}") from None
+        raise rejected("json", f"body is not valid JSON: {exc}") from None
 
 
 class ProjectPredictor(Model):
@@ -202,6 +212,27 @@ class ProjectPredictor(Model):
             metrics.record_rejection(self.name, exc.fields)
             raise
 
+    @property
+    def served_version(self) -> str | None:
+        """The version of the model answering now (None while the first one loads)."""
+        return None if self.loaded is None else self.loaded.provenance.version
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """v2 metadata: one input per raw column of the schema, one value per row."""
+        return [
+            {"name": c.name, "datatype": V2_DATATYPES[c.dtype], "shape": [-1]}
+            for c in self.spec.columns
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """v2 metadata: the fields a prediction returns, typed as the responses type them (the
+        project's output format applied to one made-up output)."""
+        sample = self._columns(np.array([0.5]), 0.5)
+        return [
+            {"name": name, "datatype": from_np_dtype(values.dtype), "shape": [-1]}
+            for name, values in sample.items()
+        ]
+
     def _model(self) -> LoadedModel:
         if self.loaded is None:  # KServe answers 503 before this while the model is not ready
             raise RuntimeError(f"{self.name} model is not loaded")
@@ -243,7 +274,7 @@ class ProjectPredictor(Model):
                 continue
             end = offset + request.rows
             part = {name: values[offset:end] for name, values in outputs.items()}
-            results.append(self._response(request, part))
+            results.append(self._response(request, part, loaded.provenance.version))
             if log is not None:
                 log.submit(
                     Answered(
@@ -261,20 +292,27 @@ class ProjectPredictor(Model):
     def _outputs(self, loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         # P(positive) for classifiers, the price for regression: the same output explain() explains.
         output = model_output(self.spec, loaded.model, frame)
+        threshold = loaded.threshold if loaded.threshold is not None else 0.5
         if isinstance(self.format, BinaryFormat):
-            probability = output
-            threshold = loaded.threshold if loaded.threshold is not None else 0.5
-            metrics.record_classes(self.name, self.spec.label_names, probability >= threshold)
-            return self.format.columns(self.spec.label_names, probability, threshold)
+            metrics.record_classes(self.name, self.spec.label_names, output >= threshold)
+        else:
+            metrics.record_prices(self.name, output)
+        return self._columns(output, threshold)
+
+    def _columns(self, output: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+        """The response's fields for the model's outputs, in the project's output format."""
+        if isinstance(self.format, BinaryFormat):
+            return self.format.columns(self.spec.label_names, output, threshold)
         assert isinstance(self.format, RegressionFormat)
-        metrics.record_prices(self.name, output)
         return self.format.columns(output)
 
     def _response(
-        self, request: Parsed, part: dict[str, np.ndarray]
+        self, request: Parsed, part: dict[str, np.ndarray], version: str
     ) -> dict[str, Any] | InferResponse:
         if isinstance(request.payload, InferRequest):
-            return get_predict_response(request.payload, pd.DataFrame(part), self.name)
+            answer = get_predict_response(request.payload, pd.DataFrame(part), self.name)
+            answer.model_version = version
+            return answer
         names = list(part)
         rows = [
             dict(zip(names, values, strict=True))
@@ -291,8 +329,9 @@ class ProjectPredictor(Model):
         if payload.rows > MAX_EXPLAIN_INSTANCES:
             metrics.record_rejection(self.name, [REQUEST_FIELD])
             raise rejected(
+                "max_instances",
                 f"{payload.rows} instances exceed the limit of {MAX_EXPLAIN_INSTANCES} "
-                "per explain request"
+                "per explain request",
             )
         try:
             frame = validated_frame(self.spec, payload)

@@ -6,6 +6,9 @@ first and the model loads in the background: until `load()` finishes, `/v2/healt
 `/v1/models/<name>`, `/v2/models/<name>/ready`, predict and explain answer 503, while liveness
 (`/`, `/v2/health/live`) answers 200 so that a slow load is not mistaken for a hung process.
 A load that fails stops the server with the error.
+
+Client errors are answered and logged as `serving.errors` says: a 400 or 404 names the problem
+as data, and logs one INFO line.
 """
 
 from __future__ import annotations
@@ -16,14 +19,43 @@ from typing import Any
 import kserve
 from kserve.constants.constants import PredictorProtocol
 from kserve.errors import InvalidInput
+from kserve.model import BaseKServeModel
 from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
 
+from serving import errors
+from serving.inputs import rejected
 from serving.metrics import RequestMetrics
 from serving.predictor import ProjectPredictor
 
 
 class ReadinessDataPlane(DataPlane):
+    def _known(self, name: str) -> None:
+        if self.model_registry.get_model(name) is None:
+            raise errors.UnknownModel(name, list(self.model_registry.get_models()))
+
+    def get_model_from_registry(self, name: str) -> BaseKServeModel:
+        self._known(name)
+        return super().get_model_from_registry(name)
+
+    async def get_model(self, name: str) -> BaseKServeModel:
+        self._known(name)
+        return await super().get_model(name)
+
+    async def model_ready(
+        self, model_name: str, disable_predictor_health_check: bool = False
+    ) -> bool:
+        self._known(model_name)
+        return bool(await super().model_ready(model_name, disable_predictor_health_check))
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        """KServe's metadata (inputs and outputs from the model) plus the served version."""
+        metadata: dict[str, Any] = await super().model_metadata(model_name)
+        version = getattr(self.get_model_from_registry(model_name), "served_version", None)
+        if version is not None:
+            metadata["versions"] = [version]
+        return metadata
+
     async def ready(self) -> bool:
         """Ready when at least one model is registered and every registered model is ready."""
         models = list(self.model_registry.get_models().values())
@@ -42,13 +74,20 @@ class ReadinessDataPlane(DataPlane):
         model_name: str | None = None,
     ) -> tuple[Any, dict[str, Any]]:
         """A v1 body that KServe's JSON reader rejects goes to the model undecoded, which
-        reports it with the rest of its validation (and reads NaN, as `json.dumps` writes it)."""
+        reports it with the rest of its validation (and reads NaN, as `json.dumps` writes it).
+        KServe's other refusals become the server's 400, with the same body as the others."""
         try:
             return super().decode(body, headers, protocol_version, model_name)
-        except InvalidInput:
-            if protocol_version != PredictorProtocol.REST_V1.value or not isinstance(body, bytes):
-                raise
-            return body, {}
+        except InvalidInput as exc:
+            if protocol_version == PredictorProtocol.REST_V1.value and isinstance(body, bytes):
+                return body, {}
+            if isinstance(body, bytes):  # a v2 body FastAPI did not take for JSON
+                raise rejected(
+                    "content_type",
+                    "send the body as JSON with Content-Type: application/json "
+                    f"(read as the binary extension: {exc})",
+                ) from exc
+            raise rejected("format", str(exc)) from exc
 
 
 class ModelServer(kserve.ModelServer):
@@ -58,6 +97,7 @@ class ModelServer(kserve.ModelServer):
             raise ValueError("serve one process per pod or core: --workers must be 1")
         # start() builds the REST server from self.dataplane, so replacing it here is enough
         self.dataplane = ReadinessDataPlane(model_registry=self.registered_models)
+        errors.install(app)  # after super().__init__, which sets up KServe's logging
 
     def serve_while_loading(self, model: ProjectPredictor) -> None:
         """Starts listening at once and loads the model meanwhile; returns when the server stops.

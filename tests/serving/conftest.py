@@ -13,14 +13,16 @@ from components.core.projects import get_spec
 from tests.serving.support import (
     CANDIDATES,
     LOGGED_VERSION,
+    PLANTED_FAULT,
     SLOW_RELEASE,
+    FailsOn,
     Served,
     SlowToUnpickle,
     quick_model,
 )
 from tests.support import data
 from tests.support.models import save
-from tests.support.servers import ServerProcess, launch
+from tests.support.servers import ServerProcess, free_port, launch
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,7 @@ def served(models_root: Path) -> dict[str, Served]:
 
 @pytest.fixture(scope="session")
 def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str, Path]:
-    """A model that loads slowly and one whose pickle is corrupt."""
+    """A model that loads slowly, one whose pickle is corrupt and one that fails on one value."""
     telecom = served["telecom"]
     telecom.model.load_delay_ = SlowToUnpickle(models_root / SLOW_RELEASE)
     try:
@@ -57,7 +59,13 @@ def broken_model_dirs(models_root: Path, served: dict[str, Served]) -> dict[str,
     for item in telecom.model_dir.iterdir():
         (corrupt / item.name).write_bytes(item.read_bytes())
     (corrupt / "model.pkl").write_bytes(b"this is not a pickle")
-    return {"slow": slow, "corrupt": corrupt}
+    failing = save(
+        telecom.spec,
+        FailsOn(telecom.model, *PLANTED_FAULT),
+        telecom.test_frame,
+        models_root / "failing",
+    )
+    return {"slow": slow, "corrupt": corrupt, "failing": failing}
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +102,9 @@ def processes(
     logs = models_root / "logs"
     started = {name: launch(name, s.model_dir, logs / f"{name}.log") for name, s in served.items()}
     for kind, path in broken_model_dirs.items():
-        started[kind] = launch("telecom", path, logs / f"{kind}.log")
+        # the failing server is also the one that serves gRPC: no other server binds a gRPC port
+        grpc = ["--grpc-port", str(free_port())] if kind == "failing" else []
+        started[kind] = launch("telecom", path, logs / f"{kind}.log", extra_args=grpc)
     # bankchurn has every kind of field: whole numbers, categories, a nullable one
     bankchurn = served["bankchurn"].model_dir
     started["logged"] = launch(

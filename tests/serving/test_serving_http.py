@@ -51,6 +51,12 @@ def test_readiness_and_predict_answer_503_until_the_model_has_loaded(
     slow.wait_ready()
     assert slow.status("/v1/models/telecom") == 200
     assert predict(slow, rows).status_code == 200
+    # "not ready yet" is expected while loading: one INFO line each, no traceback
+    log = slow.log_tail(10_000_000)
+    not_ready = [line for line in log.splitlines() if "NotReady: " in line]
+    assert not_ready
+    assert all(" kserve INFO " in line for line in not_ready)
+    assert "Traceback" not in log
 
 
 def test_a_corrupt_model_stops_the_server_with_its_uri_and_cause(
@@ -244,122 +250,148 @@ def _body(instances_value: Any) -> bytes:
     return json.dumps({"instances": instances_value}).encode()
 
 
-# (project, body from a valid row, content type, fragments the error must contain)
-MALFORMED: dict[str, tuple[str, Any, str, list[str]]] = {
+# (project, body from a valid row, content type, fragments the error must contain, the rule
+# of a problem listed in the body)
+MALFORMED: dict[str, tuple[str, Any, str, list[str], str]] = {
     "missing field": (
         "telecom",
         lambda r: _body([{k: v for k, v in r.items() if k != "calls"}]),
         "application/json",
         ["instance 0", "'calls'", "missing"],
+        "missing",
     ),
     "wrong type": (
         "telecom",
         lambda r: _body([{**r, "minutes": "lots"}]),
         "application/json",
         ["instance 0", "'minutes'", "not a number", '"lots"'],
+        "type",
     ),
     "boolean for a number": (
         "bankchurn",
         lambda r: _body([{**r, "HasCrCard": True}]),
         "application/json",
         ["'HasCrCard'", "not a number", "true"],
+        "type",
     ),
     "NaN": (
         "telecom",
         lambda r: json.dumps({"instances": [r, {**r, "messages": float("nan")}]}).encode(),
         "application/json",
         ["instance 1", "'messages'", "blank value"],
+        "blank",
     ),
     "Infinity": (
         "telecom",
         lambda r: json.dumps({"instances": [{**r, "mb_used": float("inf")}]}).encode(),
         "application/json",
         ["'mb_used'", "not a finite number"],
+        "finite",
     ),
     "number beyond 64 bits": (
         "telecom",
         lambda r: _body([{**r, "calls": 10**400}]),
         "application/json",
         ["'calls'", "not a finite number"],
+        "finite",
     ),
     "negative minutes": (
         "telecom",
         lambda r: _body([{**r, "minutes": -5}]),
         "application/json",
         ["'minutes'", "below the minimum 0", "-5"],
+        "minimum",
     ),
     "fractional age": (
         "bankchurn",
         lambda r: _body([{**r, "Age": 40.5}]),
         "application/json",
         ["'Age'", "not a whole number"],
+        "whole",
     ),
     "unknown category": (
         "bankchurn",
         lambda r: _body([r, r, {**r, "Geography": "Atlantis"}]),
         "application/json",
         ["instance 2", "'Geography'", "allowed values", "Atlantis"],
+        "category",
     ),
     "bad date": (
         "carvision",
         lambda r: _body([{**r, "date_posted": "last tuesday"}]),
         "application/json",
         ["'date_posted'", "ISO date"],
+        "date",
     ),
     "object as a value": (
         "telecom",
         lambda r: _body([{**r, "calls": {"n": 3}}]),
         "application/json",
         ["'calls'", "not a number"],
+        "type",
     ),
-    "empty instances": ("telecom", lambda r: _body([]), "application/json", ["no instances"]),
+    "empty instances": (
+        "telecom",
+        lambda r: _body([]),
+        "application/json",
+        ["no instances"],
+        "min_instances",
+    ),
     "10,000 instances": (
         "telecom",
         lambda r: _body([r] * 10_000),
         "application/json",
         ["10000 instances", f"limit of {MAX_INSTANCES}"],
+        "max_instances",
     ),
     "instances not a list": (
         "telecom",
         lambda r: _body(r),
         "application/json",
         ["'instances' must be a list"],
+        "format",
     ),
     "instance not an object": (
         "telecom",
         lambda r: _body([r, [1, 2, 3]]),
         "application/json",
         ["instance 1", "expected an object"],
+        "type",
     ),
     "body not an object": (
         "telecom",
         lambda r: json.dumps([r]).encode(),
         "application/json",
         ['{"instances"'],
+        "format",
     ),
     "non-JSON body": (
         "telecom",
         lambda r: b"calls=3&minutes=4",
         "application/json",
         ["not valid JSON"],
+        "json",
     ),
     "truncated JSON": (
         "telecom",
         lambda r: _body([r])[:-5],
         "application/json",
         ["not valid JSON"],
+        "json",
     ),
     "wrong content type": (
         "telecom",
         lambda r: _body([r]),
         "text/plain",
         ["Content-Type", "text/plain"],
+        "content_type",
     ),
     "deeply nested JSON": (
         "telecom",
         lambda r: b"[" * 100_000 + b"]" * 100_000,
         "application/json",
         ["not valid JSON"],
+        "json",
     ),
 }
 
@@ -368,7 +400,7 @@ MALFORMED: dict[str, tuple[str, Any, str, list[str]]] = {
 def test_malformed_requests_get_400_naming_the_field_and_rule_and_the_server_keeps_serving(
     case: str, servers: dict[str, ServerProcess], served: dict[str, Served]
 ) -> None:
-    project, make_body, content_type, fragments = MALFORMED[case]
+    project, make_body, content_type, fragments, rule = MALFORMED[case]
     server = servers[project]
     response = post(
         server,
@@ -380,14 +412,15 @@ def test_malformed_requests_get_400_naming_the_field_and_rule_and_the_server_kee
     message = response.json()["error"]
     for fragment in fragments:
         assert fragment in message
+    assert rule in {problem["rule"] for problem in response.json()["problems"]}
     assert server.status("/v2/health/ready") == 200
     assert predict(server, [_row(served, project)]).status_code == 200
 
 
 @pytest.mark.parametrize(
-    ("case", "change", "fragments"),
+    ("case", "change", "fragments", "rule"),
     [
-        ("missing input", lambda inputs: inputs[1:], ["'calls'", "missing input"]),
+        ("missing input", lambda inputs: inputs[1:], ["'calls'", "missing input"], "missing"),
         (
             "uneven lengths",
             lambda inputs: [
@@ -395,11 +428,13 @@ def test_malformed_requests_get_400_naming_the_field_and_rule_and_the_server_kee
                 *inputs[1:],
             ],
             ["values where the other inputs have"],
+            "shape",
         ),
         (
             "negative value",
             lambda inputs: [*inputs[:1], {**inputs[1], "data": [-1.0]}, *inputs[2:]],
             ["'minutes'", "below the minimum"],
+            "minimum",
         ),
     ],
 )
@@ -407,6 +442,7 @@ def test_malformed_v2_requests_get_400(
     case: str,
     change: Any,
     fragments: list[str],
+    rule: str,
     servers: dict[str, ServerProcess],
     served: dict[str, Served],
 ) -> None:
@@ -417,6 +453,7 @@ def test_malformed_v2_requests_get_400(
     assert response.status_code == 400, response.text
     for fragment in fragments:
         assert fragment in response.json()["error"]
+    assert {problem["rule"] for problem in response.json()["problems"]} == {rule}
 
 
 # --- metrics -------------------------------------------------------------------------------
