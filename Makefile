@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help install run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring image check-image clean
+	bench-pipelines bench-quality bench-serving bench-monitoring check-cards screenshots image check-image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -36,6 +36,7 @@ help:
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
+	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
 # The venv is rebuilt whenever the lock file or the project metadata changes.
@@ -207,8 +208,17 @@ BASE_IMAGE ?= docker.io/library/debian:bookworm-slim
 PODMAN := podman --runtime runc --cgroup-manager cgroupfs
 image: $(STAMP)
 	$(PODMAN) build -f serving/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg CODE_VERSION=$$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown) \
 		$(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt) \
 		--network host -t $$($(PY) -c 'from components.image import IMAGE; print(IMAGE)') .
+
+# After `make run DATA_DIR=../shared/data`: every README quality figure against the champions'
+# model cards, and screenshots of their evaluation reports for docs/images.
+check-cards: $(STAMP)
+	$(PY) -m benchmarks.cards
+
+screenshots: $(STAMP)
+	$(PY) -m benchmarks.screenshots
 
 # A compiled step and the server's entrypoint, run inside the built image.
 check-image: $(STAMP)

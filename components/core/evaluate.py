@@ -272,9 +272,9 @@ def _binary_figures(
             "ROC and precision-recall curves",
             report.figure_to_html(fig, "ROC and precision-recall curves")
             + report.paragraph(
-                f"The precision-recall curve matters most when {positive} is the rarer class: "
-                f"guessing scores the share of {positive} rows ({y.mean():.0%}). The red dot is "
-                "the stored decision threshold."
+                f"The precision-recall curve matters most when the class '{positive}' is the "
+                f"rarer one: guessing scores its share of the rows ({y.mean():.0%}). The red dot "
+                "is the stored decision threshold."
             ),
         )
     )
