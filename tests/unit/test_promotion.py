@@ -169,6 +169,10 @@ def test_promotion_through_a_real_registry(tracking: str, tmp_path: Path) -> Non
     second = register(record_for(True, "synthetic-1", 0.99))
     assert not second.is_champion and second.champion_before == first.version
     assert "synthetic" in second.decision
+    card = mlflow.artifacts.load_text(f"runs:/{second.run_id}/model_card/model_card.md")
+    assert (
+        "**SYNTHETIC DATA.**" in card and "never promoted over a champion trained on real" in card
+    )
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(spec.name, "champion").version) == first.version
     tags = client.get_model_version(spec.name, second.version).tags
