@@ -7,10 +7,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from components.core.contracts import SourceInfo
 from components.core.lineage import Provenance
+from components.core.projects import get_spec
+
+if TYPE_CHECKING:
+    from components.core.evaluate import Assessment
 
 
 class MetricsArtifact(Protocol):
@@ -63,3 +67,33 @@ def training_provenance(
 
 def file_sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def evaluate_step(
+    project: str,
+    model: FileArtifact,
+    test: FileArtifact,
+    source_info: FileArtifact,
+    gate_overrides: str,
+    run_name: str,
+    metrics: MetricsArtifact,
+    report: FileArtifact,
+    evaluation: FileArtifact,
+) -> Assessment:
+    """What both evaluate steps do before the gate: score, write the figures, the report and
+    the record. The caller then adds its task's own outputs and enforces the gate."""
+    import joblib
+    import pandas as pd
+
+    from components.core import evaluate
+
+    spec = get_spec(project)
+    provenance = training_provenance(project, source_info.path, run_name, model.path)
+    done = evaluate.assess(
+        spec, joblib.load(model.path), pd.read_csv(test.path), provenance, gate_overrides
+    )
+    write_metrics(metrics, done.summary.metrics)
+    write_document(report, done.html)
+    done.summary.write(evaluation.path)
+    print("\n".join(done.summary.gates))
+    return done

@@ -21,29 +21,16 @@ def evaluate(
     a failing model stops the run. `gate_overrides` is JSON such as {"roc_auc": 0.8}; unnamed
     gates keep the project's thresholds. `classification` holds the ROC curve and the confusion
     matrix for the KFP UI's viewers."""
-    import joblib
-    import pandas as pd
-
-    from components.core import evaluate as logic
+    from components.core.evaluate import enforce_gates
     from components.core.projects import get_spec
-    from components.core.step_io import (
-        training_provenance,
-        write_document,
-        write_metadata,
-        write_metrics,
-    )
+    from components.core.step_io import evaluate_step, write_metadata
 
-    spec = get_spec(project)
-    provenance = training_provenance(project, source_info.path, run_name, model.path)
-    done = logic.assess(
-        spec, joblib.load(model.path), pd.read_csv(test.path), provenance, gate_overrides
+    done = evaluate_step(
+        project, model, test, source_info, gate_overrides, run_name, metrics, report, evaluation
     )
-    write_metrics(metrics, done.summary.metrics)
+    spec = get_spec(project)
     curves = done.curves
     classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
     classification.log_confusion_matrix(list(spec.label_names), curves["confusion_matrix"])
     write_metadata(classification)
-    write_document(report, done.html)
-    done.summary.write(evaluation.path)
-    print("\n".join(done.summary.gates))
-    logic.enforce_gates(spec, done.gates, done.summary.metrics)
+    enforce_gates(spec, done.gates, done.summary.metrics)

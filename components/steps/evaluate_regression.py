@@ -22,20 +22,11 @@ def evaluate(
     """Scores the test split once, with 95% bootstrap intervals, and enforces the quality gate:
     a failing model stops the run. `gate_overrides` is JSON such as {"r2": 0.8}; unnamed gates
     keep the project's thresholds."""
-    import joblib
-    import pandas as pd
-
-    from components.core import evaluate as logic
+    from components.core.evaluate import enforce_gates
     from components.core.projects import get_spec
-    from components.core.step_io import training_provenance, write_document, write_metrics
+    from components.core.step_io import evaluate_step
 
-    spec = get_spec(project)
-    provenance = training_provenance(project, source_info.path, run_name, model.path)
-    done = logic.assess(
-        spec, joblib.load(model.path), pd.read_csv(test.path), provenance, gate_overrides
+    done = evaluate_step(
+        project, model, test, source_info, gate_overrides, run_name, metrics, report, evaluation
     )
-    write_metrics(metrics, done.summary.metrics)
-    write_document(report, done.html)
-    done.summary.write(evaluation.path)
-    print("\n".join(done.summary.gates))
-    logic.enforce_gates(spec, done.gates, done.summary.metrics)
+    enforce_gates(get_spec(project), done.gates, done.summary.metrics)
