@@ -21,7 +21,9 @@ def drift(
 ):
     """Evidently data drift of `current` (this run's training split) against the champion's
     reference (the sample of its training data registered with it), weighed by each column's
-    importance to the champion."""
+    importance to the champion. `drift_detected` and `drift_share` repeat the summary's verdict
+    as parameters, for the KFP UI's run view and for a condition in a pipeline built on this
+    one; nothing in the project's pipelines reads them."""
     from collections import namedtuple
     from dataclasses import replace
 

@@ -34,7 +34,9 @@ def register(
 ):
     """Logs the run (trials as child runs) and the model to MLflow; sets `challenger`, and
     `champion` when the model beats the current champion on the same test split (and, in a
-    retraining, on the `holdout` of new labelled rows that `monitoring` collected)."""
+    retraining, on the `holdout` of new labelled rows that `monitoring` collected). The output
+    parameters `version`, `aliases` and `run_id` repeat `registration` for the KFP UI's run view
+    and for pipelines built on this one; deploy reads the record."""
     from collections import namedtuple
 
     import joblib
