@@ -284,6 +284,9 @@ class Registration(Contract):
     """The champion's version before this registration (None: there was none)."""
     decision: str
     metrics: dict[str, float]
+    model_file_sha256: str = ""
+    """sha256 of the model file as logged in MLflow (what a server unpickles); "" for versions
+    registered before it was recorded."""
 
     @property
     def is_champion(self) -> bool:
