@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
-.PHONY: help install run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
+.PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring check-cards screenshots image check-image clean
 
@@ -48,6 +48,14 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Both locks from pyproject.toml, with hashes: requirements.lock for the venv (development tools
+# included), requirements-runtime.lock for the image (the same versions, no test or lint tools).
+lock:
+	uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		-o requirements.lock
+	uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes \
+		--constraint requirements.lock -o requirements-runtime.lock
 
 run: $(STAMP)
 	$(PY) -m pipelines.local --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
@@ -209,8 +217,10 @@ PODMAN := podman --runtime runc --cgroup-manager cgroupfs
 image: $(STAMP)
 	$(PODMAN) build -f serving/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 		--build-arg CODE_VERSION=$$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown) \
+		--build-arg BASE_DIGEST=$$($(PODMAN) image inspect --format '{{.Digest}}' $(BASE_IMAGE) 2>/dev/null || echo unknown) \
 		$(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt) \
 		--network host -t $$($(PY) -c 'from components.image import IMAGE; print(IMAGE)') .
+	$(PY) -m benchmarks.sbom
 
 # After `make run DATA_DIR=../shared/data`: every README quality figure against the champions'
 # model cards, and screenshots of their evaluation reports for docs/images.
