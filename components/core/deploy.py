@@ -5,6 +5,12 @@ One function describes the serving resource; the deploy step, the checked-in man
 The predictor is the project image, whose entrypoint is the server (`serving/`), started with a
 registry URI pinned to one model version: a rollout is an explicit change of that version, and a
 rollback is re-deploying the previous one.
+
+Secure by default: the service is cluster-local (no Ingress), its pods run as the image's
+non-root user under the `restricted` Pod Security Standard (read-only root filesystem, no
+capabilities, RuntimeDefault seccomp, bounded ephemeral storage), the server requires the API
+token from its Secret, and a manifest made from a registration passes the model file's sha256, so
+that the server refuses any other file (docs/operations.md, "Security on the cluster").
 """
 
 from __future__ import annotations
@@ -31,6 +37,16 @@ HTTP_PORT = 8080
 # Holds MLFLOW_TRACKING_URI for the predictor pods; credentials come from MLFLOW_SECRET.
 CONFIG_MAP = "mlops-serving-config"
 SERVICE_ACCOUNT = "mlops-serving"
+RUN_AS = 10001
+"""UID and GID of the image's user (serving/Dockerfile): the pods run as it, never as root."""
+# The token the server requires of its callers (read from MLOPS_API_TOKEN). The operator creates
+# the Secret; a pod does not start without it (docs/operations.md, "Security on the cluster").
+API_TOKEN_SECRET = "mlops-api-token"
+API_TOKEN_KEY = "token"
+API_TOKEN_ENV = "MLOPS_API_TOKEN"
+# Without it, KServe's raw mode creates an Ingress for every InferenceService.
+VISIBILITY_LABEL = "networking.kserve.io/visibility"
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Credentials of the MLflow server and its artifact store, for the register step (in the
 # pipelines' namespace) and the predictors (in theirs). Every key is optional: a server without
 # authentication needs no Secret.
@@ -68,6 +84,11 @@ class Target:
     memory_request: str = "1Gi"
     cpu_limit: str = "1"
     memory_limit: str = "2Gi"
+    ephemeral_request: str = "256Mi"
+    ephemeral_limit: str = "2Gi"
+    """Node disk a pod may use: the writable /tmp (the model download) and the container's logs."""
+    tmp_size: str = "1Gi"
+    """Size limit of /tmp, an emptyDir: the only writable path on the read-only root filesystem."""
 
     def check(self) -> None:
         problems = []
@@ -82,7 +103,16 @@ class Target:
                 f"max_replicas {self.max_replicas} is below min_replicas {self.min_replicas} "
                 "(or below 1)"
             )
-        for name in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
+        quantities = (
+            "cpu_request",
+            "memory_request",
+            "cpu_limit",
+            "memory_limit",
+            "ephemeral_request",
+            "ephemeral_limit",
+            "tmp_size",
+        )
+        for name in quantities:
             value = getattr(self, name)
             if not QUANTITY.match(value):
                 problems.append(f"{name} {value!r} is not a Kubernetes quantity")
@@ -102,22 +132,39 @@ def check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
         )
 
 
-def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict[str, Any]:
-    """The InferenceService (KServe v1 protocol, raw deployment) serving `model_uri`."""
+def check_sha256(model_sha256: str) -> str:
+    digest = model_sha256.strip().lower()
+    if digest and not SHA256_HEX.match(digest):
+        raise DeployError(f"model_sha256 {model_sha256!r} is not a sha256 (64 hex digits)")
+    return digest
+
+
+def inference_service(
+    spec: ProjectSpec, model_uri: str, target: Target, model_sha256: str = ""
+) -> dict[str, Any]:
+    """The InferenceService (KServe v1 protocol, raw deployment) serving `model_uri`; with
+    `model_sha256`, the server refuses a model file of any other digest."""
     check_model_uri(spec, model_uri)
+    digest = check_sha256(model_sha256)
     target.check()
     labels = {
         "app.kubernetes.io/name": spec.name,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/component": "predictor",
     }
+    # docs/operations.md's rollback patches args/1 (and args/2, the digest, when there is one).
+    args = [f"--model_name={spec.name}", f"--model_uri={model_uri}"]
+    if digest:
+        args.append(f"--model_sha256={digest}")
+    args += [f"--http_port={HTTP_PORT}", "--enable_grpc=false"]
     return {
         "apiVersion": f"{GROUP}/{API_VERSION}",
         "kind": "InferenceService",
         "metadata": {
             "name": spec.name,
             "namespace": target.namespace,
-            "labels": labels,
+            # Reachable inside the cluster only: no Ingress.
+            "labels": labels | {VISIBILITY_LABEL: "cluster-local"},
             "annotations": {
                 # A Deployment and a Service, no Knative: /metrics stays on the model port.
                 # KServe 0.16+ calls this mode Standard and still reads the older name.
@@ -133,16 +180,35 @@ def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict
                 "minReplicas": target.min_replicas,
                 "maxReplicas": target.max_replicas,
                 "serviceAccountName": SERVICE_ACCOUNT,
+                # The server never calls the Kubernetes API.
+                "automountServiceAccountToken": False,
                 "labels": labels,
+                # The `restricted` Pod Security Standard, as the image's user (UID and GID 10001).
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUN_AS,
+                    "runAsGroup": RUN_AS,
+                    "fsGroup": RUN_AS,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "containers": [
                     {
                         "name": "kserve-container",
                         "image": target.image,
-                        "args": [
-                            f"--model_name={spec.name}",
-                            f"--model_uri={model_uri}",
-                            f"--http_port={HTTP_PORT}",
-                            "--enable_grpc=false",
+                        # Every pod start checks the registry's credentials for the image.
+                        "imagePullPolicy": "Always",
+                        "args": args,
+                        "env": [
+                            {
+                                "name": API_TOKEN_ENV,
+                                "valueFrom": {
+                                    "secretKeyRef": {
+                                        "name": API_TOKEN_SECRET,
+                                        "key": API_TOKEN_KEY,
+                                        "optional": False,
+                                    }
+                                },
+                            }
                         ],
                         "envFrom": [
                             {"configMapRef": {"name": CONFIG_MAP}},
@@ -164,8 +230,13 @@ def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict
                             "requests": {
                                 "cpu": target.cpu_request,
                                 "memory": target.memory_request,
+                                "ephemeral-storage": target.ephemeral_request,
                             },
-                            "limits": {"cpu": target.cpu_limit, "memory": target.memory_limit},
+                            "limits": {
+                                "cpu": target.cpu_limit,
+                                "memory": target.memory_limit,
+                                "ephemeral-storage": target.ephemeral_limit,
+                            },
                         },
                         "securityContext": {
                             "runAsNonRoot": True,
@@ -177,7 +248,7 @@ def inference_service(spec: ProjectSpec, model_uri: str, target: Target) -> dict
                         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                     }
                 ],
-                "volumes": [{"name": "tmp", "emptyDir": {}}],
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": target.tmp_size}}],
             }
         },
     }
@@ -189,6 +260,9 @@ class Plan:
 
     model_uri: str | None
     reason: str
+    model_sha256: str = ""
+    """The served model file's sha256 when the registration knows it: only for the version it
+    registered, never for a champion that stayed."""
 
 
 def plan(spec: ProjectSpec, registration: Registration) -> Plan:
@@ -196,7 +270,11 @@ def plan(spec: ProjectSpec, registration: Registration) -> Plan:
     the one that stayed. A run that promoted nothing and found no champion deploys nothing."""
     if registration.is_champion:
         version = registration.version
-        return Plan(f"models:/{spec.name}/{version}", f"version {version} is the new champion")
+        return Plan(
+            f"models:/{spec.name}/{version}",
+            f"version {version} is the new champion",
+            registration.model_file_sha256,
+        )
     before = registration.champion_before
     if before:
         return Plan(
@@ -289,13 +367,14 @@ def deploy(
     if chosen.model_uri is None:
         return Deployment("", "none", chosen.reason, text)
     target = Target(namespace=namespace, image=image or IMAGE)
-    resource = inference_service(spec, chosen.model_uri, target)
+    resource = inference_service(spec, chosen.model_uri, target, chosen.model_sha256)
     action = apply(resource, api()) if mode == "apply" else "written"
     return Deployment(chosen.model_uri, action, chosen.reason, text + to_yaml(resource))
 
 
 def write_base(directory: Path, specs: list[ProjectSpec]) -> list[Path]:
-    """The checked-in manifests: each project's champion, resolved when a pod starts."""
+    """The checked-in manifests: each project's champion, resolved when a pod starts (so no
+    digest: the server checks the version's registry tag instead)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for spec in specs:

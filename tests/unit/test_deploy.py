@@ -53,6 +53,55 @@ def test_the_manifest_serves_the_pinned_version_on_the_v1_port(project: str) -> 
     assert yaml.safe_load(deploy.to_yaml(manifest)) == manifest
 
 
+def test_the_predictor_is_cluster_local_and_runs_under_the_restricted_pod_standard() -> None:
+    manifest = deploy.inference_service(get_spec("telecom"), "models:/telecom/3", deploy.Target())
+    assert manifest["metadata"]["labels"][deploy.VISIBILITY_LABEL] == "cluster-local"
+    predictor = manifest["spec"]["predictor"]
+    assert predictor["automountServiceAccountToken"] is False
+    assert predictor["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    server = container(manifest)
+    assert server["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # The only writable path is /tmp, and the disk a pod may fill is bounded.
+    assert server["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert predictor["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    assert server["resources"]["requests"]["ephemeral-storage"] == "256Mi"
+    assert server["resources"]["limits"]["ephemeral-storage"] == "2Gi"
+    # The API token is required: without its Secret the pod does not start.
+    assert server["env"] == [
+        {
+            "name": "MLOPS_API_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": "mlops-api-token", "key": "token", "optional": False}
+            },
+        }
+    ]
+
+
+DIGEST = "ab" * 32
+
+
+def test_a_known_digest_is_passed_next_to_the_model_uri() -> None:
+    spec = get_spec("telecom")
+    manifest = deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), DIGEST.upper())
+    args = container(manifest)["args"]
+    assert args[1:3] == ["--model_uri=models:/telecom/7", f"--model_sha256={DIGEST}"]
+    without = container(deploy.inference_service(spec, "models:/telecom/7", deploy.Target()))
+    assert not any(arg.startswith("--model_sha256") for arg in without["args"])
+    with pytest.raises(deploy.DeployError, match="model_sha256 'abc' is not a sha256"):
+        deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), "abc")
+
+
 def test_target_settings_reach_the_manifest() -> None:
     target = deploy.Target(
         namespace="team-a", image="registry.local/serving:1", min_replicas=2, max_replicas=5
@@ -86,6 +135,7 @@ def test_a_model_uri_of_another_shape_or_project_is_refused(uri: str, message: s
         ({"min_replicas": -1}, "min_replicas -1 is negative"),
         ({"memory_limit": "2 GB"}, "memory_limit '2 GB' is not a Kubernetes quantity"),
         ({"image": " "}, "image is empty"),
+        ({"tmp_size": "lots"}, "tmp_size 'lots' is not a Kubernetes quantity"),
     ],
 )
 def test_bad_target_settings_are_named(change: dict[str, Any], message: str) -> None:
@@ -94,7 +144,9 @@ def test_bad_target_settings_are_named(change: dict[str, Any], message: str) -> 
         deploy.inference_service(get_spec("telecom"), "models:/telecom/1", target)
 
 
-def registration(version: str, aliases: list[str], before: str | None) -> Registration:
+def registration(
+    version: str, aliases: list[str], before: str | None, digest: str = ""
+) -> Registration:
     return Registration(
         run_id="r",
         version=version,
@@ -102,19 +154,22 @@ def registration(version: str, aliases: list[str], before: str | None) -> Regist
         champion_before=before,
         decision="",
         metrics={},
+        model_file_sha256=digest,
     )
 
 
 def test_the_plan_serves_a_promoted_version() -> None:
     spec = get_spec("carvision")
-    chosen = deploy.plan(spec, registration("4", ["challenger", "champion"], "3"))
-    assert chosen.model_uri == "models:/carvision/4"
+    chosen = deploy.plan(spec, registration("4", ["challenger", "champion"], "3", DIGEST))
+    assert (chosen.model_uri, chosen.model_sha256) == ("models:/carvision/4", DIGEST)
 
 
 def test_the_plan_keeps_the_champion_when_the_new_version_lost() -> None:
     spec = get_spec("carvision")
-    chosen = deploy.plan(spec, registration("5", ["challenger"], "4"))
+    chosen = deploy.plan(spec, registration("5", ["challenger"], "4", DIGEST))
     assert chosen.model_uri == "models:/carvision/4"
+    # The registration's digest is version 5's file, not the champion's: none is passed.
+    assert chosen.model_sha256 == ""
     assert "5 was not promoted" in chosen.reason
 
 
@@ -188,12 +243,14 @@ def test_the_step_in_apply_mode_creates_the_champions_service() -> None:
     api = FakeCustomObjects()
     done = deploy.deploy(
         get_spec("telecom"),
-        registration("4", ["challenger", "champion"], "3"),
+        registration("4", ["challenger", "champion"], "3", DIGEST),
         "apply",
         "serving-ns",
         api=lambda: api,
     )
     assert (done.model_uri, done.action) == ("models:/telecom/4", "created")
+    applied = api.objects["serving-ns", "telecom"]
+    assert f"--model_sha256={DIGEST}" in container(applied)["args"]
     assert yaml.safe_load(done.manifest.split("\n", 1)[1])["metadata"]["namespace"] == "serving-ns"
     assert api.calls == ["get", "create"]
 
