@@ -161,6 +161,11 @@ def add_training(
     # credentials.
     for task in (drifted, registered):
         use_mlflow_credentials(task)
+    # In mode `apply` the step needs the account `mlops-deployer` (manifests/deployer), the only
+    # one the serving namespace lets change InferenceServices. KFP 2.17 sets no service account
+    # per task (kfp-kubernetes has no such binding), so a run with deploy_mode=apply runs as that
+    # account as a whole (docs/operations.md, "Security on the cluster"); every other run keeps
+    # the shared account, which cannot deploy.
     deployed = deploy(
         project=name,
         registration=registered.outputs["registration"],
