@@ -11,7 +11,7 @@ variable "kube_context" {
 
 variable "mlflow_tracking_uri" {
   type        = string
-  description = "MLflow server the predictors read models from, e.g. http://mlflow.mlflow.svc:5000."
+  description = "MLflow server the predictors read models from, over TLS on a cluster, e.g. https://mlflow.mlflow.svc.cluster.local."
 }
 
 variable "serving_image" {

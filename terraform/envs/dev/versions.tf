@@ -10,6 +10,8 @@ terraform {
       version = "~> 0.9"
     }
   }
-  # Keep state remote in a shared setup, for example:
-  # backend "s3" { bucket = "<bucket>", key = "kubeflow-mlops/dev.tfstate", region = "<region>" }
+  # Local state by default. On a shared cluster keep it remote and encrypted, as prod does:
+  # uncomment the block and run `terraform init -backend-config=backend.hcl`, with a
+  # backend.hcl made from ../prod/backend.hcl.example (key kubeflow-mlops/dev.tfstate).
+  # backend "s3" {}
 }

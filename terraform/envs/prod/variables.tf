@@ -11,7 +11,12 @@ variable "kube_context" {
 
 variable "mlflow_tracking_uri" {
   type        = string
-  description = "MLflow server the predictors read models from, e.g. http://mlflow.mlflow.svc:5000."
+  description = "MLflow server the predictors read models from, over TLS on a cluster, e.g. https://mlflow.mlflow.svc.cluster.local."
+
+  validation {
+    condition     = startswith(var.mlflow_tracking_uri, "https://")
+    error_message = "In production the predictors reach MLflow over TLS: mlflow_tracking_uri must be an https:// URL."
+  }
 }
 
 variable "serving_image" {
@@ -21,7 +26,7 @@ variable "serving_image" {
 
 variable "grafana_admin_password" {
   type        = string
-  description = "Initial Grafana admin password."
+  description = "Initial Grafana admin password: export TF_VAR_grafana_admin_password from your secret manager; never write it into a tfvars file."
   sensitive   = true
 }
 

@@ -10,6 +10,9 @@ terraform {
       version = "~> 0.9"
     }
   }
-  # Keep state remote in a shared setup, for example:
-  # backend "s3" { bucket = "<bucket>", key = "kubeflow-mlops/prod.tfstate", region = "<region>" }
+  # The state holds the Grafana admin password: it lives in an encrypted, access-controlled
+  # bucket, never on a laptop or in git. Partial configuration: the settings come at init time,
+  #   cp backend.hcl.example backend.hcl   # then edit it (git ignores backend.hcl)
+  #   terraform init -backend-config=backend.hcl
+  backend "s3" {}
 }

@@ -2,6 +2,11 @@
 # Prometheus operator with Grafana, whose dashboard sidecar loads the dashboard ConfigMap of
 # manifests/components/monitoring, and the Pushgateway that the monitoring runs push to. The
 # serving namespace itself belongs to the kustomize overlay.
+#
+# Every release pins its chart version and fetches it over TLS, and no secret goes through
+# `values` or `set` (plan output and logs show them): secrets use `set_sensitive`. Checkov's
+# own checks do not look into helm_release; tests/cluster/checkov_policies checks these rules
+# (`make check-manifests`).
 
 resource "helm_release" "cert_manager" {
   count            = var.install_cert_manager ? 1 : 0
@@ -28,10 +33,12 @@ resource "helm_release" "kserve_crd" {
   depends_on       = [helm_release.cert_manager]
 }
 
+# At v0.17.0 KServe publishes two charts, kserve-crd and kserve-resources (the controller);
+# there is no chart named `kserve`.
 resource "helm_release" "kserve" {
   name       = "kserve"
   repository = "oci://ghcr.io/kserve/charts"
-  chart      = "kserve"
+  chart      = "kserve-resources"
   version    = var.kserve_version
   namespace  = "kserve"
 
@@ -63,7 +70,6 @@ resource "helm_release" "kube_prometheus_stack" {
       }
     }
     grafana = {
-      adminPassword = var.grafana_admin_password
       sidecar = {
         dashboards = {
           enabled         = true
@@ -73,6 +79,13 @@ resource "helm_release" "kube_prometheus_stack" {
       }
     }
   })]
+
+  # Kept out of `values`, which plans and logs print; it still lands in the Terraform state,
+  # hence the encrypted remote backend (terraform/envs/prod/versions.tf).
+  set_sensitive {
+    name  = "grafana.adminPassword"
+    value = var.grafana_admin_password
+  }
 }
 
 # The Pushgateway the monitoring runs push their figures to (job mlops-monitoring, one group per

@@ -12,7 +12,7 @@ variable "cert_manager_version" {
 
 variable "kserve_version" {
   type        = string
-  description = "KServe chart version (kserve-crd and kserve)."
+  description = "KServe chart version (charts kserve-crd and kserve-resources)."
   default     = "v0.17.0"
 }
 
@@ -54,7 +54,7 @@ variable "pushgateway_persistence" {
 
 variable "grafana_admin_password" {
   type        = string
-  description = "Initial Grafana admin password; required when install_monitoring is true."
+  description = "Initial Grafana admin password; required when install_monitoring is true. Pass it as TF_VAR_grafana_admin_password (from a secret manager), never in a tfvars file."
   sensitive   = true
   default     = null
 

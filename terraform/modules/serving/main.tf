@@ -1,6 +1,13 @@
 # Applies a kustomize overlay of manifests/ as it is, with two site settings patched in: the
-# MLflow server and the model server image. Resources go in three waves (namespaces and CRDs
-# first), as the kustomization provider recommends.
+# MLflow server and the model server image (into the InferenceServices, and its repository into
+# the parameters of the InferenceService admission policy, which refuses any other image).
+# Resources go in three waves (namespaces and CRDs first), as the kustomization provider
+# recommends.
+
+locals {
+  # registry/path/image of "registry/path/image:tag" or "registry/path/image@sha256:...".
+  image_repository = replace(split("@", var.serving_image)[0], "/:[^:/]+$/", "")
+}
 
 data "kustomization_overlay" "serving" {
   resources = [var.overlay_path]
@@ -12,6 +19,16 @@ data "kustomization_overlay" "serving" {
     }
     patch = jsonencode([
       { op = "replace", path = "/data/MLFLOW_TRACKING_URI", value = var.mlflow_tracking_uri },
+    ])
+  }
+
+  patches {
+    target {
+      kind = "ConfigMap"
+      name = "mlops-admission-params"
+    }
+    patch = jsonencode([
+      { op = "replace", path = "/data/imageRepository", value = local.image_repository },
     ])
   }
 

@@ -15,5 +15,10 @@ variable "mlflow_tracking_uri" {
 
 variable "serving_image" {
   type        = string
-  description = "Project image (`make image`, serving/Dockerfile) for the predictors, replacing the overlay's default."
+  description = "Project image (`make image`, serving/Dockerfile) for the predictors, replacing the overlay's default: repository:tag, or repository@sha256:digest to pin the exact image. Only this repository's images pass the InferenceService admission policy."
+
+  validation {
+    condition     = can(regex("^[^:@]+(:[0-9]+)?/[^:@]+(:[^:@/]+)?(@sha256:[0-9a-f]{64})?$", var.serving_image))
+    error_message = "serving_image must be registry/repository:tag or registry/repository@sha256:<digest>."
+  }
 }
