@@ -102,11 +102,38 @@ check-compiled: generate
 		{ git ls-files --others --exclude-standard -- $(GENERATED); \
 		  echo "generated files above are not in git"; exit 1; }
 
-# Offline checks of the cluster side: kustomize builds, promtool's alert unit tests, Terraform
-# formatting (`terraform validate` needs the provider registry).
-check-manifests: $(STAMP)
-	kubectl kustomize manifests/overlays/dev > /dev/null
-	kubectl kustomize manifests/overlays/prod > /dev/null
+# The cluster checks' own tools (checkov, cel-python, kubernetes-validate), pinned with hashes in
+# tests/cluster/tools.lock, in their own venv: checkov's dependencies clash with the project's.
+TOOLS := .state/tools
+TOOLS_STAMP := $(TOOLS)/.installed
+CHECKOV := $(TOOLS)/bin/checkov --config-file tests/cluster/checkov.yaml
+BUILT := .state/manifests
+$(TOOLS_STAMP): tests/cluster/tools.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	uv venv -q --allow-existing --python 3.11 $(TOOLS)
+	VIRTUAL_ENV=$(TOOLS) uv pip install -q --require-hashes -r tests/cluster/tools.lock
+	@touch $@
+
+# Offline checks of the cluster side: the kustomize builds (and each predictor as the Deployment
+# KServe makes of it) against their API schemas and scanned by checkov, the admission policy's
+# CEL against sample InferenceServices, the Terraform scanned (with the helm_release policies),
+# promtool's alert unit tests, Terraform formatting (`terraform validate` needs the provider
+# registry).
+check-manifests: $(STAMP) $(TOOLS_STAMP)
+	@rm -rf $(BUILT) && mkdir -p $(BUILT)/dev $(BUILT)/prod $(BUILT)/deployer
+	kubectl kustomize manifests/overlays/dev > $(BUILT)/dev/overlay.yaml
+	kubectl kustomize manifests/overlays/prod > $(BUILT)/prod/overlay.yaml
+	kubectl kustomize manifests/deployer > $(BUILT)/deployer/deployer.yaml
+	$(PY) -m tests.cluster.render $(BUILT)/dev/overlay.yaml > $(BUILT)/dev/predictors.yaml
+	$(PY) -m tests.cluster.render $(BUILT)/prod/overlay.yaml > $(BUILT)/prod/predictors.yaml
+	$(TOOLS)/bin/python tests/cluster/validate_schemas.py $(BUILT)/*/*.yaml
+	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/dev/overlay.yaml
+	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/prod/overlay.yaml
+	@for target in dev prod deployer; do echo "checkov: $$target"; \
+		$(CHECKOV) -d $(BUILT)/$$target --framework kubernetes || exit 1; done
+	@for target in modules envs; do echo "checkov: terraform/$$target"; \
+		$(CHECKOV) -d terraform/$$target --framework terraform \
+			--external-checks-dir tests/cluster/checkov_policies || exit 1; done
 	promtool check rules grafana/alerts/*.rules.yml
 	promtool test rules tests/cluster/alerts_test.yml
 	terraform fmt -check -recursive terraform
