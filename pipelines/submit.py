@@ -98,6 +98,17 @@ def run_arguments(
     return arguments
 
 
+DEPLOYER_ACCOUNT = "mlops-deployer"
+"""The account manifests/deployer creates: KFP sets no account per task, so a run that deploys
+runs as it as a whole."""
+
+
+def run_account(deploy_mode: str, explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    return DEPLOYER_ACCOUNT if deploy_mode == "apply" else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -122,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--namespace", default=None)
     parser.add_argument(
+        "--service-account",
+        default=None,
+        help=f"the run's Kubernetes service account (default: {DEPLOYER_ACCOUNT} with "
+        "--deploy-mode apply, the only account allowed to change InferenceServices; else KFP's)",
+    )
+    parser.add_argument(
         "--params",
         default="{}",
         help="further pipeline parameters as a JSON object, e.g. '{\"seed\": 7}'",
@@ -141,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         str(compiled_path(args.project)),
         arguments=arguments,
         experiment_name=args.experiment or args.project,
+        service_account=run_account(args.deploy_mode, args.service_account),
     )
     print(f"submitted {args.project}: run {run.run_id}")
 

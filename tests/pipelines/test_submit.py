@@ -250,6 +250,16 @@ def test_make_submit_sends_mlflow_and_params_as_the_runs_arguments(kfp_api: KfpA
     }
 
 
+def test_a_deploying_run_is_submitted_as_the_deployer_account(kfp_api: KfpApi) -> None:
+    done = make(
+        "submit", f"HOST={kfp_api.url}", "PROJECT=telecom", f"MLFLOW={MLFLOW}", "DEPLOY_MODE=apply"
+    )
+    assert done.returncode == 0, done.stderr
+    run = kfp_api.sent("POST", "/apis/v2beta1/runs")
+    assert run["service_account"] == "mlops-deployer"
+    assert run["runtime_config"]["parameters"]["deploy_mode"] == "apply"
+
+
 def test_make_submit_refuses_an_unknown_parameter_in_params(kfp_api: KfpApi) -> None:
     done = make(
         "submit", f"HOST={kfp_api.url}", "PROJECT=telecom", f"MLFLOW={MLFLOW}", 'PARAMS={"sed": 7}'
