@@ -3,14 +3,17 @@
 KServe 0.21's exception handlers (`kserve/errors.py`) log every error response at ERROR with its
 traceback, a misspelt field as loudly as a crash, about twenty lines each. Here:
 
-- The server's own client errors (`RequestRejected`: 400, `UnknownModel`: 404) and FastAPI's 422
-  (a v2 body that is not the Open Inference Protocol's) have handlers of their own, which answer
+- The server's own client errors (`RequestRejected`: 400, `UnknownModel`: 404), FastAPI's 422
+  (a v2 body that is not the Open Inference Protocol's) and Starlette's other 4xx (a v2 body
+  that is not readable JSON, an unknown route) have handlers of their own, which answer
   `{"error": ..., "problems": [...]}` and log one INFO line. Starlette picks the handler of the
   most specific class in the exception's MRO, so KServe's handlers for the base classes, which it
   installs when it starts, do not replace these.
 - What KServe's own handlers log for a client error or a not-ready answer (a readiness probe
   while the model loads) becomes one INFO line, through a filter on KServe's logger.
 - Anything else, a 5xx, keeps KServe's ERROR line and traceback.
+
+A 401 (`serving.auth`) is answered before routing, and logged by `log_client_error` too.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.logging import logger
+from starlette.exceptions import HTTPException
 
 from serving.inputs import Problem, RequestRejected
 
@@ -57,10 +62,13 @@ class UnknownModel(ModelNotFound):
         return {"error": self.reason, "problems": [self.problem.to_json()]}
 
 
+def log_client_error(status: int, method: str, route: str, message: str) -> None:
+    logger.info("client error %d on %s %s: %s", status, method, route, one_line(message))
+
+
 def _answer(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:
     route = getattr(request.scope.get("route"), "path", "unmatched")
-    message = one_line(str(body["error"]))
-    logger.info("client error %d on %s %s: %s", status, request.method, route, message)
+    log_client_error(status, request.method, route, str(body["error"]))
     return JSONResponse(status_code=status, content=body)
 
 
@@ -99,6 +107,31 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
     return _answer(request, 422, RequestRejected(problems).body())
 
 
+HTTP_RULES = {404: "route", 405: "method"}
+"""The rule of a Starlette 4xx other than a body FastAPI could not read."""
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's own 4xx (a v2 body that is not readable JSON, an unknown route,
+    a wrong method) in the server's error body; anything else as FastAPI answers it."""
+    assert isinstance(exc, HTTPException)
+    if not 400 <= exc.status_code < 500:
+        return await http_exception_handler(request, exc)
+    cause = exc.__cause__
+    if exc.status_code == 400 and cause is not None:  # FastAPI read the body as JSON and failed
+        reason = (
+            "nested too deeply"
+            if isinstance(cause, RecursionError)
+            else f"{type(cause).__name__}: {cause}"
+        )
+        problem = Problem(None, "json", f"body is not valid JSON: {reason}")
+    else:
+        problem = Problem(None, HTTP_RULES.get(exc.status_code, "request"), str(exc.detail))
+    response = _answer(request, exc.status_code, RequestRejected([problem]).body())
+    response.headers.update(exc.headers or {})
+    return response
+
+
 class ClientErrorsAsInfo(logging.Filter):
     """Turns what KServe's exception handlers log for a client error or a not-ready answer into
     one INFO line: the exception's class and message, no traceback."""
@@ -123,5 +156,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestRejected, request_rejected_handler)
     app.add_exception_handler(UnknownModel, unknown_model_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
     if not any(isinstance(f, ClientErrorsAsInfo) for f in logger.filters):
         logger.addFilter(ClientErrorsAsInfo())

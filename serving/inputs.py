@@ -32,7 +32,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
 from components.core.spec import ProjectSpec
-from components.core.validate import column_violations
+from components.core.validate import column_violations, parse_number
 
 MAX_INSTANCES = 1000
 MAX_EXPLAIN_INSTANCES = 20
@@ -126,27 +126,36 @@ def rejected(rule: str, detail: str) -> RequestRejected:
     return RequestRejected([Problem(None, rule, detail)])
 
 
+MAX_ECHOED_DEPTH = 20
+"""Deeper values are sent back as text: echoing them as sent could exhaust the stack."""
+
+
 def shown(value: object, limit: int = 60) -> str:
     """A value as the client wrote it in JSON (NaN stays NaN), cut to `limit` characters."""
     try:
         text = json.dumps(value, default=repr)
     except ValueError:
         text = repr(value)
+    except RecursionError:
+        text = f"<a {type(value).__name__} nested too deeply to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _plain_json(value: object) -> bool:
-    """JSON that any client reads back as sent: no NaN or Infinity, no integer beyond 64 bits."""
+def _plain_json(value: object, depth: int = 0) -> bool:
+    """JSON that any client reads back as sent: no NaN or Infinity, no integer beyond 64 bits,
+    not nested deeper than MAX_ECHOED_DEPTH."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return True
     if isinstance(value, int):
         return -(2**63) <= value < 2**63
     if isinstance(value, float):
         return math.isfinite(value)
+    if depth >= MAX_ECHOED_DEPTH:
+        return False
     if isinstance(value, list):
-        return all(_plain_json(v) for v in value)
+        return all(_plain_json(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
     return False
 
 
@@ -231,11 +240,12 @@ def _schema_number(value: Any) -> Any:
     """A value of a number field as the schema check should see it.
 
     JSON `true` passes pandas' number coercion as 1, and a list or object makes it raise; both
-    become text, which the check reports as not a number. Integers beyond 64 bits (Python's
-    JSON reads them exactly) also make pandas raise: they become floats, or infinity.
+    become text (their type's name: str() of a deeply nested list would exhaust the stack),
+    which the check reports as not a number. Integers beyond 64 bits (Python's JSON reads them
+    exactly) also make pandas raise: they become floats, or infinity.
     """
     if isinstance(value, bool) or not (value is None or isinstance(value, int | float | str)):
-        return str(value)
+        return f"<{type(value).__name__}>"
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         try:
             return float(value)
@@ -249,11 +259,8 @@ def _for_schema(values: list[Any], numeric: bool) -> pd.Series:
 
 
 def _number(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, str):  # a numeric string that passed the schema check
-        return float(pd.to_numeric(value))
-    return float(value)
+    # the schema check's own parser: a string it accepted is read as the same number here
+    return math.nan if value is None else parse_number(value)
 
 
 def _model_column(values: list[Any], numeric: bool) -> np.ndarray:

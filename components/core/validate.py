@@ -55,14 +55,19 @@ def _violation(
     )
 
 
-def _as_number(value: object) -> float:
-    """The value as a float, NaN when it is not a number. A boolean is not a number here: JSON
-    true/false would otherwise pass as 1/0."""
+def parse_number(value: object) -> float:
+    """The value as a float, NaN when it is not a number: the one parser of a numeric field, so
+    that the validate step, the server's schema check and the model it feeds read the same
+    number. A boolean is not a number here: JSON true/false would otherwise pass as 1/0. Nor is
+    text that Python's float() reads but pandas and a CSV reader do not: digits of other
+    scripts (Arabic-Indic, fullwidth), other Unicode spaces, underscores ("1_000")."""
     if isinstance(value, bool | np.bool_):
         return np.nan
     if isinstance(value, int | float | np.integer | np.floating):
         return float(value)
     if isinstance(value, str):
+        if not value.isascii() or "_" in value:
+            return np.nan
         try:
             return float(value)
         except ValueError:
@@ -73,7 +78,7 @@ def _as_number(value: object) -> float:
 def _numbers(values: pd.Series, raw: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "iuf":
         return values.to_numpy(dtype=float)
-    return np.fromiter((_as_number(v) for v in raw), dtype=float, count=len(raw))
+    return np.fromiter((parse_number(v) for v in raw), dtype=float, count=len(raw))
 
 
 def _is_iso_date(value: object) -> bool:
