@@ -7,6 +7,7 @@ came from, so that its rules have fast tests; the rest talks to MLflow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -45,6 +46,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 BACKGROUND_ROWS = 50
 MODEL_DIGEST_TAG = "model_sha256"
+MODEL_FILE_DIGEST_TAG = "model_file_sha256"
+"""Model version tag: sha256 of the logged model file, which the server checks before it
+unpickles the file (serving.loading.DIGEST_TAG)."""
 
 
 class RegistryError(RuntimeError):
@@ -239,16 +243,33 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
         for version in client.search_model_versions(
             f"name = '{spec.name}' and run_id = '{run.info.run_id}'"
         ):
-            aliases = list(client.get_model_version(spec.name, version.version).aliases)
+            found = client.get_model_version(spec.name, version.version)
             return Registration(
                 run_id=run.info.run_id,
                 version=str(version.version),
-                aliases=aliases,
+                aliases=list(found.aliases),
                 champion_before=None,
                 decision=f"already registered as version {version.version}; nothing new logged",
                 metrics=finite(run.data.metrics),
+                model_file_sha256=(found.tags or {}).get(MODEL_FILE_DIGEST_TAG, ""),
             )
     return None
+
+
+def logged_model_file_sha256(info: Any) -> str:
+    """sha256 of the model file as a server downloads it: read back from the artifact store
+    after the upload, the file named by the logged MLmodel's sklearn flavor."""
+    pickled = str(info.flavors["sklearn"]["pickled_model"])
+    location = str(mlflow.get_logged_model(info.model_id).artifact_location).rstrip("/")
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location}/{pickled}", dst_path=folder
+        )
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def log_trials(experiment: str, trials: pd.DataFrame) -> None:
@@ -414,6 +435,11 @@ def register(
             **model_files(spec, model, train_frame, reference_frame=test_frame),
         )
         version = str(info.registered_model_version)
+        digest = logged_model_file_sha256(info)
+        # tagged before any alias names the version: a server following the alias checks it
+        mlflow.MlflowClient().set_model_version_tag(
+            spec.name, version, MODEL_FILE_DIGEST_TAG, digest
+        )
         reference.log(spec, record, train_frame)
         if retraining is not None:
             log_training_data(retraining.data_files)
@@ -431,6 +457,7 @@ def register(
             champion_before=incumbent.version,
             decision=decision.reason,
             metrics=finite(metrics),
+            model_file_sha256=digest,
         )
         mlflow.log_text(model_card.render(spec, record, registration), "model_card/model_card.md")
         mlflow.MlflowClient().update_model_version(

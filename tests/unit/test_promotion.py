@@ -4,6 +4,7 @@ MLflow store."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -179,6 +180,16 @@ def test_promotion_through_a_real_registry(tracking: str, tmp_path: Path) -> Non
     assert tags["synthetic_data"] == "true" and tags["decision"] == second.decision
     again = register(record_for(True, "synthetic-1", 0.99))
     assert again.version == second.version and again.decision.startswith("already registered")
+    # the model file's sha256, as a server downloads it: on the record and as a version tag
+    for done in (first, second):
+        assert len(done.model_file_sha256) == 64
+        tags = client.get_model_version(spec.name, done.version).tags
+        assert tags[registry.MODEL_FILE_DIGEST_TAG] == done.model_file_sha256
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{done.version}"))
+        assert hashlib.sha256((local / "model.pkl").read_bytes()).hexdigest() == (
+            done.model_file_sha256
+        )
+    assert again.model_file_sha256 == second.model_file_sha256
     kept, rows = reference.load(first.run_id)
     assert kept.importance == {"mb_used": 1.0} and kept.rows == len(rows) == len(split.train)
     assert rows[TELECOM.target].mean() == pytest.approx(split.train[TELECOM.target].mean())
