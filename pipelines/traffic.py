@@ -2,7 +2,7 @@
 the ground truth of what it sent.
 
 `python -m pipelines.traffic --project telecom [--port 8080] [--data CSV_PATH_OR_URL] [--rows 500]
-[--batch 1] [--shift minutes:1.3,calls:0.8] [--labels labels.csv]`
+[--batch 1] [--shift minutes:1.3,calls:0.8] [--labels labels.csv] [--api-token-file PATH]`
 
 Rows come from `--data` (a CSV path or http(s) URL with the project's columns, read as is) or
 else from the project's synthetic generator. `--shift` multiplies numeric columns by a factor
@@ -12,7 +12,8 @@ its own `X-Request-ID`; the run stops after `--rows` rows or `--deadline` second
 file gets one line per answered row whose source row had the target: `request_id`, `row` (the
 position within the request) and the target column, which joins the server's inference log; an
 existing labels file is appended to.
-Only 127.0.0.1 is a target unless `--host` names another.
+Only 127.0.0.1 is a target unless `--host` names another. A server that requires a bearer
+token gets the one in `--api-token-file` or $MLOPS_API_TOKEN; a 401 stops the run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import os
 import sys
 import time
 import uuid
@@ -39,6 +41,7 @@ LOCAL_HOST = "127.0.0.1"
 LOCAL_NAMES = {"localhost"}
 REQUEST_ID_HEADER = "X-Request-ID"
 TIMEOUT_SECONDS = 30.0
+TOKEN_ENV = "MLOPS_API_TOKEN"
 
 
 class TrafficError(ValueError):
@@ -131,6 +134,21 @@ def instances(spec: ProjectSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def api_token(token_file: Path | None) -> str | None:
+    """The bearer token from the file (its content, stripped), else $MLOPS_API_TOKEN; None
+    when neither is given."""
+    if token_file is None:
+        return os.environ.get(TOKEN_ENV, "").strip() or None
+    try:
+        token = token_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise TrafficError(f"cannot read the API token file {token_file}: {reason}") from None
+    if not token:
+        raise TrafficError(f"the API token file {token_file} is empty")
+    return token
+
+
 def target_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -144,8 +162,10 @@ def send(
     batch: int,
     deadline_s: float,
     client: httpx.Client,
+    token: str | None = None,
 ) -> Tally:
     tally = Tally()
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     bodies = instances(spec, frame)
     targets = frame[spec.target].tolist() if spec.target in frame.columns else None
     tally.has_target = targets is not None
@@ -162,7 +182,7 @@ def send(
             response = client.post(
                 url,
                 json={"instances": rows},
-                headers={REQUEST_ID_HEADER: request_id},
+                headers={REQUEST_ID_HEADER: request_id, **auth},
                 timeout=min(TIMEOUT_SECONDS, max(stop_at - time.monotonic(), 1.0)),
             )
         except httpx.TransportError as exc:
@@ -173,6 +193,16 @@ def send(
                 ) from None
             tally.failed += len(rows)
             continue
+        if response.status_code == 401:  # every other request would be refused too
+            raise TrafficError(
+                f"{url} answered 401: "
+                + (
+                    "it refused the bearer token given"
+                    if token
+                    else f"it requires a bearer token (make traffic TOKEN=..., ${TOKEN_ENV} "
+                    "or --api-token-file)"
+                )
+            )
         if response.status_code == 400:
             tally.rejected += len(rows)
             continue
@@ -229,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         "--deadline", type=float, default=120.0, help="seconds before it stops sending"
     )
     parser.add_argument("--seed", type=int, default=0, help="row order and synthetic rows")
+    parser.add_argument(
+        "--api-token-file",
+        type=Path,
+        default=None,
+        help=f"file holding the server's bearer token (default: ${TOKEN_ENV}, if set)",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1 or args.batch < 1 or args.deadline <= 0:
         parser.error("--rows, --batch and --deadline must be positive")
@@ -237,11 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sending to {args.host}, not this machine (--host)", file=sys.stderr)
     url = f"http://{args.host}:{args.port}/v1/models/{spec.name}:predict"
     try:
+        token = api_token(args.api_token_file)
+        if token and not is_local(args.host):
+            print("the bearer token travels unencrypted over http", file=sys.stderr)
         frame = shifted(
             spec, source_rows(spec, args.data, args.rows, args.seed), parse_shift(args.shift)
         )
         with httpx.Client() as client:
-            tally = send(spec, frame, url, args.batch, args.deadline, client)
+            tally = send(spec, frame, url, args.batch, args.deadline, client, token)
     except (TrafficError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

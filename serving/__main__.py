@@ -1,9 +1,14 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
-[--grpc-port PORT] [--inference_log DIR_OR_URL] [--refresh_interval SECONDS]`.
+[--grpc-port PORT] [--inference_log DIR_OR_URL] [--refresh_interval SECONDS]
+[--model_sha256 HEX | --allow-unverified-model] [--api-token-file PATH]`.
 
 KServe's own flags (`--http_port`, `--enable_grpc`, ...) are accepted as well. Unlike KServe,
 gRPC is off unless a port is given (`--grpc-port`, or KServe's `--grpc_port`): two servers on
 one machine would otherwise both try to bind KServe's default 8081.
+
+The model file is checked against its sha256 before it is unpickled (`serving.loading`); a
+model nothing vouches for is refused unless `--allow-unverified-model`. With an API token
+($MLOPS_API_TOKEN or `--api-token-file`), predict, explain and infer need it (`serving.auth`).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from kserve import model_server
 
 from components.core.inference_log import ROOT_ENV
 from components.core.projects import PROJECTS, get_spec
+from serving.auth import TOKEN_ENV, TOKEN_FILE_FLAG, TokenError, log_setting, read_token
 from serving.inference_log import DEFAULT_MAX_QUEUED, InferenceLogWriter
-from serving.loading import ModelLoadError
+from serving.loading import SHA256_HEX, ModelLoadError, Verification
 from serving.predictor import ProjectPredictor
 from serving.server import ModelServer
 
@@ -71,6 +77,29 @@ parser.add_argument(
     "names is loaded and swapped in (default: 0, never)",
 )
 
+parser.add_argument(
+    "--model_sha256",
+    default=None,
+    metavar="HEX",
+    help="sha256 the model file must have (the registration's model_file_sha256); "
+    "checked before it is unpickled, as is a registry version's model_file_sha256 tag",
+)
+parser.add_argument(
+    "--allow-unverified-model",
+    dest="allow_unverified_model",
+    action="store_true",
+    help="serve a model whose file no digest vouches for (no --model_sha256 and no registry "
+    "tag), with a warning; a digest that does not match is refused all the same",
+)
+parser.add_argument(
+    TOKEN_FILE_FLAG,
+    dest="api_token_file",
+    default=None,
+    metavar="PATH",
+    help="file holding the bearer token that predict, explain and infer require (its content, "
+    f"stripped); or set ${TOKEN_ENV}. Without either, no token is required",
+)
+
 
 def grpc_wanted(args: argparse.Namespace) -> bool:
     """gRPC on when a port is given; contradictory or incomplete flags are an error."""
@@ -98,6 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh_interval < 0:
         parser.error("--refresh_interval must be 0 (off) or a number of seconds")
     grpc = grpc_wanted(args)
+    try:
+        token = read_token(args.api_token_file)
+    except TokenError as exc:
+        parser.error(str(exc))
+    if token is not None:
+        if grpc:
+            parser.error(
+                "--grpc-port with an API token: the gRPC port would answer without it; "
+                "serve HTTP only (drop --grpc-port)"
+            )
+        if "authorization" in (args.access_log_format or "").lower():
+            parser.error("--access_log_format would write the Authorization header to the log")
+    expected = args.model_sha256.strip().lower() if args.model_sha256 else None
+    if expected is not None and not SHA256_HEX.match(expected):
+        parser.error(f"--model_sha256 must be 64 hexadecimal digits, got {args.model_sha256!r}")
     log = None
     if args.inference_log:
         whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]
@@ -113,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model_version,
         inference_log=log,
         refresh_interval=args.refresh_interval,
+        verification=Verification(expected, require=not args.allow_unverified_model),
     )
     server = ModelServer(
         http_port=args.http_port,
@@ -128,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=args.timeout_keep_alive,
     )
     try:
-        server.serve_while_loading(model)
+        log_setting(token, args.api_token_file)  # after ModelServer() has set up the logging
+        server.serve_while_loading(model, token)
     except ModelLoadError as exc:
         print(f"error: cannot serve {args.model_name}: {exc}", file=sys.stderr)
         return 1

@@ -1,29 +1,69 @@
-"""Finding, loading and checking the served model: an MLflow sklearn model directory.
+"""Finding, verifying, loading and checking the served model: an MLflow sklearn model directory.
 
 The directory is what the pipelines' register step writes and what a KServe storage URI downloads
 into /mnt/models: the fitted pipeline (cloudpickle) and, as the input example, 50 raw training
 rows that serve as the SHAP background. `models:/NAME@ALIAS` and `models:/NAME/VERSION` are read
 from the registry at MLFLOW_TRACKING_URI.
+
+Unpickling runs whatever code the file names, so the model file's sha256 is checked first,
+against `--model_sha256` and the registry version's `model_file_sha256` tag (set by the register
+step). A file that matches neither is never unpickled; one that nobody vouches for is refused
+unless the caller allows it (`Verification.require`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from kserve.logging import logger
 
 from components.core import model_uri
 from components.core.spec import ProjectSpec
 from components.core.train import single_threaded
 
 UNKNOWN = "unknown"
+DIGEST_TAG = "model_file_sha256"
+"""The model version tag holding the model file's sha256 (the register step's
+`components.core.registry.MODEL_FILE_DIGEST_TAG`)."""
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+SKLEARN_FLAVOR = "sklearn"
 
 
 class ModelLoadError(RuntimeError):
     """The model at the URI cannot be served; the message names the URI and the cause."""
+
+
+class ModelVerificationError(ModelLoadError):
+    """The model file is not the one expected, or nothing says which one is."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How the model file is checked before it is unpickled."""
+
+    expected_sha256: str | None = None
+    """The digest the file must have (`--model_sha256`), besides the registry version's tag."""
+    require: bool = False
+    """Refuse a model when no digest is known (no `expected_sha256`, no tag); else warn."""
+
+
+UNCHECKED_WHEN_UNKNOWN = Verification()
+"""The library default: verify when a digest is known, warn when none is (the server's command
+line refuses that case unless --allow-unverified-model)."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -45,6 +85,8 @@ class LoadedModel:
     reference_class_share: dict[str, float] | None = None
     """Class shares the model predicted on its held-out test split, when the register step
     stored them (models registered before that have none)."""
+    model_file_sha256: str = ""
+    """sha256 of the model file that was unpickled."""
 
 
 def _mlflow() -> Any:
@@ -55,27 +97,35 @@ def _mlflow() -> Any:
     return mlflow
 
 
-def registry_provenance(uri: str) -> tuple[str, str]:
-    """(version, run id) of `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
+def registry_version(uri: str) -> Any:
+    """The MLflow ModelVersion that `models:/NAME@ALIAS` or `models:/NAME/VERSION` names now."""
     parts = model_uri.parse(uri)
     if parts is None:
         raise ModelLoadError(f"cannot load model from {uri}: {model_uri.EXPECTED}")
     client = _mlflow().MlflowClient()
-    found = (
-        client.get_model_version_by_alias(parts.name, parts.alias)
-        if parts.alias
-        else client.get_model_version(parts.name, parts.version)
-    )
+    if parts.alias:
+        return client.get_model_version_by_alias(parts.name, parts.alias)
+    return client.get_model_version(parts.name, parts.version)
+
+
+def registry_provenance(uri: str) -> tuple[str, str]:
+    """(version, run id) of `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
+    found = registry_version(uri)
     return str(found.version), str(found.run_id or UNKNOWN)
 
 
-def resolve(uri: str, version: str | None) -> tuple[Path, Provenance]:
-    """A local model directory for the URI (downloaded for registry URIs) and where it came from."""
+def resolve(uri: str, version: str | None) -> tuple[Path, Provenance, str | None]:
+    """A local model directory for the URI (downloaded for registry URIs), where it came from,
+    and the digest its registry version's tag holds (None: a directory, or no tag)."""
     mlflow = _mlflow()
     if uri.startswith(model_uri.MODELS_SCHEME):
-        registry_version, run_id = registry_provenance(uri)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-        return local, Provenance(uri, registry_version, run_id)
+        found = registry_version(uri)
+        name, resolved = str(found.name), str(found.version)
+        # the version resolved above, not the alias again: it may have moved meanwhile
+        pinned = f"{model_uri.MODELS_SCHEME}{name}/{resolved}"
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
+        tagged = (found.tags or {}).get(DIGEST_TAG) or None
+        return local, Provenance(uri, resolved, str(found.run_id or UNKNOWN)), tagged
     path = Path(uri.removeprefix("file://")).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"cannot load model from {uri}: no such directory")
@@ -84,7 +134,67 @@ def resolve(uri: str, version: str | None) -> tuple[Path, Provenance]:
             f"cannot load model from {uri}: no MLmodel file there (expected an MLflow model directory)"
         )
     run_id = mlflow.models.Model.load(str(path)).run_id
-    return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN)
+    return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN), None
+
+
+def model_file(path: Path, description: Any, uri: str) -> Path:
+    """The file `mlflow.sklearn.load_model` unpickles. A model that would also put code of its
+    own on the import path is refused: the digest covers the model file, not that code."""
+    flavor = (description.flavors or {}).get(SKLEARN_FLAVOR)
+    if not isinstance(flavor, dict) or not flavor.get("pickled_model"):
+        raise ModelLoadError(f"cannot load model from {uri}: its MLmodel has no sklearn flavor")
+    if flavor.get("code"):
+        raise ModelVerificationError(
+            f"cannot serve model from {uri}: its MLmodel adds code paths ({flavor['code']!r}) "
+            "to the import path, which this server does not run"
+        )
+    return path / str(flavor["pickled_model"])
+
+
+def verify(
+    uri: str, file: Path, provenance: Provenance, tagged: str | None, verification: Verification
+) -> str:
+    """Checks the model file against every digest known for it; returns the file's digest."""
+    found = file_sha256(file)
+    expected = [
+        ("--model_sha256", verification.expected_sha256),
+        (f"the {DIGEST_TAG} tag of version {provenance.version}", tagged),
+    ]
+    known = [(source, digest.strip().lower()) for source, digest in expected if digest]
+    for source, digest in known:
+        if digest != found:
+            raise ModelVerificationError(
+                f"cannot serve model from {uri}: {file.name} has sha256 {found}, expected "
+                f"{digest} ({source}); a file that is not the one expected is never unpickled"
+            )
+    if known:
+        logger.info(
+            "model file %s of %s verified: sha256 %s (%s)",
+            file.name,
+            uri,
+            found,
+            ", ".join(source for source, _ in known),
+        )
+    elif verification.require:
+        unknown = (
+            f"version {provenance.version} has no {DIGEST_TAG} tag"
+            if uri.startswith(model_uri.MODELS_SCHEME)
+            else "a model directory has no registry tag"
+        )
+        raise ModelVerificationError(
+            f"cannot serve model from {uri}: no sha256 to check {file.name} against (no "
+            f"--model_sha256, and {unknown}; the file's is {found}): pass the digest recorded "
+            "when it was registered as --model_sha256, or --allow-unverified-model to serve "
+            "it unchecked"
+        )
+    else:
+        logger.warning(
+            "serving model from %s UNVERIFIED: no sha256 to check %s against; its sha256 is %s",
+            uri,
+            file.name,
+            found,
+        )
+    return found
 
 
 def decision_threshold(spec: ProjectSpec, model: Any, uri: str) -> float | None:
@@ -105,13 +215,20 @@ def decision_threshold(spec: ProjectSpec, model: Any, uri: str) -> float | None:
     return 0.5 if threshold == "auto" else float(threshold)
 
 
-def load(spec: ProjectSpec, uri: str, version: str | None = None) -> LoadedModel:
-    """Loads and checks the model; any problem is a ModelLoadError naming the URI and cause."""
+def load(
+    spec: ProjectSpec,
+    uri: str,
+    version: str | None = None,
+    verification: Verification = UNCHECKED_WHEN_UNKNOWN,
+) -> LoadedModel:
+    """Verifies, loads and checks the model; any problem is a ModelLoadError naming the URI and
+    cause (a ModelVerificationError when the model file is not the expected one)."""
     mlflow = _mlflow()
     try:
-        path, provenance = resolve(uri, version)
-        model = mlflow.sklearn.load_model(str(path))
+        path, provenance, tagged = resolve(uri, version)
         description = mlflow.models.Model.load(str(path))
+        digest = verify(uri, model_file(path, description, uri), provenance, tagged, verification)
+        model = mlflow.sklearn.load_model(str(path))
         background = description.load_input_example(str(path))
         reference = (description.metadata or {}).get("reference_class_share")
     except ModelLoadError:
@@ -134,5 +251,5 @@ def load(spec: ProjectSpec, uri: str, version: str | None = None) -> LoadedModel
     threshold = decision_threshold(spec, model, uri)
     changed = single_threaded(model)
     return LoadedModel(
-        model, background[spec.input_columns], provenance, threshold, changed, reference
+        model, background[spec.input_columns], provenance, threshold, changed, reference, digest
     )

@@ -19,6 +19,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED_ROUTE = "unmatched"
+ROUTE_TEMPLATE = "mlops.route_template"
+"""Scope key naming the route of a request answered before routing (a 401)."""
 
 REQUESTS = Counter(
     "mlops_http_requests",
@@ -127,5 +129,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            route = getattr(scope.get("route"), "path", None) or scope.get(
+                ROUTE_TEMPLATE, UNMATCHED_ROUTE
+            )
             REQUESTS.labels(route, scope.get("method", ""), str(status)).inc()

@@ -43,7 +43,13 @@ from serving.inputs import (
     validate_group,
     validated_frame,
 )
-from serving.loading import LoadedModel, ModelLoadError, load
+from serving.loading import (
+    UNCHECKED_WHEN_UNKNOWN,
+    LoadedModel,
+    ModelLoadError,
+    Verification,
+    load,
+)
 from serving.refresh import AliasRefresher, follows_alias
 
 WARM_UP_ROWS = 5
@@ -101,6 +107,7 @@ class ProjectPredictor(Model):
         *,
         inference_log: InferenceLogWriter | None = None,
         refresh_interval: float = 0.0,
+        verification: Verification = UNCHECKED_WHEN_UNKNOWN,
     ) -> None:
         # KServe passes `response_headers` to predict() only when asked (X-Request-ID)
         super().__init__(name, return_response_headers=True)
@@ -110,6 +117,7 @@ class ProjectPredictor(Model):
         self.model_version = model_version
         self.inference_log = inference_log
         self.refresh_interval = refresh_interval
+        self.verification = verification
         self.refresher: AliasRefresher | None = None
         self.loaded: LoadedModel | None = None
         self.explainer: RawInputExplainer | None = None
@@ -125,7 +133,7 @@ class ProjectPredictor(Model):
         """KServe's default marks the model ready here; readiness must come from `load()` only."""
 
     def load(self) -> bool:
-        self._install(*self._prepare(self.model_uri, self.model_version))
+        self._install(*self._prepare(self.model_uri, self.model_version, self.verification))
         self.ready = True
         if self.refresh_interval > 0:
             if follows_alias(self.model_uri):
@@ -145,13 +153,17 @@ class ProjectPredictor(Model):
 
     def refresh(self, version: str) -> None:
         """Loads and warms `version` of the registered model the alias names, then serves it.
-        A prediction in flight finishes on the model it started with."""
+        A prediction in flight finishes on the model it started with. It is verified by its
+        own version's digest tag: --model_sha256 names the file of the version served first."""
         parts = parse_model_uri(self.model_uri)
         assert parts is not None
-        self._install(*self._prepare(f"{MODELS_SCHEME}{parts.name}/{version}", None))
+        checked = Verification(require=self.verification.require)
+        self._install(*self._prepare(f"{MODELS_SCHEME}{parts.name}/{version}", None, checked))
 
-    def _prepare(self, uri: str, version: str | None) -> tuple[LoadedModel, RawInputExplainer]:
-        loaded = load(self.spec, uri, version)
+    def _prepare(
+        self, uri: str, version: str | None, verification: Verification
+    ) -> tuple[LoadedModel, RawInputExplainer]:
+        loaded = load(self.spec, uri, version, verification)
         try:
             warm = loaded.background.head(WARM_UP_ROWS)
             output = model_output(self.spec, loaded.model, warm)

@@ -8,7 +8,8 @@ first and the model loads in the background: until `load()` finishes, `/v2/healt
 A load that fails stops the server with the error.
 
 Client errors are answered and logged as `serving.errors` says: a 400 or 404 names the problem
-as data, and logs one INFO line.
+as data, and logs one INFO line. With an API token, `serving.auth` answers 401 on the closed
+routes to requests without it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
 
 from serving import errors
+from serving.auth import BearerAuth
 from serving.inputs import rejected
 from serving.metrics import RequestMetrics
 from serving.predictor import ProjectPredictor
@@ -99,13 +101,17 @@ class ModelServer(kserve.ModelServer):
         self.dataplane = ReadinessDataPlane(model_registry=self.registered_models)
         errors.install(app)  # after super().__init__, which sets up KServe's logging
 
-    def serve_while_loading(self, model: ProjectPredictor) -> None:
+    def serve_while_loading(self, model: ProjectPredictor, token: bytes | None = None) -> None:
         """Starts listening at once and loads the model meanwhile; returns when the server stops.
+        With a `token`, the closed routes need it as a bearer token (`serving.auth`).
 
         Raises the load error (ModelLoadError) if the model cannot be loaded.
         """
         self.register_model(model)
         model.enable_latency_logging = self.enable_latency_logging
+        if token:
+            app.add_middleware(BearerAuth, token=token)
+        # added last, so outside the token check: it counts the 401s too
         app.add_middleware(RequestMetrics)
         # start() gathers self.servers: a load that raises ends the gather, and start() with it
         self.servers.append(asyncio.to_thread(model.load))

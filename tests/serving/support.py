@@ -32,6 +32,16 @@ SLOW_RELEASE = "slow-model.release"
 """Created under the models root by the test that watches the slow server finish loading."""
 
 
+@dataclass(frozen=True)
+class ApiToken:
+    value: str
+    path: Path
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.value}"}
+
+
 @dataclass
 class Served:
     spec: ProjectSpec

@@ -1,5 +1,6 @@
-"""A server on `models:/NAME@champion` follows the alias: a real SQLite registry with three
-versions (two good, one whose pickle is corrupt) and a server process polling it every second."""
+"""A server on `models:/NAME@champion` follows the alias: a real SQLite registry with four
+versions (two good, one whose pickle is corrupt, one whose stored file is not the one its
+model_file_sha256 tag names) and a server process polling it every second."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import httpx
 import pytest
 
 from components.core.inference_log import read_window
+from serving.loading import DIGEST_TAG
 from tests.serving.support import JSON, Served, instances, metric, post, predict, wait_until
+from tests.support.models import model_file_sha256
 from tests.support.servers import ServerProcess, launch
 
 ALIAS = "champion"
@@ -55,11 +58,21 @@ def registry(
             ("first", served["telecom"].model_dir),
             ("second", served["telecom"].model_dir),
             ("corrupt", broken_model_dirs["corrupt"]),
+            ("tampered", served["telecom"].model_dir),
         ):
             with mlflow.start_run(experiment_id=experiment) as run:
                 mlflow.log_artifacts(str(path), artifact_path="model")
             registered = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
-            versions[kind] = (str(registered.version), run.info.run_id)
+            version = str(registered.version)
+            versions[kind] = (version, run.info.run_id)
+            # tagged as the register step tags a version
+            mlflow.MlflowClient().set_model_version_tag(
+                name, version, DIGEST_TAG, model_file_sha256(path)
+            )
+        stored = mlflow.artifacts.download_artifacts(f"models:/{name}/{versions['tampered'][0]}")
+        (Path(stored) / "model.pkl").write_bytes(
+            (broken_model_dirs["failing"] / "model.pkl").read_bytes()
+        )
     finally:
         mlflow.set_tracking_uri(previous)
     found = Registry(mlflow_uri, name, versions)
@@ -116,15 +129,19 @@ def test_the_server_follows_its_alias_and_no_prediction_fails_meanwhile(
     worker = threading.Thread(target=keep_predicting)
     worker.start()
     try:
-        # a version that cannot load: counted and logged, the first one keeps serving
-        registry.move("corrupt")
-        wait_until(
-            lambda: metric(server, "mlops_model_refresh_failures_total", project="telecom") >= 1,
-            SWAP_WAIT_SECONDS,
-            "the failed refresh",
-            server,
-        )
-        assert served_models(server) == {registry.versions["first"]}
+        # versions that cannot load, or are not the file registered: counted and logged, the
+        # first one keeps serving
+        for count, kind in enumerate(("corrupt", "tampered"), start=1):
+            registry.move(kind)
+            wait_until(
+                lambda count=count: (
+                    metric(server, "mlops_model_refresh_failures_total", project="telecom") >= count
+                ),
+                SWAP_WAIT_SECONDS,
+                f"the failed refresh to the {kind} version",
+                server,
+            )
+            assert served_models(server) == {registry.versions["first"]}
         registry.move("second")
         wait_until(
             lambda: served_models(server) == {registry.versions["second"]},
@@ -139,7 +156,16 @@ def test_the_server_follows_its_alias_and_no_prediction_fails_meanwhile(
         worker.join()
     assert len(statuses) > 5
     assert set(statuses) == {200}
-    assert "UnpicklingError" in server.log_tail(200_000)
+    log = server.log_tail(200_000)
+    assert "UnpicklingError" in log
+    tampered = registry.versions["tampered"][0]
+    assert re.search(
+        rf"cannot serve version {tampered} of models:/{registry.name}@{ALIAS}, still serving "
+        rf"version {registry.versions['first'][0]}: ModelVerificationError: .* has sha256 "
+        rf"[0-9a-f]{{64}}, expected [0-9a-f]{{64}} \(the model_file_sha256 tag of version "
+        rf"{tampered}\)",
+        log,
+    )
 
     after = post(
         server, "/v1/models/telecom:predict", {"instances": rows}, {**JSON, "X-Request-ID": "after"}

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.models import model_file_sha256
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,8 +26,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TOKEN_ENV = "MLOPS_API_TOKEN"
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    """This process's environment for a server, less any API token of the caller's (a server
+    requires one only when the test gives it)."""
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env.update(extra or {})
@@ -115,11 +122,17 @@ def launch(
     python: str = sys.executable,
     env: dict[str, str] | None = None,
     inference_log: str | Path | None = None,
+    pin_digest: bool = True,
 ) -> ServerProcess:
     """Starts `python -m serving` (pinned to `cpu` with taskset when given) without waiting;
     `env` adds to this process's environment; `inference_log` is where the server logs what it
-    answers (default: nowhere, whatever MLOPS_INFERENCE_LOG says)."""
+    answers (default: nowhere, whatever MLOPS_INFERENCE_LOG says). A model directory is served
+    with --model_sha256 of its model file, as a deploy pins it, unless `pin_digest` is False or
+    `extra_args` say otherwise (registry URIs carry their digest as a version tag)."""
     port = port or free_port()
+    verification = {"--model_sha256", "--allow-unverified-model"}
+    if pin_digest and Path(model_uri).is_dir() and not verification & set(extra_args):
+        extra_args = ["--model_sha256", model_file_sha256(Path(model_uri)), *extra_args]
     command = [
         python, "-m", "serving",
         "--model_name", project,
