@@ -27,8 +27,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
 	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
-	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30]"
-	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv]"
+	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30] [TOKEN=...|TOKEN_FILE=path] [ALLOW_UNVERIFIED=1]"
+	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv] [TOKEN=...|TOKEN_FILE=path]"
+	@echo "    (TOKEN: the bearer token; MLOPS_API_TOKEN in the environment instead keeps it out of ps)"
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
@@ -180,15 +181,29 @@ pushgateway:
 # The server logs what it answers under INFERENCE_LOG (empty: no log) and, when MODEL is a
 # registry alias, checks it every REFRESH seconds and serves the version it moves to (0: never).
 # GRPC_PORT also serves the v2 protocol over gRPC there (empty, the default: no gRPC port).
+# TOKEN (given on make's command line) or MLOPS_API_TOKEN (in its environment) is the bearer token
+# that predict, explain and infer then require, and that traffic sends; TOKEN_FILE names a file
+# holding it. The token reaches the processes through their environment, never their arguments.
+# ALLOW_UNVERIFIED=1 serves a model whose file no sha256 vouches for (a version registered before
+# the register step recorded one).
 INFERENCE_LOG ?= $(CURDIR)/.state/inference
 REFRESH ?= $(if $(findstring @,$(MODEL)),30,0)
 GRPC_PORT ?=
+TOKEN_FILE ?=
+ALLOW_UNVERIFIED ?=
+ifeq ($(origin TOKEN),command line)
+ifneq ($(TOKEN),)
+serve traffic: export MLOPS_API_TOKEN := $(TOKEN)
+endif
+endif
 serve: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m serving --model_name $(PROJECT) --model_uri "$(MODEL)" --http_port $(PORT) \
 		--inference_log "$(INFERENCE_LOG)" --refresh_interval $(REFRESH) \
-		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT))
+		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) \
+		$(if $(TOKEN_FILE),--api-token-file "$(TOKEN_FILE)") \
+		$(if $(ALLOW_UNVERIFIED),--allow-unverified-model)
 
 # ROWS rows of PROJECT (from DATA, else synthetic; SHIFT=col:factor,... plants a drift) sent to
 # `make serve` on 127.0.0.1:PORT, BATCH per request. The answered rows' targets are appended to
@@ -201,7 +216,7 @@ traffic: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	$(PY) -m pipelines.traffic --project $(PROJECT) --port $(PORT) --rows $(ROWS) --batch $(BATCH) \
 		$(if $(DATA),--data "$(DATA)") $(if $(SHIFT),--shift "$(SHIFT)") \
-		$(if $(LABELS),--labels "$(LABELS)")
+		$(if $(LABELS),--labels "$(LABELS)") $(if $(TOKEN_FILE),--api-token-file "$(TOKEN_FILE)")
 
 # Benchmarks (benchmarks/, not in the image). The real data: DATA_DIR when given, else
 # ../shared/data next to the repository (tests/support/data.py).
