@@ -44,7 +44,7 @@ help:
 $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	uv venv -q --allow-existing --python 3.11 $(VENV)
-	VIRTUAL_ENV=$(VENV) uv pip install -q -r requirements.lock
+	VIRTUAL_ENV=$(VENV) uv pip install -q --require-hashes -r requirements.lock
 	VIRTUAL_ENV=$(VENV) uv pip install -q --no-deps -e .
 	@touch $(STAMP)
 
@@ -141,7 +141,9 @@ check-manifests: $(STAMP) $(TOOLS_STAMP)
 
 # Submitting and scheduling send MLFLOW (else $MLFLOW_TRACKING_URI; one of them is required) and
 # PARAMS, a JSON object of further pipeline parameters; every name is checked against the
-# compiled pipeline before anything is sent.
+# compiled pipeline before anything is sent. A run with DEPLOY_MODE=apply runs as mlops-deployer
+# (manifests/deployer) unless SERVICE_ACCOUNT names another.
+SERVICE_ACCOUNT ?=
 MLFLOW ?=
 PARAMS ?=
 CLUSTER_ARGS = $(if $(MLFLOW),--mlflow-tracking-uri "$(MLFLOW)") $(if $(PARAMS),--params '$(PARAMS)')
@@ -149,7 +151,8 @@ submit: $(STAMP)
 	@test -n "$(HOST)" || { echo "HOST=<KFP endpoint> is required"; exit 2; }
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)" \
-		--deploy-mode $(DEPLOY_MODE) $(CLUSTER_ARGS)
+		--deploy-mode $(DEPLOY_MODE) $(if $(SERVICE_ACCOUNT),--service-account $(SERVICE_ACCOUNT)) \
+		$(CLUSTER_ARGS)
 
 # A KFP recurring run of PROJECT's monitoring pipeline on CRON (6 fields, seconds first, or 5).
 CRON ?=
