@@ -58,7 +58,8 @@ def in_script(value: float, zero: str) -> str:
     return str(value).translate({ord(str(d)): chr(ord(zero) + d) for d in range(10)})
 
 
-def valid_value(column: Column) -> st.SearchStrategy[Any]:
+def valid_value(column: Column, blank: bool = True) -> st.SearchStrategy[Any]:
+    """A value the column takes; `blank`: null too, when the column is nullable."""
     low = column.minimum if column.minimum is not None else -1e6
     high = column.maximum if column.maximum is not None else 1e6
     values: st.SearchStrategy[Any]
@@ -72,7 +73,7 @@ def valid_value(column: Column) -> st.SearchStrategy[Any]:
         values = st.dates().map(lambda d: d.isoformat())
     else:
         values = st.text(min_size=1, max_size=20)
-    return st.one_of(values, st.none()) if column.nullable else values
+    return st.one_of(values, st.none()) if column.nullable and blank else values
 
 
 def valid_rows(spec: ProjectSpec) -> st.SearchStrategy[dict[str, Any]]:
@@ -103,8 +104,9 @@ def rows(spec: ProjectSpec) -> st.SearchStrategy[dict[str, Any]]:
     def other_digits(draw: st.DrawFn) -> dict[str, Any]:
         """A valid row but for one number written in another script's digits."""
         row = dict(draw(valid))
-        name = draw(st.sampled_from(sorted(n for n in numeric if row.get(n) is not None)))
-        row[name] = in_script(row[name], draw(st.sampled_from(ZEROS)))
+        name = draw(st.sampled_from(sorted(numeric)))
+        number = draw(valid_value(spec.column(name), blank=False))
+        row[name] = in_script(number, draw(st.sampled_from(ZEROS)))
         return row
 
     return st.one_of(valid, broken(), other_digits())
