@@ -107,7 +107,7 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
     return _answer(request, 422, RequestRejected(problems).body())
 
 
-HTTP_RULES = {404: "route", 405: "method"}
+HTTP_RULES = {403: "forbidden", 404: "route", 405: "method"}
 """The rule of a Starlette 4xx other than a body FastAPI could not read."""
 
 

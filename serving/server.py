@@ -23,6 +23,8 @@ from kserve.errors import InvalidInput
 from kserve.model import BaseKServeModel
 from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from starlette.exceptions import HTTPException
 
 from serving import errors
 from serving.auth import BearerAuth
@@ -92,13 +94,31 @@ class ReadinessDataPlane(DataPlane):
             raise rejected("format", str(exc)) from exc
 
 
+REPOSITORY_CLOSED = (
+    "this server serves the model it loaded at start: it does not load or unload models on request"
+)
+
+
+class FixedModelRepository(ModelRepositoryExtension):
+    """KServe's repository API (`POST /v2/repository/models/<name>/load` and `unload`) would let
+    any client unload the served model, leaving the pod alive and never ready again: refused."""
+
+    async def load(self, model_name: str) -> None:
+        raise HTTPException(403, REPOSITORY_CLOSED)
+
+    async def unload(self, model_name: str) -> None:
+        raise HTTPException(403, REPOSITORY_CLOSED)
+
+
 class ModelServer(kserve.ModelServer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self.workers != 1:
             raise ValueError("serve one process per pod or core: --workers must be 1")
-        # start() builds the REST server from self.dataplane, so replacing it here is enough
+        # start() builds the REST server from self.dataplane and the repository extension, so
+        # replacing them here is enough
         self.dataplane = ReadinessDataPlane(model_registry=self.registered_models)
+        self.model_repository_extension = FixedModelRepository(self.registered_models)
         errors.install(app)  # after super().__init__, which sets up KServe's logging
 
     def serve_while_loading(self, model: ProjectPredictor, token: bytes | None = None) -> None:

@@ -242,6 +242,19 @@ def test_the_token_is_read_from_the_environment_or_a_file_and_stripped(tmp_path:
     assert auth.route_template("/v1/models/x:explain") == "/v1/models/{model_name}:explain"
 
 
+def test_nobody_can_unload_or_load_the_served_model_through_the_repository_api(
+    guarded: ServerProcess, api_token: ApiToken
+) -> None:
+    """KServe's repository routes would let a client unload the model, leaving the pod alive
+    and never ready again: refused even with the token (and without a token on any server)."""
+    for action in ("unload", "load"):
+        answer = post(guarded, f"/v2/repository/models/bankchurn/{action}", {}, api_token.header)
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["problems"][0]["rule"] == "forbidden"
+        assert "does not load or unload models" in answer.json()["error"]
+    assert guarded.status("/v2/health/ready") == 200
+
+
 # --- numbers in other scripts --------------------------------------------------------------
 
 
