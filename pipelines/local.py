@@ -143,6 +143,8 @@ def run_project(
                     trials_per_candidate=args.trials,
                     gate_overrides=args.gates,
                     mlflow_tracking_uri=args.tracking_uri,
+                    # 0 keeps each project's own default.
+                    **({"explained_rows": args.explained_rows} if args.explained_rows else {}),
                 )
         except Exception as exc:  # report the failed project and go on with the others
             error = f"{type(exc).__name__}: {exc} (full log: {log_path})"
@@ -248,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="hyperparameter trials per candidate model (0: the project's default)",
+    )
+    parser.add_argument(
+        "--explained-rows",
+        type=int,
+        default=0,
+        help="test rows the explain step explains (0: the project's default)",
     )
     parser.add_argument(
         "--gates", default="{}", help='gate overrides as JSON, e.g. {"roc_auc": 0.8}'

@@ -53,7 +53,7 @@ class MonitoringOutputs(NamedTuple):
 
 def monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
     training = shared_parameter_docs(spec)
-    for name in ("gate_overrides", "trials_per_candidate", "time_budget_s"):
+    for name in ("gate_overrides", "trials_per_candidate", "time_budget_s", "explained_rows"):
         training[name] = f"when retraining: {training[name]}"
     return {
         "mlflow_tracking_uri": "MLflow tracking server holding the champion and its reference, as "
@@ -111,6 +111,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         gate_overrides: str = "{}",
         trials_per_candidate: int = spec.search_trials,
         time_budget_s: float = TIME_BUDGET_S,
+        explained_rows: int = spec.explained_rows,
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
@@ -167,6 +168,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                 gate_overrides=gate_overrides,
                 trials_per_candidate=trials_per_candidate,
                 time_budget_s=time_budget_s,
+                explained_rows=explained_rows,
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 deploy_mode=deploy_mode,
                 deploy_namespace=deploy_namespace,

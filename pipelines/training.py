@@ -78,6 +78,7 @@ def add_training(
     gate_overrides: Any,
     trials_per_candidate: Any,
     time_budget_s: Any,
+    explained_rows: Any,
     mlflow_tracking_uri: Any,
     deploy_mode: Any,
     deploy_namespace: Any,
@@ -121,6 +122,7 @@ def add_training(
         test=test,
         source_info=source_info,
         run_name=run_name,
+        rows=explained_rows,
     ).set_display_name("explain")
     # The new training data against what the champion learnt from.
     drifted = (
@@ -198,6 +200,9 @@ def shared_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
         "model under a gate stops the run in evaluate and nothing is registered.",
         "trials_per_candidate": "hyperparameter trials per candidate model in the cross-validated "
         f"search; {spec.search_trials} is this project's default (0 also means that default).",
+        "explained_rows": "test rows the explain step explains with the server's explainer "
+        f"(this project's default {spec.explained_rows}; SHAP costs about 40 to 300 ms per row "
+        "here): more rows draw a denser beeswarm and take longer.",
         "time_budget_s": "cap on the search in seconds: once reached, the remaining trials are "
         "skipped (the train step says so) and the best one so far is fitted; the first trial "
         "always runs.",
@@ -261,6 +266,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         gate_overrides: str = "{}",
         trials_per_candidate: int = spec.search_trials,
         time_budget_s: float = TIME_BUDGET_S,
+        explained_rows: int = spec.explained_rows,
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
@@ -279,6 +285,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             gate_overrides=gate_overrides,
             trials_per_candidate=trials_per_candidate,
             time_budget_s=time_budget_s,
+            explained_rows=explained_rows,
             mlflow_tracking_uri=mlflow_tracking_uri,
             deploy_mode=deploy_mode,
             deploy_namespace=deploy_namespace,

@@ -41,7 +41,8 @@ def test_two_pipelines_side_by_side_each_register_a_champion(tmp_path: Path) -> 
     timings = tmp_path / "timings.json"
     command = [
         *(sys.executable, "-m", "pipelines.local", "--project", ",".join(SIDE_BY_SIDE)),
-        *("--jobs", "2", "--trials", "1", "--no-cache", "--timings", str(timings)),
+        *("--jobs", "2", "--trials", "1", "--explained-rows", "20", "--no-cache"),
+        *("--timings", str(timings)),
         *(("--data-dir", str(data.real_data_dir())) if real else ()),
     ]
     done = subprocess.run(

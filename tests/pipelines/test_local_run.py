@@ -21,7 +21,12 @@ from tests.support.servers import free_port, start
 
 SPEC = PROJECTS["telecom"]
 # One trial on a small file: these tests are about the plumbing, not the model's quality.
-QUICK = {"trials_per_candidate": 1, "time_budget_s": 0.0, "gate_overrides": '{"accuracy": 0.6}'}
+QUICK = {
+    "trials_per_candidate": 1,
+    "time_budget_s": 0.0,
+    "gate_overrides": '{"accuracy": 0.6}',
+    "explained_rows": 20,
+}
 
 
 @pytest.fixture(scope="module")

@@ -237,6 +237,9 @@ def test_every_quality_panel_query_shows_the_monitoring_runs(
     assert named <= {DRIFTING, STALE}, result
 
 
+LOAD_DEPENDENT = {"MLOpsPredictLatencyHigh"}
+
+
 def test_the_quality_rules_evaluate_and_pick_out_the_right_projects(quality: Prometheus) -> None:
     assert set(EXPECTED) == QUALITY_ALERTS
     for alert in alerts.ALERTS:
@@ -255,7 +258,9 @@ def test_the_quality_rules_evaluate_and_pick_out_the_right_projects(quality: Pro
             break
         assert time.monotonic() < deadline, f"only {sorted(raised)} raised"
         time.sleep(0.5)
-    assert raised == set(EXPECTED)
+    # The latency rule answers to the machine's load, not to the monitoring runs: on a busy
+    # 2-core test machine it may go pending, and it has its own tests.
+    assert raised - LOAD_DEPENDENT == set(EXPECTED)
     for rule in rules:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
 
