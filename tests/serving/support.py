@@ -31,6 +31,9 @@ SLOW_LOAD_LIMIT_SECONDS = 300.0
 SLOW_RELEASE = "slow-model.release"
 """Created under the models root by the test that watches the slow server finish loading."""
 
+START_WAIT_SECONDS = 300.0
+"""Generous: servers started along with the others of the session, on a busy machine."""
+
 
 @dataclass(frozen=True)
 class ApiToken:

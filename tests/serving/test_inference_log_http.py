@@ -18,6 +18,7 @@ from components.core.inference_log import OUTPUT_PREFIX, read_window
 from tests.serving.support import (
     JSON,
     LOGGED_VERSION,
+    START_WAIT_SECONDS,
     Served,
     instances,
     metric,
@@ -29,8 +30,6 @@ from tests.support.servers import ServerProcess
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 FLUSH_WAIT_SECONDS = 20.0
-START_WAIT_SECONDS = 300.0
-"""Generous: these servers start along with the others of the session, on a busy machine."""
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from serving.__main__ import main
 from tests.serving.support import (
     LOGGED_VERSION,
     PLANTED_FAULT,
+    START_WAIT_SECONDS,
     Served,
     instances,
     metric,
@@ -29,9 +30,6 @@ from tests.serving.support import (
     wait_until,
 )
 from tests.support.servers import ServerProcess
-
-START_WAIT_SECONDS = 300.0
-"""Generous: these servers start along with the others of the session, on a busy machine."""
 
 
 def _row(served: dict[str, Served], project: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from serving.__main__ import main
 from serving.loading import ModelVerificationError, Verification, load
 from tests.serving.support import (
     JSON,
+    START_WAIT_SECONDS,
     ApiToken,
     Served,
     instances,
@@ -39,7 +40,6 @@ from tests.serving.support import (
 from tests.support.models import model_file_sha256
 from tests.support.servers import ServerProcess, launch
 
-START_WAIT_SECONDS = 300.0
 UNAUTHORIZED = {"error": "missing or invalid bearer token", "problems": []}
 
 
