@@ -128,6 +128,14 @@ class RawInputExplainer:
         )
 
 
+def explainer_for(
+    spec: ProjectSpec, model: BaseEstimator, background: pd.DataFrame
+) -> RawInputExplainer:
+    """THE explainer of a fitted project model, for the server's :explain, the explain step's
+    report and batch scoring's reasons alike (`background`: raw training rows)."""
+    return RawInputExplainer(spec, model, background)
+
+
 def explain_test_rows(
     spec: ProjectSpec,
     model: BaseEstimator,
@@ -140,7 +148,7 @@ def explain_test_rows(
     (default: the spec's `explained_rows`)."""
     count = min(rows or spec.explained_rows, len(frame))
     sample = frame.sample(count, random_state=seed)
-    return RawInputExplainer(spec, model, background).explain(sample)
+    return explainer_for(spec, model, background).explain(sample)
 
 
 def direction(values: pd.Series, contributions: pd.Series) -> str:
