@@ -1,25 +1,47 @@
-"""SHAP explanations of a fitted project model, one method for every model and every caller.
+"""SHAP explanations of a fitted project model, one method per model for every caller.
 
-Permutation SHAP runs on the raw input columns against the whole served model (features,
-estimator, calibration): contributions are per input field a request carries, in the model's
+Contributions are always per raw input field (the fields a request carries), in the model's
 output unit (probability of the positive class, or the price), and with the base value they add
-up exactly to the output. The explain step's report and the server's `:explain` use the same
-explainer with the same background, so a model has one explanation.
+up exactly to the output. The explain step's report, the server's `:explain` and batch scoring's
+reasons all get their explainer from `explainer_for`, so a model has one explanation.
+
+Two methods, chosen by the model:
+- `TreeInputExplainer`, for tree ensembles (scikit-learn forests and histogram boosting without
+  native categorical splits, CatBoost) and linear models: exact SHAP of the estimator in its own
+  input space (path-dependent tree SHAP, or linear SHAP), each engineered column's contribution
+  summed onto the raw fields it is built from, then scaled from the estimator's margin to the
+  output unit. Microseconds to a few milliseconds per row.
+- `RawInputExplainer`, for everything else: permutation SHAP on the raw inputs against the whole
+  model. Tenths of a second per row.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import shap
+from scipy.special import expit
 from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
 
 from components.core.contracts import ExplanationSummary
 from components.core.lineage import Provenance
 from components.core.outputs import model_output
 from components.core.spec import ProjectSpec
+from components.core.train import BACKGROUND_ROWS, background_sample
+
+logger = logging.getLogger(__name__)
+
+ADDITIVITY_TOLERANCE = 1e-6
+"""How far base value plus contributions may be from the model's output, relative to the
+output's scale, before the fast method is refused for a model."""
 
 
 @dataclass
@@ -52,12 +74,14 @@ class RawInputExplainer:
     and are decoded before the model sees them.
     """
 
+    method = "permutation SHAP on the raw inputs"
+
     def __init__(
         self,
         spec: ProjectSpec,
         model: BaseEstimator,
         background: pd.DataFrame,
-        max_background: int = 50,
+        max_background: int = BACKGROUND_ROWS,
         permutations: int = 5,
         seed: int = 0,
     ) -> None:
@@ -67,9 +91,7 @@ class RawInputExplainer:
         self.model = model
         self.columns = spec.input_columns
         self.numeric = {c.name for c in spec.columns if c.dtype in ("float", "int")}
-        sample = background[self.columns]
-        if len(sample) > max_background:
-            sample = sample.sample(max_background, random_state=seed)
+        sample = background_sample(spec, background, max_background, seed)
         self.vocab: dict[str, list[object]] = {c: [] for c in self.columns if c not in self.numeric}
         self.codes: dict[str, dict[object, int]] = {c: {} for c in self.vocab}
         masker = shap.maskers.Independent(self._encode(sample), max_samples=max_background)
@@ -98,6 +120,10 @@ class RawInputExplainer:
     def _predict(self, values: np.ndarray) -> np.ndarray:
         return model_output(self.spec, self.model, self._decode(values))
 
+    def vocabulary_size(self) -> int:
+        """Distinct text values collected so far (the server rebuilds past a limit)."""
+        return sum(len(v) for v in self.vocab.values())
+
     def explain(self, frame: pd.DataFrame) -> Explanation:
         """Contributions per row. Each row is explained from the same seed, so a row gets the
         same answer alone (the server) as in a batch (the reports)."""
@@ -124,16 +150,229 @@ class RawInputExplainer:
             contributions,
             base,
             base + contributions.sum(axis=1).to_numpy(),
-            "permutation SHAP on the raw inputs",
+            self.method,
         )
 
 
-def explainer_for(
-    spec: ProjectSpec, model: BaseEstimator, background: pd.DataFrame
-) -> RawInputExplainer:
+class UnsupportedModel(ValueError):
+    """The fast method does not apply to this model; the message says why."""
+
+
+FOREST_CLASSIFIERS = (
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "DecisionTreeClassifier",
+)
+"""Tree SHAP explains these in probability (their leaves hold class shares)."""
+LOG_ODDS_CLASSIFIERS = ("HistGradientBoostingClassifier", "CatBoostClassifier")
+TREE_REGRESSORS = (
+    "RandomForestRegressor",
+    "ExtraTreesRegressor",
+    "DecisionTreeRegressor",
+    "HistGradientBoostingRegressor",
+    "CatBoostRegressor",
+)
+LINEAR = (LogisticRegression, LinearRegression, Ridge)
+
+
+def _identity(values: np.ndarray) -> np.ndarray:
+    return values
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A project model taken apart: what turns raw rows into the estimator's inputs, the
+    estimator, and how its margin becomes the project's output."""
+
+    front: list[Any]
+    estimator: Any
+    to_output: Callable[[np.ndarray], np.ndarray]
+    output_is_margin: bool
+    """The output is the margin itself (no scaling needed)."""
+
+
+def _take_apart(spec: ProjectSpec, model: Any) -> _Model:
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    inner = model.estimator_ if isinstance(model, FixedThresholdClassifier) else model
+    if not isinstance(inner, Pipeline):
+        raise UnsupportedModel(f"{type(inner).__name__} is not a fitted pipeline")
+    # Samplers (SMOTE) act at fit time only and have no transform.
+    front = [step for _, step in inner.steps[:-1] if hasattr(step, "transform")]
+    last = inner.steps[-1][1]
+    calibrator = None
+    if isinstance(last, CalibratedClassifierCV):
+        if len(last.calibrated_classifiers_) != 1:
+            raise UnsupportedModel("a calibrated ensemble of several fold models")
+        fitted = last.calibrated_classifiers_[0]
+        last, calibrator = fitted.estimator, fitted.calibrators[0]
+    name = type(last).__name__
+    categorical = getattr(last, "is_categorical_", None)
+    if name.startswith("HistGradientBoosting") and categorical is not None and categorical.any():
+        raise UnsupportedModel(
+            f"{name} with native categorical splits, which tree SHAP's implementation does "
+            "not follow"
+        )
+    if spec.task == "regression":
+        if name not in TREE_REGRESSORS and not isinstance(last, LINEAR):
+            raise UnsupportedModel(f"no exact method for {name}")
+        return _Model(front, last, _identity, True)
+    if name in FOREST_CLASSIFIERS:
+        margin_to_response: Callable[[np.ndarray], np.ndarray] = _identity
+    elif name in LOG_ODDS_CLASSIFIERS or isinstance(last, LogisticRegression):
+        # A calibrator reads decision_function where the estimator has one, else
+        # predict_proba: the margin's own scale, or its sigmoid.
+        has_decision = hasattr(last, "decision_function")
+        margin_to_response = _identity if calibrator is not None and has_decision else expit
+    else:
+        raise UnsupportedModel(f"no exact method for {name}")
+    if calibrator is None:
+        return _Model(front, last, margin_to_response, margin_to_response is _identity)
+    calibrate = calibrator.predict
+    return _Model(front, last, lambda m: np.asarray(calibrate(margin_to_response(m))), False)
+
+
+def _engineered(front: list[Any], frame: pd.DataFrame) -> pd.DataFrame:
+    out: Any = frame
+    for step in front:
+        out = step.transform(out)
+    if not isinstance(out, pd.DataFrame):
+        raise UnsupportedModel("the preprocessing does not name its output columns")
+    return out
+
+
+def _probes(spec: ProjectSpec, column: str, values: pd.Series) -> list[np.ndarray]:
+    """Ways to move one raw column: its values shifted across rows, and each edge of its range
+    and each allowed category for the whole column (a band or category absent from the sample
+    still shows which engineered columns it feeds)."""
+    raw = values.to_numpy(dtype=object)
+    moved = [np.roll(raw, 1), np.roll(raw, max(2, len(raw) // 3))]
+    col = spec.column(column)
+    for value in (col.minimum, col.maximum, *(col.categories or ())):
+        if value is not None:
+            moved.append(np.full(len(raw), value, dtype=object))
+    return moved
+
+
+def _changed(before: pd.DataFrame, after: pd.DataFrame) -> np.ndarray:
+    a = before.to_numpy(dtype=float)
+    b = after.to_numpy(dtype=float)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return np.asarray(~same.all(axis=0))
+
+
+def attribution(
+    spec: ProjectSpec, front: list[Any], background: pd.DataFrame
+) -> tuple[list[str], np.ndarray]:
+    """Which raw fields each engineered column is built from, found by moving each raw field
+    and watching what changes; returns the engineered names and a (engineered x raw) matrix whose
+    rows share each column's contribution equally among its fields (each row sums to 1)."""
+    columns = spec.input_columns
+    sample = background[columns].reset_index(drop=True)
+    base = _engineered(front, sample)
+    names = [str(c) for c in base.columns]
+    depends = np.zeros((len(names), len(columns)), dtype=bool)
+    for j, column in enumerate(columns):
+        for moved in _probes(spec, column, sample[column]):
+            changed = sample.copy()
+            changed[column] = pd.Series(moved, index=sample.index).astype(sample[column].dtype)
+            depends[:, j] |= _changed(base, _engineered(front, changed))
+    unsourced = [n for n, row in zip(names, depends, strict=True) if not row.any()]
+    if unsourced:
+        raise UnsupportedModel(f"cannot tell which raw fields {unsourced} are built from")
+    return names, depends / depends.sum(axis=1, keepdims=True)
+
+
+class TreeInputExplainer:
+    """Exact SHAP of the estimator in its own input space, attributed to the raw fields.
+
+    Path-dependent tree SHAP (or linear SHAP) gives each engineered column's contribution to the
+    estimator's margin (log-odds, class share or price); each is shared among the raw fields the
+    column is built from; and a row's contributions are scaled by one factor, (output - base) /
+    (margin - base margin), so that they add up to the output in its unit. Signs and ranking
+    within a row are those of the margin.
+    """
+
+    method = "tree SHAP on the model's inputs, attributed to the raw fields"
+
+    def __init__(self, spec: ProjectSpec, model: BaseEstimator, background: pd.DataFrame) -> None:
+        self.spec = spec
+        self.model = model
+        self.parts = _take_apart(spec, model)
+        sample = background_sample(spec, background)
+        self.names, self.weights = attribution(spec, self.parts.front, sample)
+        estimator = self.parts.estimator
+        if isinstance(estimator, LINEAR):
+            self.method = "linear SHAP on the model's inputs, attributed to the raw fields"
+            engineered = _engineered(self.parts.front, sample)
+            self.mean = engineered.to_numpy(dtype=float).mean(axis=0)
+            self.coef = np.ravel(estimator.coef_)
+            self.base_margin = float(np.ravel(estimator.intercept_)[0] + self.mean @ self.coef)
+        else:
+            self.tree = shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
+            expected = np.ravel(self.tree.expected_value)
+            self.base_margin = float(expected[-1])
+        self.base_value = float(self.parts.to_output(np.array([self.base_margin]))[0])
+        self._check(sample)
+
+    def _margin_contributions(self, engineered: pd.DataFrame) -> np.ndarray:
+        if hasattr(self, "coef"):
+            return (engineered.to_numpy(dtype=float) - self.mean) * self.coef
+        values = self.tree.shap_values(engineered, check_additivity=False)
+        values = np.asarray(values, dtype=float)
+        if values.ndim == 3:  # one slice per class: the positive class's
+            values = values[:, :, -1]
+        return values
+
+    def _check(self, rows: pd.DataFrame) -> None:
+        explained = self.explain(rows).output
+        served = model_output(self.spec, self.model, rows)
+        scale = np.maximum(1.0, np.abs(served))
+        worst = float(np.max(np.abs(explained - served) / scale))
+        if worst > ADDITIVITY_TOLERANCE:
+            raise UnsupportedModel(
+                f"contributions miss the model's output by up to {worst:.2e} (relative) on "
+                "its training rows"
+            )
+
+    def vocabulary_size(self) -> int:
+        return 0
+
+    def explain(self, frame: pd.DataFrame) -> Explanation:
+        engineered = _engineered(self.parts.front, frame[self.spec.input_columns])
+        phi = self._margin_contributions(engineered)
+        margin = self.base_margin + phi.sum(axis=1)
+        output = self.parts.to_output(margin)
+        if not self.parts.output_is_margin:
+            moved = margin - self.base_margin
+            steady = np.abs(moved) < 1e-9
+            step = 1e-6
+            slope = (
+                self.parts.to_output(np.array([self.base_margin + step]))[0]
+                - self.parts.to_output(np.array([self.base_margin - step]))[0]
+            ) / (2 * step)
+            factor = np.where(
+                steady, slope, (output - self.base_value) / np.where(steady, 1, moved)
+            )
+            phi = phi * factor[:, np.newaxis]
+        contributions = pd.DataFrame(
+            phi @ self.weights, columns=self.spec.input_columns, index=frame.index
+        )
+        return Explanation(contributions, self.base_value, np.asarray(output), self.method)
+
+
+Explainer = TreeInputExplainer | RawInputExplainer
+
+
+def explainer_for(spec: ProjectSpec, model: BaseEstimator, background: pd.DataFrame) -> Explainer:
     """THE explainer of a fitted project model, for the server's :explain, the explain step's
-    report and batch scoring's reasons alike (`background`: raw training rows)."""
-    return RawInputExplainer(spec, model, background)
+    report and batch scoring's reasons alike (`background`: raw training rows): the exact fast
+    method where the model allows it, else permutation SHAP."""
+    try:
+        return TreeInputExplainer(spec, model, background)
+    except UnsupportedModel as why:
+        logger.info("%s: permutation SHAP on the raw inputs (%s)", spec.name, why)
+        return RawInputExplainer(spec, model, background)
 
 
 def explain_test_rows(
@@ -219,8 +458,8 @@ def summary_html(
         f"input raised this row's {unit} by the amount on the axis; left of zero, lowered it. "
         "Colour is the input's value within the explained rows (blue low, red high; grey for "
         "text inputs). For every row the contributions add up to its prediction minus the "
-        f"average prediction, {explanation.base_value:,.4f} {unit}. Method: "
-        f"{explanation.method}, the same explainer the server's :explain uses."
+        f"base value, {explanation.base_value:,.4f} {unit}. Method: {explanation.method}, the "
+        "same explainer the server's :explain and batch scoring's reasons use."
     )
     sections = [
         ("How each input moves the prediction", report.figure_to_html(fig, "beeswarm") + caption),

@@ -40,11 +40,10 @@ from components.core.metrics import finite
 from components.core.report import stamp_version
 from components.core.retraining import DATA_FILES, TRAINING_DATA, version_tags
 from components.core.spec import ProjectSpec
-from components.core.train import split_xy
+from components.core.train import BACKGROUND_ROWS, background_sample, split_xy
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-BACKGROUND_ROWS = 50
 MODEL_DIGEST_TAG = "model_sha256"
 MODEL_FILE_DIGEST_TAG = "model_file_sha256"
 """Model version tag: sha256 of the logged model file, which the server checks before it
@@ -112,8 +111,7 @@ def model_files(
     which the server exports for the prediction-shift alert."""
     from importlib.metadata import version
 
-    X_train, _ = split_xy(spec, train_frame)
-    background = X_train.sample(min(rows, len(X_train)), random_state=0)
+    background = background_sample(spec, train_frame, rows)
     metadata: dict[str, Any] = {"project": spec.name}
     if spec.task == "binary" and reference_frame is not None:
         metadata["reference_class_share"] = reference_class_share(spec, model, reference_frame)

@@ -90,6 +90,21 @@ def split_xy(spec: ProjectSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.S
     return frame[spec.input_columns], y
 
 
+BACKGROUND_ROWS = 50
+"""Raw training rows stored with a model as its input example: the rows its explainer is built
+on, in the server and in the explain step alike."""
+
+
+def background_sample(
+    spec: ProjectSpec, frame: pd.DataFrame, rows: int = BACKGROUND_ROWS, seed: int = 0
+) -> pd.DataFrame:
+    """At most `rows` rows of `frame`'s input columns, drawn with `seed`: the register step's
+    input example from the training split, and the explainers' sample of whatever background
+    they are given (the training split, or that input example), so both build one explainer."""
+    sample = frame[spec.input_columns]
+    return sample.sample(rows, random_state=seed) if len(sample) > rows else sample
+
+
 def folds(spec: ProjectSpec, seed: int) -> BaseCrossValidator:
     if spec.task == "binary":
         return StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)

@@ -1,12 +1,15 @@
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.model_selection import FixedThresholdClassifier
 
 from components.core import drift, explain, registry
 from components.core.lineage import Provenance
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from tests.conftest import quick_model, small_split
+from components.core.train import build_pipeline, calibrated, split_xy
+from tests.conftest import quick_model, quick_spec, small_split
 
 
 def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -> None:
@@ -24,6 +27,65 @@ def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -
     )
 
 
+FAST = {
+    ("bankchurn", "logistic_regression"): "linear SHAP",
+    ("bankchurn", "random_forest"): "tree SHAP",
+    ("bankchurn", "catboost"): "tree SHAP",
+    ("bankchurn", "gradient_boosting_smote"): "tree SHAP",
+    ("telecom", "logistic_regression"): "linear SHAP",
+    ("telecom", "random_forest"): "tree SHAP",
+    ("telecom", "gradient_boosting"): "tree SHAP",
+    ("carvision", "random_forest"): "tree SHAP",
+    # Native categorical splits, and a constant: permutation SHAP on the raw inputs.
+    ("carvision", "gradient_boosting"): "permutation SHAP",
+    ("carvision", "median_baseline"): "permutation SHAP",
+}
+
+
+@pytest.mark.parametrize(("project", "candidate"), sorted(FAST))
+def test_each_candidate_is_explained_in_raw_fields_adding_up_to_its_output(
+    project: str, candidate: str
+) -> None:
+    spec = quick_spec(PROJECTS[project])
+    parts = small_split(spec)
+    X, y = split_xy(spec, parts.train)
+    model = build_pipeline(spec, spec.candidate(candidate), seed=7)
+    if spec.calibrate:
+        model = calibrated(model, seed=7)
+    if project == "bankchurn":
+        model = FixedThresholdClassifier(model, threshold=0.3)
+    model.fit(X, y)
+    explainer = explain.explainer_for(spec, model, parts.train)
+    assert explainer.method.startswith(FAST[(project, candidate)])
+    rows = parts.test.head(30 if isinstance(explainer, explain.TreeInputExplainer) else 3)
+    explanation = explainer.explain(rows)
+    assert list(explanation.contributions.columns) == spec.input_columns
+    served = model_output(spec, model, rows[spec.input_columns])
+    np.testing.assert_allclose(explanation.output, served, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        explanation.base_value + explanation.contributions.sum(axis=1), served, rtol=1e-6
+    )
+
+
+def test_engineered_columns_are_credited_to_the_fields_they_are_built_from() -> None:
+    spec = quick_spec(PROJECTS["bankchurn"])
+    parts = small_split(spec)
+    X, y = split_xy(spec, parts.train)
+    model = build_pipeline(spec, spec.candidate("catboost"), seed=7).fit(X, y)
+    explainer = explain.TreeInputExplainer(spec, model, parts.train)
+    shares = pd.DataFrame(explainer.weights, index=explainer.names, columns=spec.input_columns)
+    assert shares.loc["balance_to_salary", ["Balance", "EstimatedSalary"]].tolist() == [0.5, 0.5]
+    assert shares.loc["zero_balance", "Balance"] == 1.0
+    # Bands and one-hot columns, including the band of the oldest customers.
+    assert shares.loc["age_band_60+", "Age"] == 1.0
+    assert shares.loc["Geography_Germany", "Geography"] == 1.0
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    # A row alone gets what it gets in a batch, and the method is fast enough for batches.
+    batch = explainer.explain(parts.test.head(50))
+    alone = explainer.explain(parts.test.iloc[[7]])
+    np.testing.assert_allclose(alone.contributions, batch.contributions.iloc[[7]], atol=1e-12)
+
+
 def test_the_report_and_the_server_give_a_row_one_explanation(spec: ProjectSpec) -> None:
     result = quick_model(spec)
     parts = small_split(spec)
@@ -31,10 +93,13 @@ def test_the_report_and_the_server_give_a_row_one_explanation(spec: ProjectSpec)
     assert list(report.contributions.columns) == spec.input_columns
     # The server builds its explainer on the background logged with the model.
     background = registry.model_files(spec, result.model, parts.train)["input_example"]
-    server = explain.RawInputExplainer(spec, result.model, background)
+    server = explain.explainer_for(spec, result.model, background)
+    assert report.method == server.method
     row = report.contributions.index[2]
     alone = server.explain(parts.test.loc[[row]])
-    np.testing.assert_array_equal(alone.contributions.to_numpy(), report.contributions.loc[[row]])
+    np.testing.assert_allclose(
+        alone.contributions.to_numpy(), report.contributions.loc[[row]], rtol=1e-12, atol=1e-15
+    )
     assert alone.base_value == report.base_value
 
 
