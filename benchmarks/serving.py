@@ -130,7 +130,7 @@ def prepare_model(
     spec: ProjectSpec, model_uri: str | None, candidate: str | None, data_dir: Path
 ) -> tuple[str, Any, pd.DataFrame, str]:
     """(model uri, fitted model, rows to send, where the model came from)."""
-    from serving.loading import load
+    from components.core.loading import load
 
     frame, data_source = data_frame(spec, data_dir)
     split = ingest.split(spec, frame, test_size=0.2, seed=42)

@@ -6,7 +6,7 @@ KServe's own flags (`--http_port`, `--enable_grpc`, ...) are accepted as well. U
 gRPC is off unless a port is given (`--grpc-port`, or KServe's `--grpc_port`): two servers on
 one machine would otherwise both try to bind KServe's default 8081.
 
-The model file is checked against its sha256 before it is unpickled (`serving.loading`); a
+The model file is checked against its sha256 before it is unpickled (`components.core.loading`); a
 model nothing vouches for is refused unless `--allow-unverified-model`. With an API token
 ($MLOPS_API_TOKEN or `--api-token-file`), predict, explain and infer need it (`serving.auth`).
 """
@@ -15,20 +15,32 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import os
 import sys
 
 from kserve import model_server
+from kserve.logging import logger as kserve_logger
 
+from components.core import loading
 from components.core.inference_log import ROOT_ENV
+from components.core.loading import SHA256_HEX, ModelLoadError, Verification
 from components.core.projects import PROJECTS, get_spec
 from serving.auth import TOKEN_ENV, TOKEN_FILE_FLAG, TokenError, log_setting, read_token
 from serving.inference_log import DEFAULT_MAX_QUEUED, InferenceLogWriter
-from serving.loading import SHA256_HEX, ModelLoadError, Verification
 from serving.predictor import ProjectPredictor
 from serving.server import ModelServer
 
 DEFAULT_MODEL_URI = "/mnt/models"
+
+
+def share_kserve_log(name: str) -> None:
+    """A library logger's lines (the model loader's) in the server's log, in KServe's format."""
+    shared = logging.getLogger(name)
+    shared.handlers = list(kserve_logger.handlers)
+    shared.setLevel(kserve_logger.level)
+    shared.propagate = False
+
 
 # A copy, so that changing the gRPC defaults leaves KServe's own parser as it is.
 parser = argparse.ArgumentParser(
@@ -174,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         log_setting(token, args.api_token_file)  # after ModelServer() has set up the logging
+        share_kserve_log(loading.__name__)
         server.serve_while_loading(model, token)
     except ModelLoadError as exc:
         print(f"error: cannot serve {args.model_name}: {exc}", file=sys.stderr)

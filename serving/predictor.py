@@ -18,6 +18,13 @@ from kserve.utils.utils import get_predict_response
 
 from components.core.explain import RawInputExplainer
 from components.core.inference_log import utc_now
+from components.core.loading import (
+    UNCHECKED_WHEN_UNKNOWN,
+    LoadedModel,
+    ModelLoadError,
+    Verification,
+    load,
+)
 from components.core.model_uri import MODELS_SCHEME
 from components.core.model_uri import parse as parse_model_uri
 from components.core.outputs import BinaryFormat, RegressionFormat, model_output
@@ -42,13 +49,6 @@ from serving.inputs import (
     rejected,
     validate_group,
     validated_frame,
-)
-from serving.loading import (
-    UNCHECKED_WHEN_UNKNOWN,
-    LoadedModel,
-    ModelLoadError,
-    Verification,
-    load,
 )
 from serving.refresh import AliasRefresher, follows_alias
 

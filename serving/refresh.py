@@ -16,8 +16,8 @@ from collections.abc import Callable
 from kserve.logging import logger
 
 from components.core import model_uri
+from components.core.loading import registry_provenance
 from serving import metrics
-from serving.loading import registry_provenance
 
 DEFAULT_RETRY_SECONDS = 300.0
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from components.core.inference_log import read_window
-from serving.loading import DIGEST_TAG
+from components.core.loading import DIGEST_TAG
 from tests.serving.support import JSON, Served, instances, metric, post, predict, wait_until
 from tests.support.models import model_file_sha256
 from tests.support.servers import ServerProcess, launch

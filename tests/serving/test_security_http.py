@@ -19,12 +19,13 @@ import httpx
 import pytest
 import yaml
 
+from components.core import loading
 from components.core import registry as core_registry
+from components.core.loading import ModelVerificationError, Verification, load
 from components.core.projects import get_spec
 from pipelines import traffic
-from serving import auth, loading
+from serving import auth
 from serving.__main__ import main
-from serving.loading import ModelVerificationError, Verification, load
 from tests.serving.support import (
     JSON,
     START_WAIT_SECONDS,

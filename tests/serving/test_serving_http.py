@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.core.loading import ModelLoadError, load, single_threaded
 from components.core.outputs import model_output, risk_bands
 from components.core.projects import get_spec
 from serving.inputs import MAX_EXPLAIN_INSTANCES, MAX_INSTANCES
-from serving.loading import ModelLoadError, load, single_threaded
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

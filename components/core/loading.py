@@ -1,4 +1,5 @@
-"""Finding, verifying, loading and checking the served model: an MLflow sklearn model directory.
+"""Finding, verifying, loading and checking a project model: an MLflow sklearn model directory.
+The model server and the batch scoring steps load through here, so both check the same things.
 
 The directory is what the pipelines' register step writes and what a KServe storage URI downloads
 into /mnt/models: the fitted pipeline (cloudpickle) and, as the input example, 50 raw training
@@ -14,6 +15,7 @@ unless the caller allows it (`Verification.require`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from kserve.logging import logger
 
 from components.core import model_uri
 from components.core.spec import ProjectSpec
@@ -33,6 +34,8 @@ DIGEST_TAG = "model_file_sha256"
 `components.core.registry.MODEL_FILE_DIGEST_TAG`)."""
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SKLEARN_FLAVOR = "sklearn"
+
+logger = logging.getLogger(__name__)
 
 
 class ModelLoadError(RuntimeError):
@@ -51,6 +54,8 @@ class Verification:
     """The digest the file must have (`--model_sha256`), besides the registry version's tag."""
     require: bool = False
     """Refuse a model when no digest is known (no `expected_sha256`, no tag); else warn."""
+    expected_from: str = "--model_sha256"
+    """Where `expected_sha256` comes from, as errors and log lines name it."""
 
 
 UNCHECKED_WHEN_UNKNOWN = Verification()
@@ -157,7 +162,7 @@ def verify(
     """Checks the model file against every digest known for it; returns the file's digest."""
     found = file_sha256(file)
     expected = [
-        ("--model_sha256", verification.expected_sha256),
+        (verification.expected_from, verification.expected_sha256),
         (f"the {DIGEST_TAG} tag of version {provenance.version}", tagged),
     ]
     known = [(source, digest.strip().lower()) for source, digest in expected if digest]
