@@ -362,3 +362,80 @@ class RunRecord:
             SYNTHETIC_TAG: str(self.source.synthetic).lower(),
             "source": self.source.source,
         }
+
+
+class PinnedModel(Contract):
+    """The one model version a batch is scored with, resolved once before any shard starts, and
+    the digest every shard checks its model file against before unpickling it."""
+
+    SCHEMA: ClassVar[str] = "pinned_model"
+
+    project: str
+    requested: str
+    """What the run asked for, e.g. models:/NAME@champion or models:/NAME/7."""
+    name: str
+    version: str
+    run_id: str
+    uri: str
+    """The version itself, models:/NAME/VERSION: what every shard loads."""
+    model_file_sha256: str
+    verified: bool
+    """The digest is the version's registered tag; False: computed from the file at resolve
+    time, with nothing to vouch for it (allowed by the run's settings)."""
+    trained_on_synthetic: bool = False
+    """The version learnt from the synthetic generator's data (its `synthetic_data` tag)."""
+
+
+class RowScreening(Contract):
+    """What the batch's row-by-row validation read, kept and set aside."""
+
+    SCHEMA: ClassVar[str] = "row_screening"
+
+    source: str
+    source_sha256: str
+    source_format: str
+    rows: int
+    valid_rows: int
+    rejected_rows: int
+    rejected_by_rule: dict[str, int]
+    """Rows that broke each rule (`Violation.code`); a row breaking two rules counts in both."""
+    max_rejected_share: float
+    identifier_columns: list[str]
+    """Identifier columns found in the source and carried through."""
+    ignored_columns: list[str]
+    """Columns of the source that are neither inputs nor identifiers."""
+
+
+class ScoringSummary(Contract):
+    """One batch scoring run: what was read, scored and set aside, by which model, and the drift
+    verdict."""
+
+    SCHEMA: ClassVar[str] = "scoring"
+
+    project: str
+    model_name: str
+    model_version: str
+    model_file_sha256: str
+    model_verified: bool
+    source: str
+    source_sha256: str
+    rows: int
+    valid_rows: int
+    rejected_rows: int
+    rejected_by_rule: dict[str, int]
+    scored_rows: int
+    shards: int
+    with_reasons: bool
+    drift_gate: str
+    drift_detected: bool
+    drifted_columns: list[str]
+    drift_reason: str
+    output_columns: list[str]
+    output_format: str
+    score_field: str
+    """The field whose distribution is compared with the reference's (probability or price)."""
+    score_quantiles: dict[str, float]
+    reference_score_quantiles: dict[str, float]
+    """The same model's scores on its own reference rows (empty: the version has none)."""
+    finished: str
+    """When the merge finished (UTC, ISO 8601)."""

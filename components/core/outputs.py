@@ -17,6 +17,12 @@ import pandas as pd
 RISK_BANDS = ("low", "medium", "high")
 MEDIUM_RISK_FROM = 0.5
 """The medium band starts at this fraction of the decision threshold."""
+REASONS = 3
+"""Reasons (largest contributions to the output) a batch-scored row carries when asked for."""
+
+
+def reason_fields() -> list[str]:
+    return [f"reason_{i}" for i in range(1, REASONS + 1)]
 
 
 class HasTask(Protocol):
@@ -51,6 +57,11 @@ class BinaryFormat:
     decision_as_label: bool = False
     """The decision as the spec's class label (e.g. "Ultra") rather than 0/1."""
     with_risk_band: bool = False
+    rank: str = ""
+    """Field of a batch output holding each row's rank by probability (1: the highest, ties in
+    input order); "" for none."""
+    with_reasons: bool = False
+    """Batch scoring explains each row with its top reasons unless told otherwise."""
 
     @property
     def explained_field(self) -> str:
@@ -75,6 +86,9 @@ class BinaryFormat:
 @dataclass(frozen=True)
 class RegressionFormat:
     value: str
+    """Field holding the prediction: a point estimate, with no interval (see docs/batch.md)."""
+    with_reasons: bool = False
+    """Batch scoring explains each row with its top reasons unless told otherwise."""
 
     @property
     def explained_field(self) -> str:

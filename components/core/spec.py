@@ -132,6 +132,9 @@ class ProjectSpec:
     `components.core.evaluate.reading_facts` (counts for classifiers, error spread for prices)."""
     target_unit: str = ""
     """Unit of a regression target (e.g. USD): the unit of its errors and explanations."""
+    identifier_columns: tuple[str, ...] = ()
+    """Columns of the source file that name a row (ids, names): batch scoring carries them into
+    its outputs and its rejected rows; the model never reads them."""
     explained_rows: int = 100
     """Test rows the explain step explains with the server's explainer (its cost per row varies
     by model, from about 40 ms to 300 ms here)."""

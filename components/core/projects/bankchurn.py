@@ -169,6 +169,7 @@ SPEC = ProjectSpec(
     target="Exited",
     columns=COLUMNS,
     ignored_columns=("RowNumber", "CustomerId", "Surname"),
+    identifier_columns=("RowNumber", "CustomerId", "Surname"),
     make_features=ChurnFeatures,
     candidates=CANDIDATES,
     primary_metric="roc_auc",
@@ -176,7 +177,10 @@ SPEC = ProjectSpec(
     make_synthetic=make_synthetic,
     synthetic_rows=4_000,
     data_file="Churn.csv",
-    output=BinaryFormat("churn_probability", "churn", with_risk_band=True),
+    # Batch lists rank customers by risk and say why, for the retention team to read.
+    output=BinaryFormat(
+        "churn_probability", "churn", with_risk_band=True, rank="risk_rank", with_reasons=True
+    ),
     class_labels=("stays", "churns"),
     tune_threshold=True,
     group_columns=("Gender", "Geography"),

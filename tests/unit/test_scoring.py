@@ -1,0 +1,278 @@
+"""Batch scoring's logic on small synthetic files: row-by-row validation, the outputs of each
+project in input order, reasons, shards, files and the drift gate."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import FixedThresholdClassifier
+
+from components.core import drift, scoring
+from components.core.contracts import Reference
+from components.core.explain import explainer_for
+from components.core.loading import decision_threshold
+from components.core.outputs import BinaryFormat, reason_fields
+from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+from components.core.train import build_pipeline, single_threaded, split_xy
+from tests.conftest import small_split
+
+BANKCHURN, TELECOM, CARVISION = PROJECTS["bankchurn"], PROJECTS["telecom"], PROJECTS["carvision"]
+THRESHOLD = 0.3
+"""A stored decision threshold that is not 0.5, so that a label at 0.5 would show."""
+_MODELS: dict[str, Any] = {}
+
+
+def fitted(spec: ProjectSpec) -> Any:
+    """The project's random forest pipeline fitted once on the small synthetic split."""
+    if spec.name not in _MODELS:
+        X, y = split_xy(spec, small_split(spec).train)
+        pipeline = build_pipeline(spec, spec.candidate("random_forest"), 7)
+        model = (
+            FixedThresholdClassifier(pipeline, threshold=THRESHOLD, response_method="predict_proba")
+            if spec.task == "binary"
+            else pipeline
+        ).fit(X, y)
+        single_threaded(model)
+        _MODELS[spec.name] = model
+    return _MODELS[spec.name]
+
+
+def batch_file(tmp_path: Path, spec: ProjectSpec, rows: int = 120, seed: int = 3) -> Path:
+    """A file as a user would bring it: the real columns, the target dropped."""
+    path = tmp_path / f"{spec.name}.csv"
+    spec.make_synthetic(rows, seed).drop(columns=[spec.target]).to_csv(path, index=False)
+    return path
+
+
+def with_bad_rows(path: Path) -> Path:
+    """Three bad customers: a negative age, an unknown country, text in a number."""
+    frame = pd.read_csv(path).astype({"Age": object, "Balance": object})
+    frame.loc[3, "Age"] = -4
+    frame.loc[5, "Geography"] = "Mars"
+    frame.loc[7, "Balance"] = "lots"
+    frame["Notes"] = "carried or ignored"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def scored(spec: ProjectSpec, screened: scoring.Screened, reasons: bool = False) -> pd.DataFrame:
+    model = fitted(spec)
+    background = small_split(spec).train.head(50) if reasons else None
+    threshold = decision_threshold(spec, model, "test")
+    # Three shards, handed to merge out of order: the output is in input order all the same.
+    third = len(screened.valid) // 3 + 1
+    shards = [screened.valid.iloc[i : i + third] for i in range(0, len(screened.valid), third)]
+    parts = [scoring.score_frame(spec, model, threshold, s, "7", background) for s in shards]
+    return scoring.merge(spec, parts[::-1], len(screened.valid))
+
+
+def test_bad_rows_are_set_aside_with_reasons_and_the_good_rows_scored(tmp_path: Path) -> None:
+    path = with_bad_rows(batch_file(tmp_path, BANKCHURN))
+    frame, sha256, kind = scoring.read_table(str(path))
+    assert kind == "csv" and len(sha256) == 64
+    screened = scoring.screen(BANKCHURN, frame, str(path))
+    rejected = screened.rejected
+    assert list(rejected.columns) == [
+        "row_number",
+        "RowNumber",
+        "CustomerId",
+        "Surname",
+        "field",
+        "rule",
+        "value",
+        "reason",
+    ]
+    assert rejected[["row_number", "field", "rule", "value"]].values.tolist() == [
+        [4, "Age", "minimum", "-4"],
+        [6, "Geography", "category", "Mars"],
+        [8, "Balance", "type", "lots"],
+    ]
+    assert rejected["reason"].tolist() == [
+        "below the minimum 18",
+        "not one of the allowed values ['France', 'Germany', 'Spain']",
+        "not a number (expected float)",
+    ]
+    assert rejected["CustomerId"].tolist() == frame["CustomerId"].iloc[[3, 5, 7]].tolist()
+    assert screened.rejected_by_rule == {"category": 1, "minimum": 1, "type": 1}
+    assert screened.ignored_columns == ["Notes"]
+    record = screened.record(str(path), sha256, kind, scoring.MAX_REJECTED_SHARE)
+    assert (record.rows, record.valid_rows, record.rejected_rows) == (120, 117, 3)
+
+    out = scored(BANKCHURN, screened)
+    good = [i for i in range(120) if i not in (3, 5, 7)]
+    assert out["row_number"].tolist() == [i + 1 for i in good]
+    assert out["CustomerId"].tolist() == frame["CustomerId"].iloc[good].tolist()
+    # The model's own answer on the same rows read by pandas, unvalidated.
+    clean = pd.read_csv(path).iloc[good]
+    clean = clean.astype({"Age": int, "Balance": float})[BANKCHURN.input_columns]
+    expected = fitted(BANKCHURN).predict_proba(clean)[:, 1]
+    np.testing.assert_allclose(out["churn_probability"], expected, rtol=0, atol=1e-9)
+    assert (out["churn"] == (expected >= THRESHOLD)).all()
+
+
+def test_a_batch_mostly_bad_stops_naming_the_share(tmp_path: Path) -> None:
+    frame = pd.read_csv(batch_file(tmp_path, BANKCHURN, rows=1000))
+    frame.loc[:611, "Age"] = 12
+    with pytest.raises(
+        scoring.ScoringError,
+        match=re.escape("612 of 1,000 rows (61.2%) failed validation; at most 10.0% may"),
+    ) as stopped:
+        scoring.screen(BANKCHURN, frame)
+    assert "minimum 612" in str(stopped.value) and "row 1, field 'Age'" in str(stopped.value)
+    # the same batch passes when the run allows that share
+    assert len(scoring.screen(BANKCHURN, frame, max_rejected_share=0.7).valid) == 388
+
+
+def test_a_missing_input_column_stops_naming_it(tmp_path: Path) -> None:
+    frame = pd.read_csv(batch_file(tmp_path, TELECOM)).drop(columns=["minutes"])
+    with pytest.raises(scoring.ScoringError, match=r"lacks the required column\(s\) minutes"):
+        scoring.screen(TELECOM, frame, "users.csv")
+
+
+@pytest.mark.parametrize("spec", [BANKCHURN, TELECOM, CARVISION], ids=lambda s: s.name)
+def test_each_project_writes_its_fields_in_input_order(spec: ProjectSpec, tmp_path: Path) -> None:
+    frame, _, _ = scoring.read_table(str(batch_file(tmp_path, spec)))
+    screened = scoring.screen(spec, frame)
+    out = scored(spec, screened, reasons=spec.output.with_reasons)
+    identifiers = list(spec.identifier_columns)
+    assert list(out.columns) == scoring.output_columns(spec, spec.output.with_reasons, identifiers)
+    assert out["row_number"].tolist() == list(range(1, len(frame) + 1))
+    assert (out[identifiers].to_numpy() == frame[identifiers].to_numpy()).all()
+    assert set(out["model_name"]) == {spec.name} and set(out["model_version"]) == {"7"}
+    assert all(pd.Timestamp(t).tzname() == "UTC" for t in out["scored_at"])
+    model = fitted(spec)
+    inputs = frame[spec.input_columns]
+    if isinstance(spec.output, BinaryFormat):
+        expected = model.predict_proba(inputs)[:, 1]
+        np.testing.assert_allclose(out[spec.output.probability], expected, rtol=0, atol=1e-9)
+        labels = np.where(model.predict(inputs) == 1, *spec.label_names[::-1])
+        decision = out[spec.output.decision]
+        assert (
+            (decision == labels).all()
+            if spec.output.decision_as_label
+            else (decision == model.predict(inputs)).all()
+        )
+    else:
+        np.testing.assert_allclose(out["price"], model.predict(inputs), rtol=0, atol=1e-9)
+
+
+def test_bankchurn_ranks_by_risk_and_gives_three_reasons_in_words(tmp_path: Path) -> None:
+    frame, _, _ = scoring.read_table(str(batch_file(tmp_path, BANKCHURN, rows=30)))
+    out = scored(BANKCHURN, scoring.screen(BANKCHURN, frame), reasons=True)
+    ranked = out.sort_values("risk_rank")
+    assert out["risk_rank"].tolist() != list(range(1, 31))  # input order kept, not risk order
+    assert ranked["risk_rank"].tolist() == list(range(1, 31))
+    assert ranked["churn_probability"].is_monotonic_decreasing
+    assert set(out["risk_band"]) <= {"low", "medium", "high"}
+    # Each row's reasons are its three largest contributions by size, with their values.
+    model = fitted(BANKCHURN)
+    explainer = explainer_for(BANKCHURN, model, small_split(BANKCHURN).train.head(50))
+    contributions = explainer.explain(frame[BANKCHURN.input_columns]).contributions
+    pattern = re.compile(r"^(\w+) (.+): ([+-]\d+\.\d\d)$")
+    for i, row in out.iterrows():
+        found = [pattern.match(row[f]) for f in reason_fields()]
+        assert all(found), [row[f] for f in reason_fields()]
+        fields = [m[1] for m in found if m]
+        assert fields == list(contributions.loc[i].abs().sort_values(ascending=False).index[:3])
+        for m in found:
+            assert m is not None
+            assert float(m[3]) == pytest.approx(contributions.loc[i, m[1]], abs=0.0051)
+            assert m[2] == scoring.value_text(frame.loc[i, m[1]])
+
+
+def test_reasons_text_names_the_field_its_value_and_the_contribution() -> None:
+    inputs = pd.DataFrame({"Age": [58, 30], "Balance": [125510.82, np.nan], "Gender": ["F", "M"]})
+    contributions = pd.DataFrame(
+        {"Age": [0.21, -0.01], "Balance": [-0.05, 0.002], "Gender": [0.1, 0.3]}
+    )
+    texts = scoring.reasons(BANKCHURN, contributions, inputs)
+    assert texts.values.tolist() == [
+        ["Age 58: +0.21", "Gender F: +0.10", "Balance 125510.82: -0.05"],
+        ["Gender M: +0.30", "Age 30: -0.01", "Balance blank: +0.00"],
+    ]
+    price = scoring.reasons(
+        CARVISION,
+        pd.DataFrame({"odometer": [-1234.4]}),
+        inputs.head(1).assign(odometer=[145000.0])[["odometer"]],
+    )
+    assert price.iloc[0, 0] == "odometer 145000: -1,234 USD"
+
+
+def test_files_by_extension_and_the_rejected_file_beside_the_output(tmp_path: Path) -> None:
+    assert scoring.rejected_path("out/churn.csv") == Path("out/churn.rejected.csv")
+    assert scoring.rejected_path("/x/y.parquet") == Path("/x/y.rejected.parquet")
+    source = TELECOM.make_synthetic(20, 1)
+    source.to_parquet(tmp_path / "users.parquet", index=False)
+    frame, _, kind = scoring.read_table(str(tmp_path / "users.parquet"))
+    assert kind == "parquet"
+    pd.testing.assert_frame_equal(frame, source)
+    assert scoring.table_format("https://example.com/data/users.csv?x=1") == "csv"
+    with pytest.raises(scoring.ScoringError, match=r"cannot tell the format of users\.json"):
+        scoring.read_table("users.json")
+    for kind in scoring.FORMATS:
+        scoring.write_table(source, tmp_path / f"out.{kind}", kind)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out.csv"), source)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), source)
+    with pytest.raises(scoring.ScoringError, match="output_format must be one of csv, parquet"):
+        scoring.write_table(source, tmp_path / "out.json", "json")
+
+
+def test_shards_are_row_groups_that_give_back_the_valid_rows(tmp_path: Path) -> None:
+    frame, _, _ = scoring.read_table(str(with_bad_rows(batch_file(tmp_path, BANKCHURN))))
+    valid = scoring.screen(BANKCHURN, frame).valid
+    path = tmp_path / "valid.parquet"
+    assert scoring.write_shards(valid, path, 50) == [0, 1, 2]
+    parts = [scoring.read_shard(path, i) for i in range(3)]
+    assert [len(p) for p in parts] == [50, 50, 17]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), valid)
+    with pytest.raises(scoring.ScoringError, match="shard_rows must be at least 1"):
+        scoring.write_shards(valid, path, 0)
+    with pytest.raises(scoring.ScoringError, match=r"expected each of the 117 valid rows once"):
+        scoring.merge(BANKCHURN, parts[:2], len(valid))
+
+
+def test_the_drift_gate_warns_stops_naming_the_columns_or_is_off() -> None:
+    rows = TELECOM.make_synthetic(1500, 1)
+    record = Reference(
+        project="telecom",
+        rows=len(rows),
+        training_rows=len(rows),
+        target="is_ultra",
+        input_columns=TELECOM.input_columns,
+        ignored_columns=[],
+        importance={"mb_used": 1.0, "minutes": 0.5, "calls": 0.2, "messages": 0.1},
+        test_metrics={},
+        threshold=0.5,
+        source="synthetic",
+        source_sha256="0" * 64,
+        synthetic=True,
+        seed=1,
+        test_size=0.2,
+    )
+    batch = drift.shift(TELECOM.make_synthetic(600, 2), {"mb_used": 1.6})
+    warned = scoring.check_drift(TELECOM, batch, "4", (record, rows), "warn").summary
+    assert warned.drift_detected and "mb_used" in warned.drifted_columns
+    assert scoring.drift_verdict(warned, "warn").startswith("DRIFT, scored anyway")
+    with pytest.raises(scoring.DriftStopped, match=r"drifted column\(s\): .*mb_used.*'stop'"):
+        scoring.enforce(TELECOM, warned, "stop")
+    scoring.enforce(TELECOM, warned, "warn")
+    off = scoring.check_drift(TELECOM, batch, "4", (record, rows), "off").summary
+    assert not off.drift_detected and off.reason == "not checked: the drift gate is off"
+    none = scoring.check_drift(TELECOM, batch, "4", None, "stop").summary
+    assert none.reason == "not checked: telecom v4 has no reference"
+    scoring.enforce(TELECOM, none, "stop")
+    with pytest.raises(scoring.ScoringError, match="drift_gate must be one of warn, stop, off"):
+        scoring.check_drift(TELECOM, batch, "4", None, "maybe")
+
+
+def test_a_model_version_is_a_number_or_empty_for_the_champion() -> None:
+    assert scoring.requested_uri(TELECOM, "") == "models:/telecom@champion"
+    assert scoring.requested_uri(TELECOM, " 12 ") == "models:/telecom/12"
+    with pytest.raises(scoring.ScoringError, match="model_version must be a version number"):
+        scoring.requested_uri(TELECOM, "latest")
