@@ -16,7 +16,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.numpy_codec import from_np_dtype
 from kserve.utils.utils import get_predict_response
 
-from components.core.explain import RawInputExplainer
+from components.core.explain import Explainer, explainer_for
 from components.core.inference_log import utc_now
 from components.core.loading import (
     UNCHECKED_WHEN_UNKNOWN,
@@ -120,7 +120,7 @@ class ProjectPredictor(Model):
         self.verification = verification
         self.refresher: AliasRefresher | None = None
         self.loaded: LoadedModel | None = None
-        self.explainer: RawInputExplainer | None = None
+        self.explainer: Explainer | None = None
         # The explainer keeps a vocabulary of text values, so one explanation at a time; a
         # refresh swaps the model and its explainer together under the same lock.
         self._explain_lock = threading.Lock()
@@ -162,14 +162,14 @@ class ProjectPredictor(Model):
 
     def _prepare(
         self, uri: str, version: str | None, verification: Verification
-    ) -> tuple[LoadedModel, RawInputExplainer]:
+    ) -> tuple[LoadedModel, Explainer]:
         loaded = load(self.spec, uri, version, verification)
         try:
             warm = loaded.background.head(WARM_UP_ROWS)
             output = model_output(self.spec, loaded.model, warm)
             if output.shape != (len(warm),) or not np.all(np.isfinite(output)):
                 raise ValueError(f"expected {len(warm)} finite outputs, got {output!r}")
-            explainer = RawInputExplainer(self.spec, loaded.model, loaded.background)
+            explainer = explainer_for(self.spec, loaded.model, loaded.background)
             explainer.explain(loaded.background.head(1))
         except Exception as exc:  # a model that cannot predict its own training rows is unusable
             raise ModelLoadError(
@@ -177,7 +177,7 @@ class ProjectPredictor(Model):
             ) from exc
         return loaded, explainer
 
-    def _install(self, loaded: LoadedModel, explainer: RawInputExplainer) -> None:
+    def _install(self, loaded: LoadedModel, explainer: Explainer) -> None:
         previous = self.loaded
         with self._explain_lock:
             self.loaded, self.explainer = loaded, explainer
@@ -350,8 +350,8 @@ class ProjectPredictor(Model):
         except RequestRejected as exc:
             metrics.record_rejection(self.name, exc.fields)
             raise
-        # SHAP takes tenths of a second per instance: off the event loop, so that health checks
-        # and predictions keep being answered meanwhile.
+        # Permutation SHAP takes tenths of a second per instance: off the event loop, so that
+        # health checks and predictions keep being answered meanwhile.
         return await asyncio.to_thread(self._explain, frame, payload.ignored_fields)
 
     def _explain(self, frame: pd.DataFrame, ignored_fields: list[str]) -> dict[str, Any]:
@@ -359,8 +359,8 @@ class ProjectPredictor(Model):
             loaded, explainer = self._model(), self.explainer
             assert explainer is not None
             explanation = explainer.explain(frame)
-            if sum(len(v) for v in explainer.vocab.values()) > MAX_EXPLAINER_VOCABULARY:
-                self.explainer = RawInputExplainer(self.spec, loaded.model, loaded.background)
+            if explainer.vocabulary_size() > MAX_EXPLAINER_VOCABULARY:
+                self.explainer = explainer_for(self.spec, loaded.model, loaded.background)
         served = model_output(self.spec, loaded.model, frame)
         contributions: pd.DataFrame = explanation.contributions
         return {
