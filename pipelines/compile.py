@@ -10,12 +10,16 @@ from typing import Any
 import yaml
 from kfp import compiler
 
-from pipelines import monitoring, training
+from pipelines import batch_scoring, monitoring, training
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
-KINDS = {"training": training.PIPELINES, "monitoring": monitoring.PIPELINES}
+KINDS = {
+    "training": training.PIPELINES,
+    "monitoring": monitoring.PIPELINES,
+    batch_scoring.KIND: batch_scoring.PIPELINES,
+}
 """Each kind of pipeline, by project. A training pipeline compiles to `<project>.yaml`, any other
 kind to `<project>-<kind>.yaml`."""
 

@@ -14,6 +14,7 @@ from components.steps.ingest import ingest
 from components.steps.monitor import check, collect, publish
 from components.steps.register import register
 from components.steps.retrain import prepare_retraining
+from components.steps.score import drift_check, merge, resolve, score, split, validate_rows
 from components.steps.train import train
 from components.steps.validate import validate
 
@@ -26,13 +27,19 @@ __all__ = [
     "collect",
     "deploy",
     "drift",
+    "drift_check",
     "evaluate",
     "explain",
     "features",
     "ingest",
+    "merge",
     "prepare_retraining",
     "publish",
     "register",
+    "resolve",
+    "score",
+    "split",
     "train",
     "validate",
+    "validate_rows",
 ]

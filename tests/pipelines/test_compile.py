@@ -8,12 +8,15 @@ import pytest
 from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS
 from components.core.projects import PROJECTS
 from components.image import IMAGE
+from pipelines import batch_scoring
 from pipelines.compile import KINDS, compile_all, compiled_name, compiled_path, load_compiled
 from pipelines.monitoring import RETRAINING_STEPS
 from pipelines.monitoring import STEPS as MONITORING_STEPS
 from pipelines.training import STEPS, described
 
 COMPILED = [(project, kind) for kind in KINDS for project in sorted(PROJECTS)]
+TRAINING_KINDS = [(project, kind) for project, kind in COMPILED if kind != batch_scoring.KIND]
+"""The pipelines that train (the monitoring pipeline retrains)."""
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,16 @@ def test_every_pipeline_parameter_is_described_for_the_kfp_ui(project: str, kind
 
 
 @pytest.mark.parametrize(("project", "kind"), COMPILED)
-def test_no_parameter_default_a_user_must_guess(project: str, kind: str) -> None:
-    """The MLflow server has no default that could work, so a run needs one; the search's trials
-    default to the project's own figure, not a 0 that stands for it."""
-    params = params_of(load_compiled(project, kind)[0])
-    tracking = params["mlflow_tracking_uri"]
+def test_the_mlflow_server_has_no_default(project: str, kind: str) -> None:
+    """No default could work, so a run needs one."""
+    tracking = params_of(load_compiled(project, kind)[0])["mlflow_tracking_uri"]
     assert "defaultValue" not in tracking and not tracking.get("isOptional", False)
+
+
+@pytest.mark.parametrize(("project", "kind"), TRAINING_KINDS)
+def test_no_parameter_default_a_user_must_guess(project: str, kind: str) -> None:
+    """The search's trials default to the project's own figure, not a 0 that stands for it."""
+    params = params_of(load_compiled(project, kind)[0])
     assert params["trials_per_candidate"]["defaultValue"] == PROJECTS[project].search_trials
     assert (
         f"{PROJECTS[project].search_trials} is this project's default"
@@ -115,7 +122,11 @@ def test_every_artifact_a_step_writes_is_read_returned_or_shown(project: str, ki
     spec, _ = load_compiled(project, kind)
     # A retraining's InferenceService manifest: written inside the retrain condition, whose
     # outputs cannot be the pipeline's (the condition has no branch for "no retraining").
-    expected = {"training": [], "monitoring": ["comp-condition-1/deploy.manifest"]}[kind]
+    expected = {
+        "training": [],
+        "monitoring": ["comp-condition-1/deploy.manifest"],
+        batch_scoring.KIND: [],
+    }[kind]
     assert unread_artifacts(spec) == expected
 
 
@@ -204,3 +215,37 @@ def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) 
     params = params_of(spec)
     assert params["retrain"]["defaultValue"] is True
     assert {"retrain_min_labelled_rows", "holdout_share", "retrain_source"} <= set(params)
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_the_batch_pipeline_scores_shards_in_parallel_and_merges_them(project: str) -> None:
+    """resolve and validate-rows, then drift-check, split, one score task per shard in a
+    ParallelFor over split's list of shards, and merge reading every shard's output; only the
+    steps that talk to MLflow get its credentials; the steps that read the registry or the
+    source are never cached."""
+    spec, platform = load_compiled(project, batch_scoring.KIND)
+    assert spec["pipelineInfo"]["name"] == f"{project}-batch-scoring"
+    tasks = spec["root"]["dag"]["tasks"]
+    [loop] = [name for name in tasks if name.startswith("for-loop")]
+    assert {t["taskInfo"]["name"] for t in tasks.values()} == {
+        *set(batch_scoring.STEPS) - {"score"},
+        "shards",
+    }
+    items = tasks[loop]["parameterIterator"]["items"]["inputParameter"]
+    assert items == "pipelinechannel--split-Output"
+    inside = spec["components"][tasks[loop]["componentRef"]["name"]]["dag"]["tasks"]
+    assert [t["taskInfo"]["name"] for t in inside.values()] == ["score"]
+    parts = tasks["merge"]["inputs"]["artifacts"]["parts"]["taskOutputArtifact"]
+    assert parts["producerTask"] == loop
+    assert set(tasks["split"]["dependentTasks"]) == {"drift-check", "validate-rows"}
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE}
+    for name in ("resolve", "validate-rows", "drift-check"):
+        assert not tasks[name].get("cachingOptions", {}).get("enableCache"), name
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-resolve", "exec-drift-check", "exec-score", "exec-merge"}
+    params = params_of(spec)
+    assert "defaultValue" not in params["source"]
+    assert params["drift_gate"]["defaultValue"] == "warn"
+    assert params["with_reasons"]["defaultValue"] is PROJECTS[project].output.with_reasons
+    assert params["allow_unverified_model"]["defaultValue"] is False
