@@ -138,6 +138,9 @@ class ProjectSpec:
     explained_rows: int = 100
     """Test rows the explain step explains with the server's explainer (its cost per row varies
     by model, from about 40 ms to 300 ms here)."""
+    market_analysis: bool = False
+    """The training pipeline also analyses the listings' market (components/core/market.py):
+    price by year, mileage, condition, type and brand, days listed, what cleaning removed."""
 
     @property
     def primary(self) -> Metric:
