@@ -21,8 +21,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit schedule serve traffic monitor prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring check-cards screenshots image check-image clean
+	submit schedule serve traffic monitor score prometheus pushgateway \
+	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch check-cards screenshots image \
+	check-image clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -33,10 +34,12 @@ help:
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
+	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=10000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
+	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
-	@echo "make bench-pipelines | bench-quality | bench-serving [DATA_DIR=../shared/data]"
+	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
@@ -144,6 +147,7 @@ check-manifests: $(STAMP) $(TOOLS_STAMP)
 # compiled pipeline before anything is sent. A run with DEPLOY_MODE=apply runs as mlops-deployer
 # (manifests/deployer) unless SERVICE_ACCOUNT names another.
 SERVICE_ACCOUNT ?=
+PIPELINE ?=
 MLFLOW ?=
 PARAMS ?=
 CLUSTER_ARGS = $(if $(MLFLOW),--mlflow-tracking-uri "$(MLFLOW)") $(if $(PARAMS),--params '$(PARAMS)')
@@ -152,7 +156,7 @@ submit: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	$(PY) -m pipelines.submit --host "$(HOST)" --project $(PROJECT) --source "$(SOURCE)" \
 		--deploy-mode $(DEPLOY_MODE) $(if $(SERVICE_ACCOUNT),--service-account $(SERVICE_ACCOUNT)) \
-		$(CLUSTER_ARGS)
+		$(if $(PIPELINE),--pipeline $(PIPELINE)) $(CLUSTER_ARGS)
 
 # A KFP recurring run of PROJECT's monitoring pipeline on CRON (6 fields, seconds first, or 5).
 CRON ?=
@@ -241,6 +245,28 @@ monitor: $(STAMP)
 		--trials $(TRIALS) $(if $(RETRAIN_SOURCE),--retrain-source "$(RETRAIN_SOURCE)") \
 		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
+# PROJECT's batch scoring pipeline through kfp.local on DATA (a .csv or .parquet path or URL),
+# with the champion (or VERSION) pinned for every shard; the predictions go to OUT (its extension
+# sets the format), the rejected rows beside it as <stem>.rejected.<ext>. SHARD_ROWS rows per
+# shard, MAX_REJECTED the largest share of bad rows, DRIFT_GATE warn|stop|off, REASONS 0|1.
+# VERSION counts only on make's command line: the name is too common in environments.
+OUT ?=
+SHARD_ROWS ?=
+MAX_REJECTED ?=
+DRIFT_GATE ?=
+REASONS ?=
+SCORE_VERSION = $(if $(filter command line,$(origin VERSION)),$(VERSION))
+score: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	@test -n "$(DATA)" || { echo "DATA=<path or URL of a .csv or .parquet file> is required"; exit 2; }
+	@test -n "$(OUT)" || { echo "OUT=<output file, .csv or .parquet> is required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.score --project $(PROJECT) --data "$(DATA)" --out "$(OUT)" \
+		$(if $(SHARD_ROWS),--shard-rows $(SHARD_ROWS)) \
+		$(if $(MAX_REJECTED),--max-rejected-share $(MAX_REJECTED)) \
+		$(if $(DRIFT_GATE),--drift-gate $(DRIFT_GATE)) $(if $(SCORE_VERSION),--model-version $(SCORE_VERSION)) \
+		$(if $(REASONS),--reasons $(REASONS)) $(if $(ALLOW_UNVERIFIED),--allow-unverified-model)
+
 bench-pipelines: $(STAMP)
 	$(PY) -m benchmarks.pipelines pipelines $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
@@ -250,6 +276,12 @@ bench-quality: $(STAMP)
 bench-serving: $(STAMP)
 	$(PY) -m benchmarks.serving --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT)) \
 		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+
+# Rows per second of the batch scoring step next to each champion's own predict call, on the
+# real data; writes .state/bench/batch.md.
+bench-batch: $(STAMP)
+	$(PY) -m benchmarks.batch $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
+		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
 
 bench-monitoring: $(STAMP)
 	$(PY) -m benchmarks.monitoring $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \

@@ -1,4 +1,5 @@
-"""Submits a compiled project pipeline to a Kubeflow Pipelines endpoint with `kfp.Client`.
+"""Submits a compiled project pipeline (training, or batch scoring with `--pipeline
+batch-scoring`) to a Kubeflow Pipelines endpoint with `kfp.Client`.
 
 Every argument is checked before anything is sent: each name against the compiled pipeline, and
 the MLflow tracking URI (`--mlflow-tracking-uri`, else `MLFLOW_TRACKING_URI`), which the run
@@ -15,7 +16,13 @@ from urllib.parse import urlsplit
 
 from components.core.deploy import MODES
 from components.core.projects import PROJECTS
+from components.core.scoring import SUFFIXES
+from pipelines.batch_scoring import KIND as BATCH
 from pipelines.compile import compiled_path, load_compiled
+
+TRAINING = "training"
+SUBMITTED = (TRAINING, BATCH)
+"""The kinds of pipeline `make submit` sends (monitoring runs on a schedule: `make schedule`)."""
 
 
 class ArgumentsError(ValueError):
@@ -83,19 +90,43 @@ def check_tracking_uri(arguments: dict[str, Any]) -> None:
 
 
 def run_arguments(
-    project: str, source: str, mlflow_tracking_uri: str, deploy_mode: str, params: str
+    project: str,
+    source: str,
+    mlflow_tracking_uri: str,
+    deploy_mode: str,
+    params: str,
+    kind: str = TRAINING,
 ) -> dict[str, Any]:
-    """The training run's arguments, checked against the compiled pipeline; the MLflow tracking
+    """The run's arguments, checked against the compiled pipeline of `kind`; the MLflow tracking
     URI (`mlflow_tracking_uri`, else the environment's, unless `params` names one) must be set
     and reachable from the cluster."""
     arguments = {
         "source": source,
         "mlflow_tracking_uri": tracking_uri_argument(mlflow_tracking_uri),
-        "deploy_mode": deploy_mode,
     }
-    arguments = checked_arguments(project, "training", arguments, params)
+    if kind == TRAINING:
+        arguments["deploy_mode"] = deploy_mode
+    else:
+        check_batch_source(source)
+        if deploy_mode != MODES[0]:
+            raise ArgumentsError(
+                f"--deploy-mode {deploy_mode} is the training pipeline's; the {kind} pipeline "
+                "deploys nothing"
+            )
+    arguments = checked_arguments(project, kind, arguments, params)
     check_tracking_uri(arguments)
     return arguments
+
+
+def check_batch_source(source: str) -> None:
+    """The batch scoring pipeline scores a file, read by its pods, with its format named by its
+    extension: refused here rather than in the cluster's first step."""
+    path = urlsplit(source).path if "://" in source else source
+    if not any(path.lower().endswith(suffix) for suffix in SUFFIXES):
+        raise ArgumentsError(
+            f"the {BATCH} pipeline scores a file: give SOURCE=<path or URL of a "
+            f"{' or '.join(SUFFIXES)} file the pipeline's pods can read>, got {source!r}"
+        )
 
 
 DEPLOYER_ACCOUNT = "mlops-deployer"
@@ -115,7 +146,17 @@ def main(argv: list[str] | None = None) -> None:
         "--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline"
     )
     parser.add_argument("--project", required=True, choices=sorted(PROJECTS))
-    parser.add_argument("--source", default="synthetic", help="path or URL the ingest pod can read")
+    parser.add_argument(
+        "--pipeline",
+        default=TRAINING,
+        choices=SUBMITTED,
+        help=f"which of the project's pipelines to run ({BATCH}: score a file with the champion)",
+    )
+    parser.add_argument(
+        "--source",
+        default="synthetic",
+        help="path or URL the first step's pod can read (the batch pipeline: a .csv or .parquet file)",
+    )
     parser.add_argument(
         "--experiment", default=None, help="KFP experiment (default: the project name)"
     )
@@ -146,7 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         arguments = run_arguments(
-            args.project, args.source, args.mlflow_tracking_uri, args.deploy_mode, args.params
+            args.project,
+            args.source,
+            args.mlflow_tracking_uri,
+            args.deploy_mode,
+            args.params,
+            args.pipeline,
         )
     except ArgumentsError as error:
         parser.error(str(error))
@@ -155,12 +201,13 @@ def main(argv: list[str] | None = None) -> None:
 
     client = kfp.Client(host=args.host, namespace=args.namespace)
     run = client.create_run_from_pipeline_package(
-        str(compiled_path(args.project)),
+        str(compiled_path(args.project, args.pipeline)),
         arguments=arguments,
         experiment_name=args.experiment or args.project,
         service_account=run_account(args.deploy_mode, args.service_account),
     )
-    print(f"submitted {args.project}: run {run.run_id}")
+    which = "" if args.pipeline == TRAINING else f" {args.pipeline}"
+    print(f"submitted {args.project}{which}: run {run.run_id}")
 
 
 if __name__ == "__main__":

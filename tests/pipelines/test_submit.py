@@ -115,7 +115,16 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     """`make` in the repository, with no MLflow URI nor make variable of ours from the caller's
     environment (make reads environment variables as its own)."""
     clean = server_env()
-    ours = ("MLFLOW", "PARAMS", "SOURCE", "DEPLOY_MODE", "CRON", "LOG_ROOT", "PUSHGATEWAY")
+    ours = (
+        "MLFLOW",
+        "PARAMS",
+        "SOURCE",
+        "DEPLOY_MODE",
+        "CRON",
+        "LOG_ROOT",
+        "PUSHGATEWAY",
+        "PIPELINE",
+    )
     for name in (submit.TRACKING_URI_ENV, *ours):
         clean.pop(name, None)
     return subprocess.run(
@@ -273,3 +282,63 @@ def test_every_parameter_the_submitter_sets_exists_in_each_compiled_pipeline() -
     for project in ("bankchurn", "carvision", "telecom"):
         arguments = submit.run_arguments(project, "synthetic", MLFLOW, "manifest", "{}")
         assert set(arguments) <= set(submit.pipeline_parameters(project))
+
+
+def test_make_submit_sends_the_batch_scoring_pipeline_with_its_file(kfp_api: KfpApi) -> None:
+    done = make(
+        "submit",
+        f"HOST={kfp_api.url}",
+        "PROJECT=bankchurn",
+        "PIPELINE=batch-scoring",
+        f"MLFLOW={MLFLOW}",
+        "SOURCE=https://example.com/customers.parquet",
+        'PARAMS={"shard_rows": 2000, "drift_gate": "stop"}',
+    )
+    assert done.returncode == 0, done.stderr
+    assert "submitted bankchurn batch-scoring: run run-1" in done.stdout
+    run = kfp_api.sent("POST", "/apis/v2beta1/runs")
+    name = run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"]
+    assert name == "bankchurn-batch-scoring"
+    # no deploy_mode: the batch pipeline has no such parameter
+    assert run["runtime_config"]["parameters"] == {
+        "source": "https://example.com/customers.parquet",
+        "mlflow_tracking_uri": MLFLOW,
+        "shard_rows": 2000,
+        "drift_gate": "stop",
+    }
+    assert "service_account" not in run or not run["service_account"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the batch-scoring pipeline scores a file: give SOURCE=<path or URL of a .csv"),
+        (
+            ["--source=s3://bucket/x.csv", "--deploy-mode=apply"],
+            "--deploy-mode apply is the training pipeline's",
+        ),
+        (
+            ["--source=/data/x.csv", '--params={"seed": 7}'],
+            "telecom-batch-scoring has no parameter seed; its parameters are",
+        ),
+    ],
+)
+def test_a_batch_run_without_a_file_or_with_training_arguments_is_refused(
+    client: type[RecordingClient],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        submit.main(
+            [
+                "--host=https://kfp",
+                "--project=telecom",
+                "--pipeline=batch-scoring",
+                f"--mlflow-tracking-uri={MLFLOW}",
+                *argv,
+            ]
+        )
+    assert stopped.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert client.calls == []

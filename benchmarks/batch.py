@@ -1,0 +1,154 @@
+"""How fast batch scoring scores, next to the champion's own predict call, on the real data with
+the registered champions (`make bench-batch`).
+
+For each project: the champion is pinned and loaded exactly as a score step loads it (its file
+verified, or its digest pinned when it has no tag); the real file is read with its target
+dropped and screened as the validate-rows step screens it. Then, in the same process, on the
+same valid rows, alternately:
+
+- the champion's own call: `predict_proba` (classifiers) or `predict` (regression);
+- the score step's logic without reasons (`scoring.score_frame`: outputs, labels at the stored
+  threshold, risk bands, identifiers, model name, version and time);
+- with reasons (each row explained by `explainer_for`, its top three in words), on all rows when
+  the explainer is fast and on a sample when it is not (the rows are said).
+
+Each figure is the best of REPEATS timings (the model call and the step alternated). The pipeline's fixed costs (a process per step,
+loading the model, reading and writing files) are not in these figures: `make score` prints
+each step's wall time. Writes .state/bench/batch.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+
+from components.core import scoring
+from components.core.explain import explainer_for
+from components.core.outputs import model_output
+from components.core.projects import PROJECTS
+from tests.support.data import real_data_dir
+
+OUT_DIR = Path(".state/bench")
+REPEATS = 7
+REASONS_BUDGET_S = 30.0
+"""Reasons on all rows when that is projected to take less; else on as many rows as fit."""
+PROBE_ROWS = 200
+
+
+def timed(call: Callable[[], object], repeats: int = REPEATS) -> float:
+    """The fastest of `repeats` calls, in seconds: what the work costs when the machine's other
+    load leaves it alone (this machine is shared)."""
+    found = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        found.append(time.perf_counter() - start)
+    return min(found)
+
+
+def bench_project(name: str, data_dir: Path) -> str:
+    spec = PROJECTS[name]
+    pinned = scoring.pin(spec, allow_unverified=True)
+    start = time.perf_counter()
+    loaded = scoring.load_pinned(spec, pinned)
+    load_s = time.perf_counter() - start
+    source = data_dir / spec.data_file
+    frame, _, _ = scoring.read_table(str(source))
+    frame = frame.drop(columns=[spec.target])
+    screen_s = timed(lambda: scoring.screen(spec, frame), 3)
+    valid = scoring.screen(spec, frame).valid
+    inputs = valid[spec.input_columns]
+    model, threshold, version = loaded.model, loaded.threshold, pinned.version
+    rows = len(valid)
+
+    def bare() -> object:
+        return model_output(spec, model, inputs)
+
+    def step() -> object:
+        return scoring.score_frame(spec, model, threshold, valid, version)
+
+    bare(), step()  # warm both
+    bare_s, step_s = [], []
+    for _ in range(REPEATS):  # alternated, so that a slow moment of the machine hits both
+        bare_s.append(timed(bare, 1))
+        step_s.append(timed(step, 1))
+    bare_rate = rows / min(bare_s)
+    step_rate = rows / min(step_s)
+
+    # Every shard builds its explainer once: a fixed cost, then a cost per row.
+    built = time.perf_counter()
+    explainer = explainer_for(spec, model, loaded.background)
+    build_s = time.perf_counter() - built
+    per_row = timed(lambda: explainer.explain(inputs.head(PROBE_ROWS)), 1) / PROBE_ROWS
+    fits = int((REASONS_BUDGET_S - build_s) / per_row)
+    sample = valid if build_s + per_row * rows <= REASONS_BUDGET_S else valid.head(fits)
+    sample = sample if len(sample) >= PROBE_ROWS else valid.head(PROBE_ROWS)
+    reasons_s = timed(
+        lambda: scoring.score_frame(spec, model, threshold, sample, version, loaded.background),
+        1 if len(sample) < rows else 3,
+    )
+    reasons_rate = len(sample) / reasons_s
+    checked = "" if pinned.verified else ", unverified"
+    call = "predict_proba" if spec.task == "binary" else "predict"
+    return (
+        f"| {name} v{version}{checked} | {type(model).__name__} | {rows:,} of {len(frame):,} | "
+        f"{rows / screen_s:,.0f} | {bare_rate:,.0f} ({call}) | {step_rate:,.0f} | "
+        f"{step_rate / bare_rate:.0%} | {reasons_rate:,.0f} ({len(sample):,} rows; "
+        f"{explainer.method}) | {load_s:.1f} s |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=real_data_dir())
+    parser.add_argument("--project", default="all")
+    parser.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{Path('.state/mlflow/mlflow.db').resolve()}",
+    )
+    args = parser.parse_args(argv)
+    mlflow.set_tracking_uri(args.tracking_uri)
+    names = sorted(PROJECTS) if args.project == "all" else args.project.split(",")
+    lines = []
+    for name in names:
+        path = args.data_dir / PROJECTS[name].data_file
+        if not path.is_file():
+            lines.append(f"| {name} | real data not available: {path} is absent | | | | | | | |")
+            continue
+        try:
+            lines.append(bench_project(name, args.data_dir))
+        except scoring.ScoringError as why:
+            lines.append(f"| {name} | {why} (train it first: `make run DATA_DIR=...`) |||||||")
+        print(lines[-1], flush=True)
+    text = "\n".join(
+        [
+            "# Batch scoring: rows per second on the real data",
+            "",
+            f"Command: `make bench-batch DATA_DIR={args.data_dir}` against {args.tracking_uri}, "
+            f"on {os.cpu_count()} cores (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
+            f"each file with its target dropped, best of {REPEATS} timings in one process.",
+            "",
+            "| champion | model | valid rows | validation rows/s | model alone rows/s | "
+            "score step rows/s | step / model | with reasons rows/s | load (verified) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *lines,
+            "",
+        ]
+    )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "batch.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

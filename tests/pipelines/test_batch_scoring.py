@@ -1,0 +1,137 @@
+"""One real batch scoring run through `make score` (the CLI drives the project's compiled graph
+through kfp.local): a champion registered in a real MLflow SQLite store, a small file with a few
+bad rows, two shards so the ParallelFor fans out, and the outputs checked against the
+champion itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.core import drift, explain, ingest, registry
+from components.core.contracts import EvaluationSummary, ExplanationSummary, RunRecord
+from components.core.evaluate import evaluate
+from components.core.projects import PROJECTS
+from components.core.train import selection_summary, train
+from tests.conftest import quick_spec
+from tests.support.data import REPO_ROOT
+from tests.support.servers import server_env
+
+SPEC = PROJECTS["bankchurn"]
+ROWS, SHARD_ROWS = 600, 300
+BAD = {3: ("Age", -4), 5: ("Geography", "Mars"), 7: ("Balance", "lots")}
+pytestmark = pytest.mark.slow
+
+
+def register_champion(root: Path, uri: str) -> str:
+    """A bankchurn champion registered as the training pipeline registers one: its reference,
+    its input example, its model file's digest tag. One quick candidate: the run is about the
+    plumbing."""
+    source = root / "Churn.csv"
+    SPEC.make_synthetic(1000, 11).to_csv(source, index=False)
+    parts, info = ingest.ingest(SPEC, str(source), 7, 0.25)
+    forest = dataclasses.replace(SPEC.candidate("random_forest"), search_space={})
+    trained = train(dataclasses.replace(quick_spec(SPEC), candidates=(forest,)), parts.train, 7, 1)
+    evaluation, _ = evaluate(SPEC, trained.model, parts.test)
+    record = RunRecord(
+        source=info,
+        selection=selection_summary(trained),
+        evaluation=EvaluationSummary(
+            rows=evaluation.rows, metrics=evaluation.metrics, groups=[], gates=[], passed=True
+        ),
+        explanation=ExplanationSummary(
+            method="-",
+            base_value=0.0,
+            importance={},
+            input_importance=explain.input_importance(SPEC, trained.model, parts.test, repeats=1),
+        ),
+        drift=drift.no_reference(SPEC, len(parts.train), "no champion yet").summary,
+        seed=7,
+        test_size=0.25,
+        run_name="batch-champion",
+        model_sha256="batch-champion",
+    )
+    done = registry.register(
+        SPEC,
+        trained.model,
+        record,
+        train_frame=parts.train,
+        test_frame=parts.test,
+        trials=trained.trials_frame(),
+        reports={},
+        uri=uri,
+    )
+    assert done.is_champion and done.model_file_sha256
+    return done.version
+
+
+def batch(path: Path) -> pd.DataFrame:
+    """Customers to score, the target dropped, three of them bad."""
+    frame = SPEC.make_synthetic(ROWS, 5).drop(columns=[SPEC.target])
+    frame = frame.astype({"Age": object, "Balance": object})
+    for row, (column, value) in BAD.items():
+        frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_make_score_scores_the_valid_rows_in_input_order_with_the_champion(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str
+) -> None:
+    root = tmp_path_factory.mktemp("batch")
+    uri = mlflow_uri
+    mlflow.set_tracking_uri(uri)
+    version = register_champion(root, uri)
+    frame = batch(root / "customers.csv")
+    out = root / "out" / "scored.csv"
+    env = server_env() | {"MLFLOW_TRACKING_URI": uri, "MLOPS_STATE_DIR": str(root / "state")}
+    done = subprocess.run(
+        [
+            *("make", "--no-print-directory", "score", f"PROJECT={SPEC.name}"),
+            *(f"DATA={root / 'customers.csv'}", f"OUT={out}", f"SHARD_ROWS={SHARD_ROWS}"),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    printed = done.stdout
+    # two shards, each scored by its own task of the ParallelFor
+    shards = sorted((root / "state" / "kfp").glob("*/for-loop-*-iteration-*/score/scored.parquet"))
+    assert len(shards) == 2 and "shards    2;" in printed, printed
+    assert [len(pd.read_parquet(shard)) for shard in shards] == [300, ROWS - len(BAD) - 300]
+
+    scored = pd.read_csv(out)
+    good = [i for i in range(ROWS) if i not in BAD]
+    assert scored["row_number"].tolist() == [i + 1 for i in good]
+    assert scored["CustomerId"].tolist() == frame["CustomerId"].iloc[good].tolist()
+    assert set(scored["model_version"].astype(str)) == {version}
+    champion = mlflow.sklearn.load_model(f"models:/{SPEC.name}@champion")
+    clean = pd.read_csv(root / "customers.csv").iloc[good]
+    inputs = clean.astype({"Age": int, "Balance": float})[SPEC.input_columns]
+    expected = champion.predict_proba(inputs)[:, 1]
+    np.testing.assert_allclose(scored["churn_probability"], expected, rtol=0, atol=1e-9)
+    assert scored["churn"].tolist() == champion.predict(inputs).tolist()
+    assert sorted(scored["risk_rank"]) == list(range(1, len(good) + 1))
+    assert scored["reason_1"].str.match(r"^\w+ .+: [+-]\d+\.\d\d$").all()
+
+    rejected = pd.read_csv(root / "out" / "scored.rejected.csv")
+    assert rejected["row_number"].tolist() == [4, 6, 8]
+    assert rejected["rule"].tolist() == ["minimum", "category", "type"]
+    assert rejected["Surname"].tolist() == frame["Surname"].iloc[[3, 5, 7]].tolist()
+
+    report = Path(re.search(r"summary\s+(\S+\.html)", printed)[1])  # type: ignore[index]
+    page = report.read_text()
+    assert "data-provenance" in page and f'data-field="model-version">{version}<' in page
+    assert "597 of 600 rows scored" in page and "Rejected rows by rule" in page
+    assert os.path.isfile(re.search(r"drift\s+(\S+\.html)", printed)[1])  # type: ignore[index]
