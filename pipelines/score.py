@@ -87,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ScoringError as error:
         parser.error(f"--out: {error}")
     args.no_cache = True  # the champion and the file change between runs
+    if Path(args.data).is_file():  # the steps and the reports name it wherever they run
+        args.data = str(Path(args.data).resolve())
     return args
 
 

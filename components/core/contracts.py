@@ -437,5 +437,9 @@ class ScoringSummary(Contract):
     score_quantiles: dict[str, float]
     reference_score_quantiles: dict[str, float]
     """The same model's scores on its own reference rows (empty: the version has none)."""
+    positive_share: float | None = None
+    """Share of the scored rows labelled the positive class (classifiers)."""
+    reference_positive_share: float | None = None
+    """The same share on the reference rows, at the same threshold."""
     finished: str
     """When the merge finished (UTC, ISO 8601)."""

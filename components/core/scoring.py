@@ -603,8 +603,17 @@ def summarise(
     with_reasons: bool,
     gate: str,
     output_format: str,
+    threshold: float | None = None,
 ) -> ScoringSummary:
+    """The run's record. `threshold` (the model's) gives the reference's labelled share."""
     scores = merged[score_field(spec)].to_numpy(dtype=float)
+    shares: dict[str, float | None] = {}
+    if isinstance(spec.output, BinaryFormat):
+        labelled = merged[spec.output.decision].to_numpy()
+        positive = spec.label_names[1] if spec.output.decision_as_label else 1
+        shares["positive_share"] = float(np.mean(labelled == positive))
+        if threshold is not None and len(reference_scores):
+            shares["reference_positive_share"] = float(np.mean(reference_scores >= threshold))
     return ScoringSummary(
         project=spec.name,
         model_name=pinned.name,
@@ -630,6 +639,7 @@ def summarise(
         score_quantiles=quantiles(scores),
         reference_score_quantiles=quantiles(reference_scores),
         finished=utc_iso(),
+        **shares,
     )
 
 
@@ -687,11 +697,14 @@ def summary_html(
     counts = pd.DataFrame(
         {
             "rows": ["read", "valid (scored)", "rejected"],
-            "count": [summary.rows, summary.scored_rows, summary.rejected_rows],
+            "count": [f"{n:,}" for n in (summary.rows, summary.scored_rows, summary.rejected_rows)],
         }
     )
     rules = pd.DataFrame(
-        {"rule": list(summary.rejected_by_rule), "rows": list(summary.rejected_by_rule.values())}
+        {
+            "rule": list(summary.rejected_by_rule),
+            "rows": [f"{n:,}" for n in summary.rejected_by_rule.values()],
+        }
     )
     names = list(summary.score_quantiles)
     figures = pd.DataFrame(
@@ -701,6 +714,15 @@ def summary_html(
             "reference": [summary.reference_score_quantiles.get(n) for n in names],
         }
     )
+    if summary.positive_share is not None:
+        labelled = pd.DataFrame(
+            {
+                "figure": [f"share labelled {spec.label_names[1]}"],
+                "this batch": [summary.positive_share],
+                "reference": [summary.reference_positive_share],
+            }
+        )
+        figures = pd.concat([figures, labelled], ignore_index=True)
     reference_note = (
         f"The reference is the same model's scores on its own reference rows "
         f"({len(reference_scores):,} rows of its training data)."
@@ -711,7 +733,7 @@ def summary_html(
         f"{summary.scored_rows:,} of {summary.rows:,} rows scored by {summary.model_name} "
         f"v{summary.model_version}, {summary.rejected_rows:,} set aside; "
         f"{summary.shards} shard(s); reasons {'on' if summary.with_reasons else 'off'}. "
-        f"Drift: {summary.drift_reason}.",
+        f"Drift ({summary.drift_gate} gate): {summary.drift_reason}.",
         "reading",
     )
     sections = [
@@ -735,7 +757,7 @@ def summary_html(
         (
             "Drift",
             report.paragraph(
-                f"Gate {summary.drift_gate}. {summary.drift_reason}"
+                f"Drift gate {summary.drift_gate}: {summary.drift_reason}."
                 + (
                     f" Drifted columns: {', '.join(summary.drifted_columns)}."
                     if summary.drifted_columns
@@ -772,9 +794,11 @@ def complete(
     merged = merge(spec, parts, screening.valid_rows)
     found = reference_of(pinned)
     reference_scores = np.array([], dtype=float)
+    threshold: float | None = None
     if found is not None:
-        model = load_pinned(spec, pinned).model
-        reference_scores = model_output(spec, model, found[1][spec.input_columns])
+        loaded = load_pinned(spec, pinned)
+        reference_scores = model_output(spec, loaded.model, found[1][spec.input_columns])
+        threshold = loaded.threshold
     summary = summarise(
         spec,
         pinned,
@@ -786,6 +810,7 @@ def complete(
         with_reasons=with_reasons,
         gate=gate,
         output_format=output_format,
+        threshold=threshold,
     )
     scores = merged[score_field(spec)].to_numpy(dtype=float)
     where = provenance(pinned, summary, run)

@@ -13,7 +13,7 @@ import pytest
 from sklearn.model_selection import FixedThresholdClassifier
 
 from components.core import drift, scoring
-from components.core.contracts import Reference
+from components.core.contracts import PinnedModel, Reference
 from components.core.explain import explainer_for
 from components.core.loading import decision_threshold
 from components.core.outputs import BinaryFormat, reason_fields
@@ -276,3 +276,47 @@ def test_a_model_version_is_a_number_or_empty_for_the_champion() -> None:
     assert scoring.requested_uri(TELECOM, " 12 ") == "models:/telecom/12"
     with pytest.raises(scoring.ScoringError, match="model_version must be a version number"):
         scoring.requested_uri(TELECOM, "latest")
+
+
+def test_the_summary_counts_rows_compares_scores_and_opens_with_the_provenance(
+    tmp_path: Path,
+) -> None:
+    path = with_bad_rows(batch_file(tmp_path, BANKCHURN))
+    screened, record = scoring.screen_source(BANKCHURN, str(path))
+    out = scored(BANKCHURN, screened)
+    pinned = PinnedModel(
+        project="bankchurn",
+        requested="models:/bankchurn@champion",
+        name="bankchurn",
+        version="7",
+        run_id="r",
+        uri="models:/bankchurn/7",
+        model_file_sha256="a" * 64,
+        verified=True,
+    )
+    found = drift.no_reference(BANKCHURN, len(out), "not enough data: 117 rows").summary
+    reference = fitted(BANKCHURN).predict_proba(small_split(BANKCHURN).test)[:, 1]
+    summary = scoring.summarise(
+        BANKCHURN,
+        pinned,
+        record,
+        found,
+        out,
+        reference,
+        shards=3,
+        with_reasons=False,
+        gate="warn",
+        output_format="csv",
+        threshold=THRESHOLD,
+    )
+    assert (summary.rows, summary.scored_rows, summary.rejected_rows) == (120, 117, 3)
+    assert summary.positive_share == pytest.approx(float((out["churn"] == 1).mean()))
+    assert summary.reference_positive_share == pytest.approx(float((reference >= THRESHOLD).mean()))
+    assert summary.score_quantiles["max"] <= 1.0 and set(summary.reference_score_quantiles)
+    where = scoring.provenance(pinned, summary, "run-1")
+    page = scoring.summary_html(
+        BANKCHURN, summary, out["churn_probability"].to_numpy(), reference, where
+    )
+    assert "data-provenance" in page and 'data-field="model-version">7<' in page
+    assert "117 of 120 rows scored by bankchurn v7, 3 set aside" in page
+    assert "<td>minimum</td>" in page and "share labelled churns" in page
