@@ -22,6 +22,7 @@ from components.steps import (
     explain,
     features,
     ingest,
+    market,
     register,
     validate,
 )
@@ -41,6 +42,13 @@ STEPS = (
     "deploy",
 )
 """The display name of every task, in the order a run reaches them."""
+MARKET_STEP = "market"
+"""The market analysis, in the training pipelines of projects whose spec asks for it."""
+
+
+def steps_of(spec: ProjectSpec) -> tuple[str, ...]:
+    """The tasks of the project's training pipeline."""
+    return (*STEPS, MARKET_STEP) if spec.market_analysis else STEPS
 
 
 class TrainingOutputs(NamedTuple):
@@ -85,14 +93,31 @@ def add_training(
     serving_image: Any,
     holdout: Any = None,
     monitoring: Any = None,
+    source: Any = None,
 ) -> TrainingTasks:
     """The steps from validate to deploy, on splits made by ingest (training pipeline) or by
     prepare-retraining (monitoring pipeline, which also hands register the new labelled holdout
-    and the monitoring summary that called for the retraining)."""
+    and the monitoring summary that called for the retraining). Given the `source` ingest read,
+    a project whose spec asks for it also gets the market analysis, which register logs with
+    the other reports."""
     name = spec.name
     checked = validate(project=name, train=train, test=test, current=current).set_display_name(
         "validate"
     )
+    reports = {}
+    if spec.market_analysis and source is not None:
+        analysed = (
+            market(
+                project=name,
+                source=source,
+                seed=seed,
+                source_info=source_info,
+                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            )
+            .after(checked)
+            .set_display_name(MARKET_STEP)
+        )
+        reports["market_report"] = analysed.outputs["report"]
     features(project=name, train=train, test=test).after(checked).set_display_name("features")
     fitted = (
         train_step(
@@ -158,6 +183,7 @@ def add_training(
         test_size=test_size,
         mlflow_tracking_uri=mlflow_tracking_uri,
         **retraining,
+        **reports,
     ).set_display_name("register")
     # Drift and register talk to MLflow and its artifact store: on a cluster, with these
     # credentials.
@@ -290,6 +316,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             deploy_mode=deploy_mode,
             deploy_namespace=deploy_namespace,
             serving_image=serving_image,
+            source=source,
         )
         return TrainingOutputs(
             model_card=tasks.registered.outputs["model_card"],

@@ -81,7 +81,8 @@ def frame_without_target(spec: ProjectSpec, frame: pd.DataFrame) -> pd.DataFrame
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n` (`make test`, `--dist loadgroup`): the serving tests share one set
     of model servers, started once, so they stay on one worker; each pipelines module keeps its
-    module fixtures (a registered champion, a kfp.local store) on one worker too."""
+    module fixtures (a registered champion, a kfp.local store) on one worker too; so do the
+    dashboard's tests, which share one predictor and one app server."""
     tests = Path(__file__).parent
     for item in items:
         parts = item.path.relative_to(tests).parts
@@ -89,3 +90,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("serving"))
         elif parts[0] == "pipelines":
             item.add_marker(pytest.mark.xdist_group(f"pipelines/{item.path.stem}"))
+        elif parts[0] == "apps":
+            item.add_marker(pytest.mark.xdist_group("apps"))

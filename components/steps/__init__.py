@@ -11,6 +11,7 @@ from components.steps.evaluate import evaluate
 from components.steps.explain import explain
 from components.steps.features import features
 from components.steps.ingest import ingest
+from components.steps.market import market
 from components.steps.monitor import check, collect, publish
 from components.steps.register import register
 from components.steps.retrain import prepare_retraining
@@ -32,6 +33,7 @@ __all__ = [
     "explain",
     "features",
     "ingest",
+    "market",
     "merge",
     "prepare_retraining",
     "publish",

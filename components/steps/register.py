@@ -29,6 +29,7 @@ def register(
     registration: Output[Artifact],
     holdout: Input[Dataset] = None,
     monitoring: Input[Artifact] = None,
+    market_report: Input[HTML] = None,
 ) -> NamedTuple(  # type: ignore[valid-type]
     "RegisterOutputs", [("version", str), ("aliases", str), ("run_id", str)]
 ):
@@ -36,7 +37,8 @@ def register(
     `champion` when the model beats the current champion on the same test split (and, in a
     retraining, on the `holdout` of new labelled rows that `monitoring` collected). The output
     parameters `version`, `aliases` and `run_id` repeat `registration` for the KFP UI's run view
-    and for pipelines built on this one; deploy reads the record."""
+    and for pipelines built on this one; deploy reads the record. `market_report`, when the
+    project's pipeline analyses its market, is logged with the other reports."""
     from collections import namedtuple
 
     import joblib
@@ -70,6 +72,7 @@ def register(
             evaluation=evaluation_report.path,
             explanation=explanation_report.path,
             drift=drift_report.path,
+            **({} if market_report is None else {"market": market_report.path}),
         ),
         uri=mlflow_tracking_uri,
         retraining=registry.Retraining.read(holdout, monitoring, train.path, test.path),

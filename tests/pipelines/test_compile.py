@@ -12,7 +12,7 @@ from pipelines import batch_scoring
 from pipelines.compile import KINDS, compile_all, compiled_name, compiled_path, load_compiled
 from pipelines.monitoring import RETRAINING_STEPS
 from pipelines.monitoring import STEPS as MONITORING_STEPS
-from pipelines.training import STEPS, described
+from pipelines.training import STEPS, described, steps_of
 
 COMPILED = [(project, kind) for kind in KINDS for project in sorted(PROJECTS)]
 TRAINING_KINDS = [(project, kind) for project, kind in COMPILED if kind != batch_scoring.KIND]
@@ -135,7 +135,7 @@ def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None
     spec, _ = load_compiled(project)
     assert spec["pipelineInfo"]["name"] == f"{project}-training"
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == set(STEPS)
+    assert set(tasks) == set(steps_of(PROJECTS[project]))
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {IMAGE}
     for executor in spec["deploymentSpec"]["executors"].values():

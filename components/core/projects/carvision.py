@@ -285,6 +285,7 @@ SPEC = ProjectSpec(
     ),
     # Its per-call feature engineering costs about 300 ms per explained row here.
     explained_rows=60,
+    market_analysis=True,
     card=CardFacts(
         owner="Marketplace pricing analytics (the model and its use); ML platform (pipelines, serving)",
         intended_use=(
