@@ -48,6 +48,8 @@ MODEL_DIGEST_TAG = "model_sha256"
 MODEL_FILE_DIGEST_TAG = "model_file_sha256"
 """Model version tag: sha256 of the logged model file, which the server checks before it
 unpickles the file (serving.loading.DIGEST_TAG)."""
+EVALUATION_RECORD = "records/evaluation.json"
+"""The run's evaluation record (intervals, per-group figures), for readers of the registry."""
 
 
 class RegistryError(RuntimeError):
@@ -424,6 +426,7 @@ def register(
     ) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in record.params().items() if v is not None})
         mlflow.log_metrics(finite(metrics))
+        mlflow.log_text(record.evaluation.to_json(), EVALUATION_RECORD)
         log_trials(exp, trials)
         log_datasets(spec, record, {"training": train_frame, "testing": test_frame})
         info = mlflow.sklearn.log_model(
