@@ -1,0 +1,1 @@
+"""Dashboards over a project's listings, registered champion and running predictor."""
