@@ -23,6 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch check-cards screenshots image \
+	app app-screenshots \
 	check-image clean
 
 help:
@@ -41,6 +42,8 @@ help:
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
+	@echo "make app [APP_PORT=8501] [PORT=8080] [DATA=listings.csv | DATA_DIR=../shared/data] [TOKEN=...|TOKEN_FILE=path]   (beside make serve PROJECT=carvision)"
+	@echo "make app-screenshots [DATA=... | DATA_DIR=...] [ALLOW_UNVERIFIED=1]   (the dashboard's tabs for docs/images)"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
 
 # The venv is rebuilt whenever the lock file or the project metadata changes.
@@ -84,7 +87,7 @@ coverage-check: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy components pipelines serving grafana benchmarks .ci/coverage_packages.py
+	$(VENV)/bin/mypy components pipelines serving grafana benchmarks apps .ci/coverage_packages.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -122,18 +125,22 @@ $(TOOLS_STAMP): tests/cluster/tools.lock
 # KServe makes of it) against their API schemas and scanned by checkov, the admission policy's
 # CEL against sample InferenceServices, the Terraform scanned (with the helm_release policies),
 # promtool's alert unit tests, Terraform formatting (`terraform validate` needs the provider
-# registry).
+# registry). The optional components are checked in the overlays with them
+# (tests/cluster/with-app: dev and prod with the CarVision dashboard).
 check-manifests: $(STAMP) $(TOOLS_STAMP)
-	@rm -rf $(BUILT) && mkdir -p $(BUILT)/dev $(BUILT)/prod $(BUILT)/deployer
+	@rm -rf $(BUILT) && mkdir -p $(BUILT)/dev $(BUILT)/prod $(BUILT)/deployer $(BUILT)/app
 	kubectl kustomize manifests/overlays/dev > $(BUILT)/dev/overlay.yaml
 	kubectl kustomize manifests/overlays/prod > $(BUILT)/prod/overlay.yaml
 	kubectl kustomize manifests/deployer > $(BUILT)/deployer/deployer.yaml
+	kubectl kustomize tests/cluster/with-app/dev > $(BUILT)/app/dev-overlay.yaml
+	kubectl kustomize tests/cluster/with-app/prod > $(BUILT)/app/prod-overlay.yaml
 	$(PY) -m tests.cluster.render $(BUILT)/dev/overlay.yaml > $(BUILT)/dev/predictors.yaml
 	$(PY) -m tests.cluster.render $(BUILT)/prod/overlay.yaml > $(BUILT)/prod/predictors.yaml
+	$(PY) -m tests.cluster.render $(BUILT)/app/prod-overlay.yaml > $(BUILT)/app/prod-predictors.yaml
 	$(TOOLS)/bin/python tests/cluster/validate_schemas.py $(BUILT)/*/*.yaml
 	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/dev/overlay.yaml
 	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/prod/overlay.yaml
-	@for target in dev prod deployer; do echo "checkov: $$target"; \
+	@for target in dev prod deployer app; do echo "checkov: $$target"; \
 		$(CHECKOV) -d $(BUILT)/$$target --framework kubernetes || exit 1; done
 	@for target in modules envs; do echo "checkov: terraform/$$target"; \
 		$(CHECKOV) -d terraform/$$target --framework terraform \
@@ -200,7 +207,7 @@ TOKEN_FILE ?=
 ALLOW_UNVERIFIED ?=
 ifeq ($(origin TOKEN),command line)
 ifneq ($(TOKEN),)
-serve traffic: export MLOPS_API_TOKEN := $(TOKEN)
+serve traffic app: export MLOPS_API_TOKEN := $(TOKEN)
 endif
 endif
 serve: $(STAMP)
@@ -306,6 +313,27 @@ check-cards: $(STAMP)
 
 screenshots: $(STAMP)
 	$(PY) -m benchmarks.screenshots
+
+# The CarVision dashboard (apps/carvision, docs/app.md) on 127.0.0.1:APP_PORT: the champion from
+# MLflow (the local store unless MLFLOW_TRACKING_URI says otherwise), the listings from APP_DATA,
+# estimates from the predictor `make serve PROJECT=carvision` runs on PORT, with TOKEN or
+# TOKEN_FILE when it requires one (handed over in the environment, as for serve).
+APP_PORT ?= 8501
+APP_DATA ?= $(if $(DATA),$(DATA),$(or $(DATA_DIR),../shared/data)/vehicles_us.csv)
+app: $(STAMP)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+	CARVISION_PREDICTOR_URL=$${CARVISION_PREDICTOR_URL:-http://127.0.0.1:$(PORT)} \
+	CARVISION_DATA="$(APP_DATA)" $(if $(TOKEN_FILE),MLOPS_API_TOKEN_FILE="$(TOKEN_FILE)") \
+		$(PY) -m streamlit run apps/carvision/app.py --server.port $(APP_PORT) \
+		--server.address 127.0.0.1 --server.headless true --server.fileWatcherType none \
+		--browser.gatherUsageStats false
+
+# Each tab of the dashboard on APP_DATA, with the carvision champion served beside it, as
+# docs/images/carvision-app-<tab>.png (ALLOW_UNVERIFIED=1: a champion registered without its
+# model file's sha256).
+app-screenshots: $(STAMP)
+	$(PY) -m benchmarks.screenshots --app --data "$(APP_DATA)" \
+		$(if $(ALLOW_UNVERIFIED),--allow-unverified-model)
 
 # A compiled step and the server's entrypoint, run inside the built image.
 check-image: $(STAMP)
