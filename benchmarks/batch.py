@@ -10,7 +10,7 @@ same valid rows, alternately:
 - the score step's logic without reasons (`scoring.score_frame`: outputs, labels at the stored
   threshold, risk bands, identifiers, model name, version and time);
 - with reasons (each row explained by `explainer_for`, its top three in words), on all rows when
-  the explainer is fast and on a sample when it is not (the rows are said).
+  the explainer is fast and on the first rows when it is not (how many is said).
 
 Each figure is the best of REPEATS timings (the model call and the step alternated). The pipeline's fixed costs (a process per step,
 loading the model, reading and writing files) are not in these figures: `make score` prints
@@ -20,6 +20,7 @@ each step's wall time. Writes .state/bench/batch.md and prints it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -37,8 +38,9 @@ from tests.support.data import real_data_dir
 OUT_DIR = Path(".state/bench")
 REPEATS = 7
 REASONS_BUDGET_S = 30.0
-"""Reasons on all rows when that is projected to take less; else on as many rows as fit."""
-PROBE_ROWS = 200
+"""Reasons on all rows when that is projected to take less than this."""
+PROBE_S = 10.0
+"""Else on the first head of the rows (1, 4, 16, ...) that takes at least this long."""
 
 
 def timed(call: Callable[[], object], repeats: int = REPEATS) -> float:
@@ -81,26 +83,28 @@ def bench_project(name: str, data_dir: Path) -> str:
     bare_rate = rows / min(bare_s)
     step_rate = rows / min(step_s)
 
-    # Every shard builds its explainer once: a fixed cost, then a cost per row.
-    built = time.perf_counter()
-    explainer = explainer_for(spec, model, loaded.background)
-    build_s = time.perf_counter() - built
-    per_row = timed(lambda: explainer.explain(inputs.head(PROBE_ROWS)), 1) / PROBE_ROWS
-    fits = int((REASONS_BUDGET_S - build_s) / per_row)
-    sample = valid if build_s + per_row * rows <= REASONS_BUDGET_S else valid.head(fits)
-    sample = sample if len(sample) >= PROBE_ROWS else valid.head(PROBE_ROWS)
-    reasons_s = timed(
-        lambda: scoring.score_frame(spec, model, threshold, sample, version, loaded.background),
-        1 if len(sample) < rows else 3,
-    )
-    reasons_rate = len(sample) / reasons_s
+    # Reasons on growing heads of the rows: all of them when that fits the budget, else the
+    # largest head timed (each call builds its explainer, as each shard does).
+    def with_reasons(rows_: int) -> object:
+        head = valid.head(rows_)
+        return scoring.score_frame(spec, model, threshold, head, version, loaded.background)
+
+    sample = 1
+    while True:
+        reasons_s = timed(functools.partial(with_reasons, sample), 2 if sample == rows else 1)
+        if sample == rows or reasons_s >= PROBE_S:
+            break
+        fits = reasons_s / sample * rows <= REASONS_BUDGET_S
+        sample = rows if fits else min(rows, sample * 4)
+    method = explainer_for(spec, model, loaded.background).method
+    reasons_rate = sample / reasons_s
     checked = "" if pinned.verified else ", unverified"
     call = "predict_proba" if spec.task == "binary" else "predict"
     return (
         f"| {name} v{version}{checked} | {type(model).__name__} | {rows:,} of {len(frame):,} | "
         f"{rows / screen_s:,.0f} | {bare_rate:,.0f} ({call}) | {step_rate:,.0f} | "
-        f"{step_rate / bare_rate:.0%} | {reasons_rate:,.0f} ({len(sample):,} rows; "
-        f"{explainer.method}) | {load_s:.1f} s |"
+        f"{step_rate / bare_rate:.0%} | {reasons_rate:,.1f} ({sample:,} rows; {method}) | "
+        f"{load_s:.1f} s |"
     )
 
 

@@ -20,7 +20,7 @@ from components.core.outputs import BinaryFormat, reason_fields
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import build_pipeline, single_threaded, split_xy
-from tests.conftest import small_split
+from tests.conftest import real_data_path, small_split
 
 BANKCHURN, TELECOM, CARVISION = PROJECTS["bankchurn"], PROJECTS["telecom"], PROJECTS["carvision"]
 THRESHOLD = 0.3
@@ -320,3 +320,14 @@ def test_the_summary_counts_rows_compares_scores_and_opens_with_the_provenance(
     assert "data-provenance" in page and 'data-field="model-version">7<' in page
     assert "117 of 120 rows scored by bankchurn v7, 3 set aside" in page
     assert "<td>minimum</td>" in page and "share labelled churns" in page
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("spec", [BANKCHURN, TELECOM, CARVISION], ids=lambda s: s.name)
+def test_every_row_of_the_real_files_passes_the_row_checks(spec: ProjectSpec) -> None:
+    """The real files, as a user would bring them (the target is then an ignored column): nothing
+    rejected, every identifier carried."""
+    _, record = scoring.screen_source(spec, str(real_data_path(spec)))
+    assert record.rejected_rows == 0 and record.valid_rows == record.rows
+    assert record.identifier_columns == list(spec.identifier_columns)
+    assert spec.target in record.ignored_columns
