@@ -43,6 +43,11 @@ PROBE_S = 10.0
 """Else on the first head of the rows (1, 4, 16, ...) that takes at least this long."""
 
 
+def rate(value: float) -> str:
+    """Rows per second with the digits that matter, from 12,345 down to 0.042."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2g}"
+
+
 def timed(call: Callable[[], object], repeats: int = REPEATS) -> float:
     """The fastest of `repeats` calls, in seconds: what the work costs when the machine's other
     load leaves it alone (this machine is shared)."""
@@ -103,7 +108,7 @@ def bench_project(name: str, data_dir: Path) -> str:
     return (
         f"| {name} v{version}{checked} | {type(model).__name__} | {rows:,} of {len(frame):,} | "
         f"{rows / screen_s:,.0f} | {bare_rate:,.0f} ({call}) | {step_rate:,.0f} | "
-        f"{step_rate / bare_rate:.0%} | {reasons_rate:,.1f} ({sample:,} rows; {method}) | "
+        f"{step_rate / bare_rate:.0%} | {rate(reasons_rate)} ({sample:,} rows; {method}) | "
         f"{load_s:.1f} s |"
     )
 

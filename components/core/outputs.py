@@ -41,11 +41,9 @@ def model_output(spec: HasTask, model: Any, frame: pd.DataFrame) -> np.ndarray:
 def risk_bands(probability: np.ndarray, threshold: float) -> np.ndarray:
     """`high` at or above the decision threshold (the model predicts the positive class),
     `medium` from half the threshold up to it, `low` below half the threshold."""
-    return np.where(
-        probability >= threshold,
-        RISK_BANDS[2],
-        np.where(probability >= MEDIUM_RISK_FROM * threshold, RISK_BANDS[1], RISK_BANDS[0]),
-    ).astype(object)
+    band = (probability >= MEDIUM_RISK_FROM * threshold).astype(np.intp)
+    band += probability >= threshold
+    return np.asarray(RISK_BANDS, dtype=object)[band]
 
 
 @dataclass(frozen=True)

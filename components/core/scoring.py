@@ -485,19 +485,19 @@ def score_frame(
     then the model's name and version and when it scored them."""
     inputs = frame[spec.input_columns]
     output = model_output(spec, model, inputs)
-    kept = [c for c in frame.columns if c not in spec.input_columns]
-    out = frame[kept].copy()
-    for name, values in prediction_columns(spec, output, threshold).items():
-        out[name] = values
+    # Built in one go: inserting columns one by one costs about a tenth of a fast model's call.
+    columns: dict[str, Any] = {
+        name: frame[name].to_numpy() for name in frame.columns if name not in spec.input_columns
+    }
+    columns |= prediction_columns(spec, output, threshold)
     if background is not None:
         from components.core.explain import explainer_for  # SHAP: only for shards with reasons
 
         explanation = explainer_for(spec, model, background).explain(inputs)
-        out = pd.concat([out, reasons(spec, explanation.contributions, inputs)], axis=1)
-    out[MODEL_NAME] = spec.name
-    out[MODEL_VERSION] = version
-    out[SCORED_AT] = scored_at or utc_iso()
-    return out
+        texts = reasons(spec, explanation.contributions, inputs)
+        columns |= {name: texts[name].to_numpy() for name in texts.columns}
+    columns |= {MODEL_NAME: spec.name, MODEL_VERSION: version, SCORED_AT: scored_at or utc_iso()}
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def risk_ranks(probability: np.ndarray, row_numbers: np.ndarray) -> np.ndarray:
