@@ -9,6 +9,7 @@ estimator answered by the running predictor.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ TAB_PARAM = "tab"
 SAMPLE_ROWS = 20
 CACHE_S = 600
 SUBMIT_KEY = "estimate"
+LOG = logging.getLogger(__name__)
 
 
 # --- Cached reads: the listings once per source, figures once per filter ----------------------
@@ -74,6 +76,7 @@ def guarded(render: Callable[[], None]) -> None:
     try:
         render()
     except Exception as exc:
+        LOG.exception("a tab failed")  # the traceback goes to the server's log
         st.error(f"This tab failed: {type(exc).__name__}: {exc}")
 
 

@@ -76,8 +76,11 @@ def champion(spec: ProjectSpec, tracking_uri: str) -> Champion:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    where = tracking_uri or "MLflow's default store"
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri or None)
+    if not tracking_uri:
+        # MLflow's default would make a new, empty store in the working directory.
+        raise RegistryUnavailable("MLFLOW_TRACKING_URI is not set: no registry to read")
+    where = tracking_uri
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         version = client.get_model_version_by_alias(spec.name, CHAMPION)
     except MlflowException as exc:

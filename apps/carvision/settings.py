@@ -22,7 +22,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     tracking_uri: str
-    """MLflow, where the champion and its evaluation are registered ("" : MLflow's default)."""
+    """MLflow, where the champion and its evaluation are registered ("" : none)."""
     predictor_url: str
     """The KServe predictor serving the champion, e.g. http://127.0.0.1:8080."""
     data_source: str
@@ -52,7 +52,7 @@ class Settings:
     def describe(self) -> list[tuple[str, str]]:
         """Each setting as the page shows it: the token only as set or not."""
         return [
-            (TRACKING_ENV, self.tracking_uri or "not set (MLflow's default)"),
+            (TRACKING_ENV, self.tracking_uri or "not set"),
             (PREDICTOR_ENV, self.predictor_url),
             (DATA_ENV, self.data_source or "not set"),
             (f"{TOKEN_ENV} / {TOKEN_FILE_ENV}", "set" if self.token else "not set"),

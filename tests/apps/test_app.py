@@ -22,6 +22,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apps.carvision import form
+from apps.carvision.champion import RegistryUnavailable, champion
 from apps.carvision.predictor import Predictor, PredictorUnavailable
 from apps.carvision.settings import (
     DATA_ENV,
@@ -269,6 +270,9 @@ def test_the_client_says_what_the_predictor_answered_and_keeps_the_token_out_of_
         Predictor(settings, "carvisio").price(car, "price")
     with pytest.raises(SettingsError, match=f"{TOKEN_FILE_ENV}: cannot read"):
         Settings.from_env({TOKEN_FILE_ENV: str(tmp_path / "missing")})
+    # without a registry named, none is made up
+    with pytest.raises(RegistryUnavailable, match="MLFLOW_TRACKING_URI is not set"):
+        champion(SPEC, "")
 
 
 def test_the_running_app_shows_its_four_tabs_in_chromium(stack: Stack) -> None:
