@@ -28,6 +28,7 @@ from components.core.scoring import (
     table_format,
 )
 from pipelines.local import (
+    ANSI,
     STATE_DIR,
     TASK_END,
     TASK_START,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         except Exception as exc:  # the failing step's output is shown above; name the log too
             print(
-                f"batch scoring {args.project} FAILED: {type(exc).__name__}: {exc} "
+                f"batch scoring {args.project} FAILED: {type(exc).__name__}: {ANSI.sub('', str(exc))} "
                 f"(log: {log_path})",
                 file=sys.stderr,
             )
