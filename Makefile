@@ -35,7 +35,7 @@ help:
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
-	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=10000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
+	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=10000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
 	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
@@ -255,12 +255,14 @@ monitor: $(STAMP)
 # PROJECT's batch scoring pipeline through kfp.local on DATA (a .csv or .parquet path or URL),
 # with the champion (or VERSION) pinned for every shard; the predictions go to OUT (its extension
 # sets the format), the rejected rows beside it as <stem>.rejected.<ext>. SHARD_ROWS rows per
-# shard, MAX_REJECTED the largest share of bad rows, DRIFT_GATE warn|stop|off, REASONS 0|1.
+# shard, MAX_REJECTED the largest share of bad rows, DRIFT_GATE warn|stop|off (DRIFT_MIN_ROWS: fewer
+# valid rows are "not enough data"), REASONS 0|1.
 # VERSION counts only on make's command line: the name is too common in environments.
 OUT ?=
 SHARD_ROWS ?=
 MAX_REJECTED ?=
 DRIFT_GATE ?=
+DRIFT_MIN_ROWS ?=
 REASONS ?=
 SCORE_VERSION = $(if $(filter command line,$(origin VERSION)),$(VERSION))
 score: $(STAMP)
@@ -271,7 +273,8 @@ score: $(STAMP)
 		$(PY) -m pipelines.score --project $(PROJECT) --data "$(DATA)" --out "$(OUT)" \
 		$(if $(SHARD_ROWS),--shard-rows $(SHARD_ROWS)) \
 		$(if $(MAX_REJECTED),--max-rejected-share $(MAX_REJECTED)) \
-		$(if $(DRIFT_GATE),--drift-gate $(DRIFT_GATE)) $(if $(SCORE_VERSION),--model-version $(SCORE_VERSION)) \
+		$(if $(DRIFT_GATE),--drift-gate $(DRIFT_GATE)) $(if $(DRIFT_MIN_ROWS),--drift-min-rows $(DRIFT_MIN_ROWS)) \
+		$(if $(SCORE_VERSION),--model-version $(SCORE_VERSION)) \
 		$(if $(REASONS),--reasons $(REASONS)) $(if $(ALLOW_UNVERIFIED),--allow-unverified-model)
 
 bench-pipelines: $(STAMP)
