@@ -47,7 +47,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 MODEL_DIGEST_TAG = "model_sha256"
 MODEL_FILE_DIGEST_TAG = "model_file_sha256"
 """Model version tag: sha256 of the logged model file, which the server checks before it
-unpickles the file (serving.loading.DIGEST_TAG)."""
+unpickles the file (components.core.loading.DIGEST_TAG)."""
 EVALUATION_RECORD = "records/evaluation.json"
 """The run's evaluation record (intervals, per-group figures), for readers of the registry."""
 
