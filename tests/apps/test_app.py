@@ -34,20 +34,18 @@ from apps.carvision.settings import (
     SettingsError,
 )
 from benchmarks.screenshots import app_command, chromium_page
-from components.core import drift, evaluate, ingest, market, registry, report
+from components.core import evaluate, ingest, market, report
 from components.core.contracts import (
     CHAMPION,
     EvaluationSummary,
-    ExplanationSummary,
-    RunRecord,
     SourceInfo,
 )
 from components.core.lineage import Provenance
 from components.core.projects import PROJECTS
-from components.core.train import selection_summary, train
+from components.core.train import train
 from tests.serving.support import START_WAIT_SECONDS, instances, predict
 from tests.support.browser import chromium
-from tests.support.models import save
+from tests.support.models import register_as_champion, save
 from tests.support.servers import REPO_ROOT, ServerProcess, free_port, launch, start
 
 SPEC = PROJECTS["carvision"]
@@ -89,31 +87,9 @@ def register_champion(
     page = root / "market.html"
     provenance = Provenance.of_training(SPEC.name, info, "app-champion", "none")
     page.write_text(report.page("market", provenance, []))
-    record = RunRecord(
-        source=info,
-        selection=selection_summary(trained),
-        evaluation=summary,
-        explanation=ExplanationSummary(
-            method="-", base_value=0.0, importance={}, input_importance={}
-        ),
-        drift=drift.no_reference(SPEC, len(parts.train), "no champion yet").summary,
-        seed=SEED,
-        test_size=0.25,
-        run_name="app-champion",
-        model_sha256="app-champion",
+    return register_as_champion(
+        SPEC, trained, parts, info, uri, "app-champion", SEED, {}, summary, {"market": str(page)}
     )
-    done = registry.register(
-        SPEC,
-        trained.model,
-        record,
-        train_frame=parts.train,
-        test_frame=parts.test,
-        trials=trained.trials_frame(),
-        reports={"market": str(page)},
-        uri=uri,
-    )
-    assert done.is_champion
-    return done.version
 
 
 @pytest.fixture(scope="module")

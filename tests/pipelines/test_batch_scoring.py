@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.core import drift, explain, ingest, registry
-from components.core.contracts import EvaluationSummary, ExplanationSummary, RunRecord
-from components.core.evaluate import evaluate
+from components.core import explain, ingest
 from components.core.projects import PROJECTS
-from components.core.train import selection_summary, train
+from components.core.train import train
 from tests.conftest import quick_spec
 from tests.support.data import REPO_ROOT
+from tests.support.models import register_as_champion
 from tests.support.servers import server_env
 
 SPEC = PROJECTS["bankchurn"]
@@ -40,37 +39,8 @@ def register_champion(root: Path, uri: str) -> str:
     parts, info = ingest.ingest(SPEC, str(source), 7, 0.25)
     forest = dataclasses.replace(SPEC.candidate("random_forest"), search_space={})
     trained = train(dataclasses.replace(quick_spec(SPEC), candidates=(forest,)), parts.train, 7, 1)
-    evaluation, _ = evaluate(SPEC, trained.model, parts.test)
-    record = RunRecord(
-        source=info,
-        selection=selection_summary(trained),
-        evaluation=EvaluationSummary(
-            rows=evaluation.rows, metrics=evaluation.metrics, groups=[], gates=[], passed=True
-        ),
-        explanation=ExplanationSummary(
-            method="-",
-            base_value=0.0,
-            importance={},
-            input_importance=explain.input_importance(SPEC, trained.model, parts.test, repeats=1),
-        ),
-        drift=drift.no_reference(SPEC, len(parts.train), "no champion yet").summary,
-        seed=7,
-        test_size=0.25,
-        run_name="batch-champion",
-        model_sha256="batch-champion",
-    )
-    done = registry.register(
-        SPEC,
-        trained.model,
-        record,
-        train_frame=parts.train,
-        test_frame=parts.test,
-        trials=trained.trials_frame(),
-        reports={},
-        uri=uri,
-    )
-    assert done.is_champion and done.model_file_sha256
-    return done.version
+    importance = explain.input_importance(SPEC, trained.model, parts.test, repeats=1)
+    return register_as_champion(SPEC, trained, parts, info, uri, "batch-champion", 7, importance)
 
 
 def batch(path: Path) -> pd.DataFrame:

@@ -26,15 +26,14 @@ import mlflow
 import pandas as pd
 import pytest
 
-from components.core import drift, explain, inference_log, ingest, registry
-from components.core.contracts import EvaluationSummary, ExplanationSummary, RunRecord
-from components.core.evaluate import evaluate
+from components.core import explain, inference_log, ingest, registry
 from components.core.projects import PROJECTS
-from components.core.train import selection_summary, train
+from components.core.train import train
 from grafana import local
 from pipelines import traffic
 from tests.conftest import quick_spec
 from tests.support.data import REPO_ROOT
+from tests.support.models import register_as_champion
 from tests.support.observability import Prometheus, run_prometheus, run_pushgateway
 from tests.support.servers import ServerProcess, free_port, start
 
@@ -108,37 +107,8 @@ def register_champion(root: Path, uri: str) -> str:
     SPEC.make_synthetic(1000, 11).to_csv(source, index=False)
     parts, info = ingest.ingest(SPEC, str(source), 7, 0.25)
     trained = train(quick_spec(SPEC), parts.train.head(120), seed=7, trials_per_candidate=1)
-    evaluation, _ = evaluate(SPEC, trained.model, parts.test)
-    record = RunRecord(
-        source=info,
-        selection=selection_summary(trained),
-        evaluation=EvaluationSummary(
-            rows=evaluation.rows, metrics=evaluation.metrics, groups=[], gates=[], passed=True
-        ),
-        explanation=ExplanationSummary(
-            method="-",
-            base_value=0.0,
-            importance={},
-            input_importance=explain.input_importance(SPEC, trained.model, parts.test),
-        ),
-        drift=drift.no_reference(SPEC, len(parts.train), "no champion yet").summary,
-        seed=7,
-        test_size=0.25,
-        run_name="loop-champion",
-        model_sha256="loop-champion",
-    )
-    done = registry.register(
-        SPEC,
-        trained.model,
-        record,
-        train_frame=parts.train,
-        test_frame=parts.test,
-        trials=trained.trials_frame(),
-        reports={},
-        uri=uri,
-    )
-    assert done.is_champion
-    return done.version
+    importance = explain.input_importance(SPEC, trained.model, parts.test)
+    return register_as_champion(SPEC, trained, parts, info, uri, "loop-champion", 7, importance)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,59 @@ def save(
     return path
 
 
+def register_as_champion(
+    spec: ProjectSpec,
+    trained: Any,
+    parts: Any,
+    info: Any,
+    uri: str,
+    run_name: str,
+    seed: int,
+    input_importance: dict[str, float],
+    evaluation: Any = None,
+    reports: dict[str, str] | None = None,
+) -> str:
+    """A trained model (`components.core.train.TrainResult`) registered as the register step
+    registers one, with its reference, input example and model file digest tag, from a run
+    record of what the test needs: its `evaluation` (default: the test figures, no groups, no
+    gates) and the inputs' importance. Returns the version, which must be champion."""
+    from components.core import drift, registry
+    from components.core.contracts import EvaluationSummary, ExplanationSummary, RunRecord
+    from components.core.evaluate import evaluate
+    from components.core.train import selection_summary
+
+    if evaluation is None:
+        found, _ = evaluate(spec, trained.model, parts.test)
+        evaluation = EvaluationSummary(
+            rows=found.rows, metrics=found.metrics, groups=[], gates=[], passed=True
+        )
+    record = RunRecord(
+        source=info,
+        selection=selection_summary(trained),
+        evaluation=evaluation,
+        explanation=ExplanationSummary(
+            method="-", base_value=0.0, importance={}, input_importance=input_importance
+        ),
+        drift=drift.no_reference(spec, len(parts.train), "no champion yet").summary,
+        seed=seed,
+        test_size=0.25,
+        run_name=run_name,
+        model_sha256=run_name,
+    )
+    done = registry.register(
+        spec,
+        trained.model,
+        record,
+        train_frame=parts.train,
+        test_frame=parts.test,
+        trials=trained.trials_frame(),
+        reports=reports or {},
+        uri=uri,
+    )
+    assert done.is_champion and done.model_file_sha256
+    return done.version
+
+
 def model_file(path: Path) -> Path:
     """The file of an MLflow sklearn model directory that loading it unpickles."""
     description = yaml.safe_load((path / "MLmodel").read_text())
