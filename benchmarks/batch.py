@@ -35,6 +35,7 @@ from components.core import scoring
 from components.core.explain import explainer_for
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
+from pipelines.local import default_tracking_uri, project_list
 from tests.support.data import real_data_dir
 
 OUT_DIR = Path(".state/bench")
@@ -139,14 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, default=real_data_dir())
     parser.add_argument("--project", default="all")
-    parser.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{Path('.state/mlflow/mlflow.db').resolve()}",
-    )
+    parser.add_argument("--tracking-uri", default=default_tracking_uri())
     args = parser.parse_args(argv)
     mlflow.set_tracking_uri(args.tracking_uri)
-    names = sorted(PROJECTS) if args.project == "all" else args.project.split(",")
+    names = project_list(args.project)
     lines = []
     for name in names:
         path = args.data_dir / PROJECTS[name].data_file

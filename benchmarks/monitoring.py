@@ -20,7 +20,6 @@ Writes .state/bench/monitoring.md and prints it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import mlflow
 
 from components.core import drift, ingest, reference
 from components.core.projects import PROJECTS
+from pipelines.local import default_tracking_uri, project_list
 from tests.support.data import real_data_dir
 
 OUT_DIR = Path(".state/bench")
@@ -100,14 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, default=real_data_dir())
     parser.add_argument("--project", default="all")
-    parser.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{Path('.state/mlflow/mlflow.db').resolve()}",
-    )
+    parser.add_argument("--tracking-uri", default=default_tracking_uri())
     args = parser.parse_args(argv)
     mlflow.set_tracking_uri(args.tracking_uri)
-    names = sorted(PROJECTS) if args.project == "all" else args.project.split(",")
+    names = project_list(args.project)
     start = time.perf_counter()
     rows = []
     for name in names:
