@@ -15,7 +15,7 @@ import yaml
 
 from components.core import deploy
 from tests.cluster.test_cluster_side import ROOT, build, by_kind, tool
-from tests.cluster.test_security import named, restricted_problems, run_tool, selects
+from tests.cluster.test_security import assert_hardened, named, run_tool, selects
 
 APP = "carvision-app"
 OVERLAYS = ["dev", "prod"]
@@ -65,20 +65,9 @@ def test_the_dashboard_pod_is_hardened_as_the_predictors_are(
 ) -> None:
     deployment = named(built[overlay], "Deployment")[APP]
     pod = deployment["spec"]["template"]["spec"]
-    assert restricted_problems(pod) == []
-    assert pod["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": deploy.RUN_AS,
-        "runAsGroup": deploy.RUN_AS,
-        "fsGroup": deploy.RUN_AS,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert pod["automountServiceAccountToken"] is False
+    container = assert_hardened(pod, APP)
     account = named(built[overlay], "ServiceAccount")[pod["serviceAccountName"]]
     assert account["automountServiceAccountToken"] is False
-    [container] = pod["containers"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert set(mounts.values()) == {"/tmp", "/home/serving"}

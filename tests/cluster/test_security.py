@@ -90,6 +90,25 @@ def restricted_problems(pod: dict[str, Any]) -> list[str]:
     return problems
 
 
+def assert_hardened(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The hardening every pod the project deploys has (the predictors', the dashboard's): the
+    restricted Pod Security profile, the image's non-root user, no service-account token, and
+    its one container read-only with every capability dropped. Returns that container."""
+    assert restricted_problems(pod) == [], name
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": deploy.RUN_AS,
+        "runAsGroup": deploy.RUN_AS,
+        "fsGroup": deploy.RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    return dict(container)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_predictor_pod_passes_the_restricted_standard_as_the_image_user(
     built: dict[str, list[dict[str, Any]]], overlay: str
@@ -98,18 +117,7 @@ def test_each_predictor_pod_passes_the_restricted_standard_as_the_image_user(
     assert {d["metadata"]["name"] for d in deployments} == {f"{p}-predictor" for p in PROJECTS}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
-        assert restricted_problems(pod) == [], deployment["metadata"]["name"]
-        assert pod["securityContext"] == {
-            "runAsNonRoot": True,
-            "runAsUser": deploy.RUN_AS,
-            "runAsGroup": deploy.RUN_AS,
-            "fsGroup": deploy.RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-        assert pod["automountServiceAccountToken"] is False
-        [server] = pod["containers"]
-        assert server["securityContext"]["readOnlyRootFilesystem"] is True
-        assert server["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        server = assert_hardened(pod, deployment["metadata"]["name"])
         [tmp] = pod["volumes"]
         assert tmp["emptyDir"]["sizeLimit"]
         assert {"name": tmp["name"], "mountPath": "/tmp"} in server["volumeMounts"]
