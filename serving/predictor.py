@@ -27,7 +27,7 @@ from components.core.loading import (
 )
 from components.core.model_uri import MODELS_SCHEME
 from components.core.model_uri import parse as parse_model_uri
-from components.core.outputs import BinaryFormat, RegressionFormat, model_output
+from components.core.outputs import BinaryFormat, RegressionFormat
 from components.core.projects import get_spec
 from serving import metrics
 from serving.batching import Grouper
@@ -166,7 +166,7 @@ class ProjectPredictor(Model):
         loaded = load(self.spec, uri, version, verification)
         try:
             warm = loaded.background.head(WARM_UP_ROWS)
-            output = model_output(self.spec, loaded.model, warm)
+            output = loaded.output(self.spec, warm)
             if output.shape != (len(warm),) or not np.all(np.isfinite(output)):
                 raise ValueError(f"expected {len(warm)} finite outputs, got {output!r}")
             explainer = explainer_for(self.spec, loaded.model, loaded.background)
@@ -190,7 +190,7 @@ class ProjectPredictor(Model):
         if previous is not None or loaded.reference_class_share:
             metrics.record_reference(self.name, loaded.reference_class_share)
         logger.info(
-            "%s %s model from %s (version %s, run %s, threshold %s, n_jobs set to 1 on %d)",
+            "%s %s model from %s (version %s, run %s, threshold %s, n_jobs set to 1 on %d; %s)",
             "loaded" if previous is None else "now serving",
             self.name,
             provenance.uri,
@@ -198,6 +198,7 @@ class ProjectPredictor(Model):
             provenance.run_id,
             loaded.threshold,
             loaded.single_threaded,
+            loaded.compiled_note,
         )
 
     def stop(self) -> None:
@@ -303,7 +304,7 @@ class ProjectPredictor(Model):
 
     def _outputs(self, loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         # P(positive) for classifiers, the price for regression: the same output explain() explains.
-        output = model_output(self.spec, loaded.model, frame)
+        output = loaded.output(self.spec, frame)
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
         if isinstance(self.format, BinaryFormat):
             metrics.record_classes(self.name, self.spec.label_names, output >= threshold)
@@ -361,7 +362,7 @@ class ProjectPredictor(Model):
             explanation = explainer.explain(frame)
             if explainer.vocabulary_size() > MAX_EXPLAINER_VOCABULARY:
                 self.explainer = explainer_for(self.spec, loaded.model, loaded.background)
-        served = model_output(self.spec, loaded.model, frame)
+        served = loaded.output(self.spec, frame)
         contributions: pd.DataFrame = explanation.contributions
         return {
             "explanations": [

@@ -22,14 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from components.core import compiled as compiled_graph
 from components.core import model_uri
+from components.core.compiled import CompiledModel
+from components.core.outputs import HasTask, model_output
 from components.core.spec import ProjectSpec
 from components.core.train import single_threaded
 
 UNKNOWN = "unknown"
 DIGEST_TAG = "model_file_sha256"
+COMPILED_DIGEST_TAG = "compiled_model_sha256"
+"""The model version tag holding the ONNX graph's sha256 (set by the register step)."""
 """The model version tag holding the model file's sha256 (the register step's
 `components.core.registry.MODEL_FILE_DIGEST_TAG`)."""
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -92,6 +98,16 @@ class LoadedModel:
     stored them (models registered before that have none)."""
     model_file_sha256: str = ""
     """sha256 of the model file that was unpickled."""
+    compiled: CompiledModel | None = None
+    """The version's verified ONNX graph, when registration produced one: `output` runs it."""
+    compiled_note: str = "no compiled graph"
+    """Why the compiled graph serves, or why it does not."""
+
+    def output(self, spec: HasTask, frame: pd.DataFrame) -> np.ndarray:
+        """`model_output` of the model: through the compiled graph when there is one."""
+        if self.compiled is not None:
+            return self.compiled.output(frame)
+        return model_output(spec, self.model, frame)
 
 
 def _mlflow() -> Any:
@@ -119,9 +135,9 @@ def registry_provenance(uri: str) -> tuple[str, str]:
     return str(found.version), str(found.run_id or UNKNOWN)
 
 
-def resolve(uri: str, version: str | None) -> tuple[Path, Provenance, str | None]:
+def resolve(uri: str, version: str | None) -> tuple[Path, Provenance, dict[str, str]]:
     """A local model directory for the URI (downloaded for registry URIs), where it came from,
-    and the digest its registry version's tag holds (None: a directory, or no tag)."""
+    and its registry version's tags ({} for a directory)."""
     mlflow = _mlflow()
     if uri.startswith(model_uri.MODELS_SCHEME):
         found = registry_version(uri)
@@ -129,8 +145,11 @@ def resolve(uri: str, version: str | None) -> tuple[Path, Provenance, str | None
         # the version resolved above, not the alias again: it may have moved meanwhile
         pinned = f"{model_uri.MODELS_SCHEME}{name}/{resolved}"
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
-        tagged = (found.tags or {}).get(DIGEST_TAG) or None
-        return local, Provenance(uri, resolved, str(found.run_id or UNKNOWN)), tagged
+        return (
+            local,
+            Provenance(uri, resolved, str(found.run_id or UNKNOWN)),
+            dict(found.tags or {}),
+        )
     path = Path(uri.removeprefix("file://")).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"cannot load model from {uri}: no such directory")
@@ -139,7 +158,7 @@ def resolve(uri: str, version: str | None) -> tuple[Path, Provenance, str | None
             f"cannot load model from {uri}: no MLmodel file there (expected an MLflow model directory)"
         )
     run_id = mlflow.models.Model.load(str(path)).run_id
-    return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN), None
+    return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN), {}
 
 
 def model_file(path: Path, description: Any, uri: str) -> Path:
@@ -225,13 +244,16 @@ def load(
     uri: str,
     version: str | None = None,
     verification: Verification = UNCHECKED_WHEN_UNKNOWN,
+    threads: int = 1,
 ) -> LoadedModel:
-    """Verifies, loads and checks the model; any problem is a ModelLoadError naming the URI and
+    """Verifies, loads and checks the model (and its compiled graph, run on `threads` cores:
+    one for a server answering a request at a time); any problem is a ModelLoadError naming the URI and
     cause (a ModelVerificationError when the model file is not the expected one)."""
     mlflow = _mlflow()
     try:
-        path, provenance, tagged = resolve(uri, version)
+        path, provenance, tags = resolve(uri, version)
         description = mlflow.models.Model.load(str(path))
+        tagged = tags.get(DIGEST_TAG) or None
         digest = verify(uri, model_file(path, description, uri), provenance, tagged, verification)
         model = mlflow.sklearn.load_model(str(path))
         background = description.load_input_example(str(path))
@@ -255,6 +277,53 @@ def load(
         )
     threshold = decision_threshold(spec, model, uri)
     changed = single_threaded(model)
-    return LoadedModel(
-        model, background[spec.input_columns], provenance, threshold, changed, reference, digest
+    background = background[spec.input_columns]
+    graph, note = load_compiled(
+        spec, uri, path, model, background, tags.get(COMPILED_DIGEST_TAG), threads
     )
+    return LoadedModel(
+        model, background, provenance, threshold, changed, reference, digest, graph, note
+    )
+
+
+def load_compiled(
+    spec: ProjectSpec,
+    uri: str,
+    path: Path,
+    model: Any,
+    background: pd.DataFrame,
+    tagged: str | None,
+    threads: int = 1,
+) -> tuple[CompiledModel | None, str]:
+    """The version's ONNX graph, checked: its sha256 against the version's tag (a mismatch
+    refuses the whole model, as for the model file) or, for a directory, against its record;
+    then its outputs against the sklearn pipeline's on the background rows. A graph that fails
+    the second check is not used (logged); the sklearn pipeline serves."""
+    found = compiled_graph.read(path)
+    if found is None:
+        return None, "no compiled graph: the sklearn pipeline serves"
+    graph, record = found
+    digest = hashlib.sha256(graph).hexdigest()
+    expected, source = (
+        (tagged, f"the {COMPILED_DIGEST_TAG} tag")
+        if tagged
+        else (
+            record.graph_sha256,
+            "its compiled.json",
+        )
+    )
+    if digest != expected.strip().lower():
+        raise ModelVerificationError(
+            f"cannot serve model from {uri}: {compiled_graph.FOLDER}/{compiled_graph.GRAPH_FILE} "
+            f"has sha256 {digest}, expected {expected} ({source})"
+        )
+    try:
+        candidate = CompiledModel(spec, model, graph, threads)
+        check = compiled_graph.agreement(spec, model, candidate, background)
+    except Exception as exc:  # the graph is an accelerator: without it the pipeline still serves
+        logger.warning("compiled graph of %s not used: %s: %s", uri, type(exc).__name__, exc)
+        return None, f"compiled graph not used: {type(exc).__name__}: {exc}"
+    if not check.matches:
+        logger.warning("compiled graph of %s not used: %s", uri, check.text())
+        return None, f"compiled graph not used: {check.text()}"
+    return candidate, f"{record.runtime} graph ({record.input_dtype} inputs), {check.text()}"

@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 
-from components.core import model_card, reference
+from components.core import compiled, model_card, reference
 from components.core.contracts import (
     CHALLENGER,
     CHAMPION,
@@ -46,6 +46,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 MODEL_DIGEST_TAG = "model_sha256"
 MODEL_FILE_DIGEST_TAG = "model_file_sha256"
+COMPILED_TAG = "compiled_model"
+"""How the version is served fast: the runtime and the agreement found, or `none: <reason>`."""
+COMPILED_DIGEST_TAG = "compiled_model_sha256"
+"""sha256 of the version's ONNX graph (components.core.loading.COMPILED_DIGEST_TAG)."""
 """Model version tag: sha256 of the logged model file, which the server checks before it
 unpickles the file (components.core.loading.DIGEST_TAG)."""
 EVALUATION_RECORD = "records/evaluation.json"
@@ -272,6 +276,29 @@ def logged_model_file_sha256(info: Any) -> str:
     return digest.hexdigest()
 
 
+def log_compiled(
+    spec: ProjectSpec, model: BaseEstimator, model_id: str, version: str, test_frame: pd.DataFrame
+) -> compiled.Compilation:
+    """The compiled serving path: the ONNX graph, kept only if it reproduces the model on every
+    row of the test split, logged into the model's directory (`compiled/`) with its sha256 as a
+    version tag; otherwise the reason is the tag `compiled_model` and the sklearn pipeline serves."""
+    client = mlflow.MlflowClient()
+    checked = test_frame[spec.input_columns]
+    found = compiled.compile_model(spec, model, checked, f"test split ({len(checked):,} rows)")
+    if found.graph is None or found.record is None:
+        client.set_model_version_tag(
+            spec.name, version, COMPILED_TAG, f"none: {found.reason}"[:4900]
+        )
+        return found
+    with tempfile.TemporaryDirectory() as folder:
+        client.log_model_artifacts(
+            model_id, str(compiled.write(found, Path(folder))), compiled.FOLDER
+        )
+    client.set_model_version_tag(spec.name, version, COMPILED_TAG, found.reason[:4900])
+    client.set_model_version_tag(spec.name, version, COMPILED_DIGEST_TAG, found.record.graph_sha256)
+    return found
+
+
 def log_trials(experiment: str, trials: pd.DataFrame) -> None:
     """Each trial of the search as a child run of the active run: its parameters with their own
     types, its CV figures with the threshold they were taken at, and a `chosen` tag on the one
@@ -441,6 +468,7 @@ def register(
         mlflow.MlflowClient().set_model_version_tag(
             spec.name, version, MODEL_FILE_DIGEST_TAG, digest
         )
+        log_compiled(spec, model, info.model_id, version, test_frame)
         reference.log(spec, record, train_frame)
         if retraining is not None:
             log_training_data(retraining.data_files)

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from components.core.derived import DerivedFeatures
+from components.core.derived import Columns, DerivedFeatures
 from components.core.outputs import BinaryFormat
 from components.core.spec import Candidate, CardFacts, Column, Gate, ProjectSpec
 
@@ -33,6 +33,8 @@ COLUMNS = (
 )
 INPUT_COLUMNS = [c.name for c in COLUMNS]
 DERIVED = ["balance_to_salary", "products_per_tenure_year", "zero_balance", "age_band"]
+AGE_BAND_EDGES = np.array([0, 30, 40, 50, 60, 200], dtype=float)
+AGE_BANDS = np.array(["<30", "30-39", "40-49", "50-59", "60+"], dtype=object)
 
 
 class ChurnFeatures(DerivedFeatures):
@@ -41,17 +43,20 @@ class ChurnFeatures(DerivedFeatures):
     input_columns = INPUT_COLUMNS
     derived_columns = DERIVED
 
-    def derive(self, out: pd.DataFrame) -> pd.DataFrame:
-        salary = out["EstimatedSalary"].clip(lower=1.0)
-        out["balance_to_salary"] = out["Balance"] / salary
-        out["products_per_tenure_year"] = out["NumOfProducts"] / (out["Tenure"] + 1.0)
-        out["zero_balance"] = (out["Balance"] == 0).astype(int)
-        out["age_band"] = pd.cut(
-            out["Age"],
-            bins=[0, 30, 40, 50, 60, 200],
-            labels=["<30", "30-39", "40-49", "50-59", "60+"],
-        ).astype(str)
-        return out
+    def derive(self, columns: Columns) -> Columns:
+        balance = columns["Balance"]
+        # pd.cut's right-closed bands; an age outside them (or blank) reads "nan", as astype(str)
+        # of pd.cut's missing value did
+        band = np.searchsorted(AGE_BAND_EDGES, columns["Age"], side="left")
+        inside = (band >= 1) & (band < len(AGE_BAND_EDGES))
+        return {
+            "balance_to_salary": balance / np.clip(columns["EstimatedSalary"], 1.0, None),
+            "products_per_tenure_year": columns["NumOfProducts"] / (columns["Tenure"] + 1.0),
+            "zero_balance": (balance == 0).astype(np.int64),
+            "age_band": np.where(
+                inside, AGE_BANDS[np.clip(band - 1, 0, len(AGE_BANDS) - 1)], "nan"
+            ),
+        }
 
 
 def make_synthetic(rows: int, seed: int) -> pd.DataFrame:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
+from components.core.derived import ColumnFeatures, Columns
 from components.core.outputs import RegressionFormat
 from components.core.spec import Candidate, CardFacts, CleaningRule, Column, Gate, ProjectSpec
 
@@ -67,6 +69,7 @@ INPUT_COLUMNS = [c.name for c in COLUMNS]
 CATEGORICAL = ["model", "brand", "condition", "fuel", "transmission", "type", "paint_color"]
 IMPUTED_BY_MODEL = ("model_year", "cylinders", "odometer")
 MISSING_FLAGS = [f"{col}_missing" for col in IMPUTED_BY_MODEL]
+CONDITION_RANK = {c: float(i) for i, c in enumerate(CONDITIONS)}
 NUMERIC = [
     "model_year",
     "vehicle_age",
@@ -82,13 +85,15 @@ PLACEHOLDER_ODOMETER = 100
 """Readings under 100 miles on a used car are placeholders (mostly 0): treated as missing."""
 
 
-class CarFeatures(TransformerMixin, BaseEstimator):
+class CarFeatures(ColumnFeatures):
     """Vehicle age at posting, brand, mileage per year, and blanks filled from the same model.
 
     Model-level medians are learnt in `fit`, so inside the training pipeline they come from the
     training folds only. A flag per imputed column keeps the fact that it was blank: a listing
     without year or mileage prices differently from one with the model's typical values.
     """
+
+    input_columns = INPUT_COLUMNS
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CarFeatures:
         frame = without_placeholders(X[INPUT_COLUMNS])
@@ -105,33 +110,49 @@ class CarFeatures(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(INPUT_COLUMNS)
         return self
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        frame = without_placeholders(X[INPUT_COLUMNS])
-        model = frame["model"].astype(str).str.strip().str.lower()
-        out = pd.DataFrame(index=frame.index)
+    def transform_columns(self, columns: Mapping[str, np.ndarray]) -> Columns:
+        model = np.array([str(v).strip().lower() for v in columns["model"]], dtype=object)
+        out: Columns = {}
         for col, flag in zip(IMPUTED_BY_MODEL, MISSING_FLAGS, strict=True):
-            raw = pd.to_numeric(frame[col])
-            by_model = model.map(self.model_medians_[col]).astype(float)
-            out[col] = raw.fillna(by_model).fillna(self.global_medians_[col])
-            out[flag] = raw.isna().astype(float)
-        posted = pd.to_datetime(frame["date_posted"], errors="coerce")
-        out["posted_month"] = posted.dt.month.astype(float)
-        out["vehicle_age"] = (posted.dt.year + (posted.dt.month - 1) / 12 - out["model_year"]).clip(
-            lower=0
+            raw = numbers(columns[col])
+            if col == "odometer":
+                raw[raw < PLACEHOLDER_ODOMETER] = np.nan
+            medians = self.model_medians_[col]
+            by_model = np.array([medians.get(m, np.nan) for m in model], dtype=float)
+            filled = np.where(np.isnan(raw), by_model, raw)
+            out[col] = np.where(np.isnan(filled), self.global_medians_[col], filled)
+            out[flag] = np.isnan(raw).astype(float)
+        posted = pd.DatetimeIndex(pd.to_datetime(columns["date_posted"], errors="coerce"))
+        month = posted.month.to_numpy(dtype=float)
+        out["posted_month"] = month
+        out["vehicle_age"] = np.clip(
+            posted.year.to_numpy(dtype=float) + (month - 1) / 12 - out["model_year"], 0, None
         )
-        out["miles_per_year"] = out["odometer"] / out["vehicle_age"].clip(lower=0.5)
-        out["is_4wd"] = pd.to_numeric(frame["is_4wd"]).fillna(0.0)
-        out["condition_rank"] = (
-            frame["condition"].map({c: i for i, c in enumerate(CONDITIONS)}).astype(float)
+        out["miles_per_year"] = out["odometer"] / np.clip(out["vehicle_age"], 0.5, None)
+        is_4wd = numbers(columns["is_4wd"])
+        out["is_4wd"] = np.where(np.isnan(is_4wd), 0.0, is_4wd)
+        out["condition_rank"] = np.array(
+            [CONDITION_RANK.get(v, np.nan) for v in columns["condition"]], dtype=float
         )
         out["model"] = model
-        out["brand"] = model.str.split().str[0]
+        out["brand"] = np.array([first_word(m) for m in model], dtype=object)
         for col in ("condition", "fuel", "transmission", "type", "paint_color"):
-            out[col] = frame[col].fillna("unknown").astype(str)
-        return out[NUMERIC + CATEGORICAL]
+            values = np.asarray(columns[col], dtype=object)
+            out[col] = np.where(pd.isna(values), "unknown", values.astype(str)).astype(object)
+        return {name: out[name] for name in NUMERIC + CATEGORICAL}
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(NUMERIC + CATEGORICAL, dtype=object)
+
+
+def numbers(values: np.ndarray) -> np.ndarray:
+    """A fresh float column (blanks as NaN), as pd.to_numeric reads it."""
+    return np.array(pd.to_numeric(values), dtype=float)
+
+
+def first_word(model: str) -> object:
+    words = model.split()
+    return words[0] if words else np.nan
 
 
 def without_placeholders(frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from components.core.derived import DerivedFeatures
+from components.core.derived import Columns, DerivedFeatures
 from components.core.outputs import BinaryFormat
 from components.core.spec import Candidate, CardFacts, Column, Gate, ProjectSpec
 
@@ -27,15 +29,16 @@ class UsageFeatures(DerivedFeatures):
     input_columns = INPUT_COLUMNS
     derived_columns = DERIVED
 
-    def select(self, X: pd.DataFrame) -> pd.DataFrame:
-        return X[INPUT_COLUMNS].astype(float)
+    def select(self, columns: Mapping[str, np.ndarray]) -> Columns:
+        return {name: np.asarray(columns[name], dtype=float) for name in INPUT_COLUMNS}
 
-    def derive(self, out: pd.DataFrame) -> pd.DataFrame:
-        out["minutes_per_call"] = out["minutes"] / out["calls"].clip(lower=1.0)
-        out["mb_per_minute"] = out["mb_used"] / out["minutes"].clip(lower=1.0)
-        out["log_mb_used"] = np.log1p(out["mb_used"])
-        out["log_messages"] = np.log1p(out["messages"])
-        return out
+    def derive(self, columns: Columns) -> Columns:
+        return {
+            "minutes_per_call": columns["minutes"] / np.clip(columns["calls"], 1.0, None),
+            "mb_per_minute": columns["mb_used"] / np.clip(columns["minutes"], 1.0, None),
+            "log_mb_used": np.log1p(columns["mb_used"]),
+            "log_messages": np.log1p(columns["messages"]),
+        }
 
 
 def make_synthetic(rows: int, seed: int) -> pd.DataFrame:

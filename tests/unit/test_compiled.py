@@ -1,0 +1,156 @@
+"""The compiled serving path: every candidate's ONNX graph reproduces its sklearn pipeline, on
+the test split and on the awkward rows a server meets; a graph is checked before it is used."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import FixedThresholdClassifier
+
+from components.core import compiled, loading, registry
+from components.core.outputs import model_output
+from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+from components.core.train import build_pipeline, calibrated, split_xy
+from tests.conftest import quick_model, quick_spec, small_split
+from tests.support.models import save
+from tests.unit.test_explain_drift import FAST
+
+CANDIDATES = sorted(FAST)
+
+
+def fitted(project: str, candidate: str) -> tuple[ProjectSpec, object]:
+    spec = quick_spec(PROJECTS[project])
+    X, y = split_xy(spec, small_split(spec).train)
+    model = build_pipeline(spec, spec.candidate(candidate), seed=7)
+    if spec.calibrate:
+        model = calibrated(model, seed=7)
+    if project == "bankchurn":
+        # off the forests' vote fractions (k/100), where float sums in another order may tie
+        model = FixedThresholdClassifier(model, threshold=0.3123)
+    return spec, model.fit(X, y)
+
+
+def awkward_rows(spec: ProjectSpec) -> pd.DataFrame:
+    """Test rows bent the ways requests bend them: blanks, unseen text, edges of the bands."""
+    rows = small_split(spec).test[spec.input_columns].head(40).reset_index(drop=True).copy()
+    if spec.name == "carvision":
+        rows.loc[0, "model"] = "lada niva"  # a model and brand never seen
+        rows.loc[1, ["model_year", "cylinders", "odometer"]] = np.nan
+        rows.loc[2, "odometer"] = 12.0  # a placeholder reading
+        rows.loc[3, "paint_color"] = None
+        rows.loc[4, "model"] = "  FORD F-150 "
+        rows.loc[5, "date_posted"] = "2019-01-31"
+    elif spec.name == "bankchurn":
+        rows.loc[0:5, "Age"] = [18, 30, 31, 60, 61, 92]
+        rows.loc[6, "Balance"] = 0.0
+        rows.loc[7, "Geography"] = "Germany"
+    else:
+        rows.loc[0, ["calls", "minutes", "messages", "mb_used"]] = 0.0
+    return rows
+
+
+@pytest.mark.parametrize(("project", "candidate"), CANDIDATES)
+def test_each_candidate_compiles_to_a_graph_with_the_same_outputs(
+    project: str, candidate: str
+) -> None:
+    spec, model = fitted(project, candidate)
+    test = small_split(spec).test[spec.input_columns]
+    found = compiled.compile_model(spec, model, test, "test split")
+    if candidate == "median_baseline":  # nothing to speed up: the sklearn pipeline serves
+        assert found.graph is None and "DummyRegressor" in found.reason
+        return
+    assert found.graph is not None, found.reason
+    assert found.record is not None and found.record.agreement["rows"] == len(test)
+    graph = compiled.CompiledModel(spec, model, found.graph)
+    for rows in (awkward_rows(spec), test.head(1)):
+        check = compiled.agreement(spec, model, graph, rows)
+        assert check.matches, check.text()
+        expected = model_output(spec, model, rows)
+        tolerance = compiled.PRICE_TOLERANCE if spec.task == "regression" else 1e-6
+        np.testing.assert_allclose(graph.output(rows), expected, rtol=0, atol=tolerance)
+
+
+def test_a_graph_that_disagrees_is_not_kept_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, model = fitted("telecom", "random_forest")
+    test = small_split(spec).test[spec.input_columns]
+    # float32 leaves differ from sklearn's float64 sums by about 1e-7: demand exact equality
+    monkeypatch.setattr(compiled, "PROBABILITY_TOLERANCE", 0.0)
+    found = compiled.compile_model(spec, model, test, "test split")
+    assert found.graph is None and found.record is None
+    assert found.reason.startswith("no exact graph: ")
+    assert (
+        "float32: max |difference|" in found.reason and f"over {len(test):,} rows" in found.reason
+    )
+
+
+def saved_with_graph(spec: ProjectSpec, model: object, path: Path) -> Path:
+    split = small_split(spec)
+    save(spec, model, split.train, path, reference_frame=split.test)
+    found = compiled.compile_model(spec, model, split.test[spec.input_columns], "test split")
+    compiled.write(found, path / compiled.FOLDER)
+    return path
+
+
+def test_a_directory_graph_is_checked_before_it_serves(tmp_path: Path) -> None:
+    spec = PROJECTS["carvision"]
+    model = quick_model(spec).model
+    path = saved_with_graph(spec, model, tmp_path / "model")
+    loaded = loading.load(spec, str(path))
+    assert loaded.compiled is not None and "onnxruntime graph" in loaded.compiled_note
+    rows = awkward_rows(spec)
+    np.testing.assert_allclose(
+        loaded.output(spec, rows), model_output(spec, model, rows), atol=compiled.PRICE_TOLERANCE
+    )
+
+    graph_file = path / compiled.FOLDER / compiled.GRAPH_FILE
+    graph_file.write_bytes(graph_file.read_bytes() + b"\x00")
+    with pytest.raises(loading.ModelVerificationError, match=r"compiled/model\.onnx has sha256"):
+        loading.load(spec, str(path))
+
+    # a well-formed graph of another model: its digest is recorded, its answers are not the same
+    other = dataclasses.replace(spec)
+    other_model = build_pipeline(other, spec.candidate("random_forest"), seed=3)
+    X, y = split_xy(spec, small_split(spec).train)
+    other_model.fit(X, y)
+    found = compiled.compile_model(spec, other_model, small_split(spec).test, "test")
+    assert found.graph is not None
+    compiled.write(found, path / compiled.FOLDER)
+    loaded = loading.load(spec, str(path))
+    assert loaded.compiled is None and loaded.compiled_note.startswith("compiled graph not used")
+    np.testing.assert_array_equal(loaded.output(spec, rows), model_output(spec, model, rows))
+
+
+def test_registration_logs_the_verified_graph_with_its_digest(mlflow_uri: str) -> None:
+    spec = dataclasses.replace(PROJECTS["bankchurn"], name="compiled-bankchurn")
+    from tests.support.models import register_as_champion
+
+    trained = quick_model(PROJECTS["bankchurn"])
+    parts = small_split(PROJECTS["bankchurn"])
+    from components.core.ingest import ingest
+
+    _, info = ingest(spec, "synthetic:100", seed=7, test_size=0.25)
+    mlflow.set_tracking_uri(mlflow_uri)
+    version = register_as_champion(spec, trained, parts, info, mlflow_uri, "compiled-1", 7, {})
+    tags = mlflow.MlflowClient().get_model_version(spec.name, version).tags
+    assert tags[registry.COMPILED_TAG].startswith("onnxruntime, float64 inputs: max |difference|")
+    loaded = loading.load(spec, f"models:/{spec.name}/{version}")
+    assert loaded.compiled is not None
+    assert loaded.compiled.graph_sha256 == tags[registry.COMPILED_DIGEST_TAG]
+    record = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{spec.name}/{version}/{compiled.FOLDER}/{compiled.RECORD_FILE}"
+            )
+        ).read_text()
+    )
+    assert record["agreement"]["rows"] == len(parts.test)
+    rows = parts.test[spec.input_columns]
+    np.testing.assert_array_equal(
+        loaded.output(spec, rows) >= loaded.threshold,
+        model_output(spec, trained.model, rows) >= loaded.threshold,
+    )
