@@ -21,7 +21,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
-	submit schedule serve traffic monitor score prometheus pushgateway \
+	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch check-cards screenshots image \
 	app app-screenshots \
 	check-image clean
@@ -36,6 +36,7 @@ help:
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=10000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
+	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
 	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
@@ -265,6 +266,12 @@ DRIFT_GATE ?=
 DRIFT_MIN_ROWS ?=
 REASONS ?=
 SCORE_VERSION = $(if $(filter command line,$(origin VERSION)),$(VERSION))
+# The ONNX graph of champions registered before registration produced one, checked on their own
+# test split rebuilt from the source their run recorded (DATA= where it moved).
+compile-champions: $(STAMP)
+	$(PY) -m pipelines.compile_champions --project $(PROJECT) $(if $(DATA),--source "$(DATA)") \
+		$(if $(ALLOW_UNVERIFIED),--allow-unverified)
+
 score: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	@test -n "$(DATA)" || { echo "DATA=<path or URL of a .csv or .parquet file> is required"; exit 2; }

@@ -132,7 +132,7 @@ def data_sha256(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def _champion_splits(
+def champion_splits(
     spec: ProjectSpec, champion: ChampionData, source: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, SourceInfo]:
     """The champion's own train and test rows, and the record of how they were read, whose
@@ -207,7 +207,7 @@ def prepare(
             f"{spec.name}: {len(new)} newly labelled rows in {window_label}; retraining needs at "
             f"least {min_labelled_rows} so that part of them can judge the challenger"
         )
-    old_train, old_test, info = _champion_splits(spec, champion, source)
+    old_train, old_test, info = champion_splits(spec, champion, source)
     if info.sha256 != champion.sha256:
         raise RetrainingError(
             f"{spec.name} champion v{champion.version} was trained on {champion.source} with "

@@ -154,3 +154,27 @@ def test_registration_logs_the_verified_graph_with_its_digest(mlflow_uri: str) -
         loaded.output(spec, rows) >= loaded.threshold,
         model_output(spec, trained.model, rows) >= loaded.threshold,
     )
+
+
+def test_a_champion_registered_before_graphs_gets_one_from_its_own_test_split(
+    mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.core.ingest import ingest
+    from pipelines.compile_champions import compile_champion
+    from tests.support.models import register_as_champion
+
+    spec = dataclasses.replace(PROJECTS["telecom"], name="compiled-later-telecom")
+    parts, info = ingest(spec, "synthetic:1500", seed=7, test_size=0.25)
+    trained = quick_model(PROJECTS["telecom"])
+    mlflow.set_tracking_uri(mlflow_uri)
+    with monkeypatch.context() as before_graphs:
+        before_graphs.setattr(registry, "log_compiled", lambda *args: None)
+        version = register_as_champion(spec, trained, parts, info, mlflow_uri, "later-1", 7, {})
+    assert loading.load(spec, f"models:/{spec.name}/{version}").compiled is None
+
+    done = compile_champion(spec)
+    assert done.startswith(f"{spec.name} v{version}: compiled: onnxruntime")
+    assert f"over {len(parts.test):,} rows" in done
+    loaded = loading.load(spec, f"models:/{spec.name}@champion")
+    assert loaded.compiled is not None
+    assert compile_champion(spec).endswith("already recorded: " + done.split(": ", 2)[2])
