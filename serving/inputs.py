@@ -254,8 +254,11 @@ def _schema_number(value: Any) -> Any:
     return value
 
 
-def _for_schema(values: list[Any], numeric: bool) -> pd.Series:
-    return pd.Series([_schema_number(v) for v in values] if numeric else values, dtype=object)
+def _for_schema(values: list[Any], numeric: bool) -> np.ndarray:
+    checked = np.empty(len(values), dtype=object)
+    for row, value in enumerate(values):  # one by one: a list value must stay one object
+        checked[row] = _schema_number(value) if numeric else value
+    return checked
 
 
 def _number(value: Any) -> float:

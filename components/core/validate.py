@@ -75,9 +75,13 @@ def parse_number(value: object) -> float:
     return np.nan
 
 
-def _numbers(values: pd.Series, raw: np.ndarray) -> np.ndarray:
+def _numbers(values: pd.Series | np.ndarray, raw: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "iuf":
-        return values.to_numpy(dtype=float)
+        return (
+            np.asarray(values, dtype=float)
+            if isinstance(values, np.ndarray)
+            else values.to_numpy(dtype=float)
+        )
     return np.fromiter((parse_number(v) for v in raw), dtype=float, count=len(raw))
 
 
@@ -91,13 +95,14 @@ def _is_iso_date(value: object) -> bool:
     return True
 
 
-def column_violations(column: Column, values: pd.Series) -> list[Violation]:
+def column_violations(column: Column, values: pd.Series | np.ndarray) -> list[Violation]:
     """Every rule of `column` that `values` breaks, with the positions of the rows that break it.
 
     Works on plain arrays: the server calls it on every request, often for one row.
     """
     name = column.name
-    raw = values.to_numpy(dtype=object)
+    raw = values if isinstance(values, np.ndarray) else values.to_numpy(dtype=object)
+    raw = raw.astype(object, copy=False)
     present = ~pd.isna(raw)
     found: list[Violation | None] = []
     if not column.nullable:

@@ -25,3 +25,22 @@ def test_placeholder_readings_do_not_pull_the_model_median_down() -> None:
     features = carvision.CarFeatures().fit(train)
     out = features.transform(listings(odometer=[np.nan] * 4))
     assert out["odometer"].tolist() == [90_000.0] * 4
+
+
+def test_dates_are_read_as_pandas_reads_them_on_the_fast_path_and_off_it() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from components.core.projects.carvision import year_and_month
+
+    for values in (
+        ["2019-01-31", "1969-12-01", "2019-02-30"],  # the fast path; an impossible date
+        ["2019-1-3", "2019-01-31", "20190131"],  # other forms: pandas
+        ["2019-01-31", None],
+    ):
+        column = np.array(values, dtype=object)
+        # what the feature step called before its fast path: pandas guessing the format
+        posted = pd.DatetimeIndex(pd.to_datetime(column, errors="coerce"))
+        year, month = year_and_month(column)
+        np.testing.assert_array_equal(year, posted.year.to_numpy(dtype=float))
+        np.testing.assert_array_equal(month, posted.month.to_numpy(dtype=float))

@@ -122,12 +122,9 @@ class CarFeatures(ColumnFeatures):
             filled = np.where(np.isnan(raw), by_model, raw)
             out[col] = np.where(np.isnan(filled), self.global_medians_[col], filled)
             out[flag] = np.isnan(raw).astype(float)
-        posted = pd.DatetimeIndex(pd.to_datetime(columns["date_posted"], errors="coerce"))
-        month = posted.month.to_numpy(dtype=float)
+        year, month = year_and_month(columns["date_posted"])
         out["posted_month"] = month
-        out["vehicle_age"] = np.clip(
-            posted.year.to_numpy(dtype=float) + (month - 1) / 12 - out["model_year"], 0, None
-        )
+        out["vehicle_age"] = np.clip(year + (month - 1) / 12 - out["model_year"], 0, None)
         out["miles_per_year"] = out["odometer"] / np.clip(out["vehicle_age"], 0.5, None)
         is_4wd = numbers(columns["is_4wd"])
         out["is_4wd"] = np.where(np.isnan(is_4wd), 0.0, is_4wd)
@@ -143,6 +140,26 @@ class CarFeatures(ColumnFeatures):
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(NUMERIC + CATEGORICAL, dtype=object)
+
+
+def year_and_month(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Year and month of each date, NaN where there is none, as pd.to_datetime reads them.
+
+    Dates written YYYY-MM-DD (the schema's, and the data's) are read by numpy: pandas guesses
+    the format on every call, a tenth of a millisecond for one row. Any other form goes to pandas.
+    """
+    days: np.ndarray | None = None
+    if all(isinstance(v, str) and len(v) == 10 for v in values):
+        try:
+            days = np.asarray(values, dtype="datetime64[D]")
+        except ValueError:
+            days = None
+    if days is None:
+        posted = pd.DatetimeIndex(pd.to_datetime(values, errors="coerce"))
+        return posted.year.to_numpy(dtype=float), posted.month.to_numpy(dtype=float)
+    year = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    return year.astype(float), month.astype(float)
 
 
 def numbers(values: np.ndarray) -> np.ndarray:
