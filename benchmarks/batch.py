@@ -6,10 +6,13 @@ verified, or its digest pinned when it has no tag); the real file is read with i
 dropped and screened as the validate-rows step screens it. Then, in the same process, on the
 same valid rows, alternately:
 
-- the champion's own call: `predict_proba` (classifiers) or `predict` (regression);
-- the score step's logic without reasons (`scoring.score_frame`: outputs, labels at the stored
-  threshold, risk bands, identifiers, model name, version and time), and its own work apart
-  from the model (the same call with the model's answers replayed);
+- the champion's own sklearn call: `predict_proba` (classifiers) or `predict` (regression);
+- its compiled graph (components/core/compiled.py), on one core and on all of them, when the
+  version has one; its outputs are checked against the sklearn call's on every row;
+- the score step's logic without reasons (`scoring.score_frame`: outputs, through the compiled
+  graph as the score step runs it, labels at the stored threshold, risk bands, identifiers,
+  model name, version and time), and its own work apart from the model (the same call with the
+  model's answers replayed);
 - with reasons (each row explained by `explainer_for`, its top three in words), on all rows when
   the explainer is fast and on the first rows when it is not (how many is said).
 
@@ -90,19 +93,36 @@ def bench_project(name: str, data_dir: Path) -> str:
     model, threshold, version = loaded.model, loaded.threshold, pinned.version
     rows = len(valid)
 
+    graph = loaded.compiled
+    one_core = graph.with_threads(1) if graph is not None else None
+
     def bare() -> object:
         return model_output(spec, model, inputs)
 
     def step() -> object:
-        return scoring.score_frame(spec, model, threshold, valid, version)
+        return scoring.score_frame(spec, model, threshold, valid, version, compiled=graph)
 
-    bare(), step()  # warm both
-    bare_s, step_s = [], []
-    for _ in range(REPEATS):  # alternated, so that a slow moment of the machine hits both
-        bare_s.append(timed(bare, 1))
-        step_s.append(timed(step, 1))
-    bare_rate = rows / min(bare_s)
-    step_rate = rows / min(step_s)
+    calls: dict[str, Callable[[], object]] = {"sklearn": bare, "step": step}
+    if graph is not None and one_core is not None:
+        calls |= {"compiled, 1 core": lambda: one_core.output(inputs)}
+        calls |= {f"compiled, {graph.threads} cores": lambda: graph.output(inputs)}
+        difference = float(np.max(np.abs(graph.output(inputs) - model_output(spec, model, inputs))))
+    seconds: dict[str, list[float]] = {label: [] for label in calls}
+    for measured in calls.values():
+        measured()  # warm
+    for _ in range(REPEATS):  # alternated, so that a slow moment of the machine hits all
+        for label, measured in calls.items():
+            seconds[label].append(timed(measured, 1))
+    rates = {label: rows / min(found) for label, found in seconds.items()}
+    bare_rate, step_rate = rates.pop("sklearn"), rates.pop("step")
+    compiled_text = (
+        "; ".join(
+            f"{label}: {value:,.0f} ({value / bare_rate:.1f}x)" for label, value in rates.items()
+        )
+        + f"; max diff {difference:.2g}"
+        if graph is not None
+        else f"none: {loaded.compiled_note}"
+    )
     # The step's own work, apart from the model: the same call with the model's answers replayed,
     # which the machine's other load disturbs far less than a call of a second.
     replay = Replay(model_output(spec, model, inputs))
@@ -127,7 +147,7 @@ def bench_project(name: str, data_dir: Path) -> str:
     call = "predict_proba" if spec.task == "binary" else "predict"
     return (
         f"| {name} v{version}{checked} | {type(model).__name__} | {rows:,} of {len(frame):,} | "
-        f"{rows / screen_s:,.0f} | {bare_rate:,.0f} ({call}) | {step_rate:,.0f} | "
+        f"{rows / screen_s:,.0f} | {bare_rate:,.0f} ({call}) | {compiled_text} | {step_rate:,.0f} | "
         f"{step_rate / bare_rate:.0%} | {own_s * 1000:.1f} ms ({own_s * bare_rate / rows:.1%}) | "
         f"{rate(reasons_rate)} ({sample:,} rows; {method}) | "
         f"{load_s:.1f} s |"
@@ -148,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         path = args.data_dir / PROJECTS[name].data_file
         if not path.is_file():
-            lines.append(f"| {name} | real data not available: {path} is absent | | | | | | | | |")
+            lines.append(
+                f"| {name} | real data not available: {path} is absent | | | | | | | | | |"
+            )
             continue
         try:
             lines.append(bench_project(name, args.data_dir))
         except scoring.ScoringError as why:
-            lines.append(f"| {name} | {why} (train it first: `make run DATA_DIR=...`) ||||||||")
+            lines.append(f"| {name} | {why} (train it first: `make run DATA_DIR=...`) |||||||||")
         print(lines[-1], flush=True)
     text = "\n".join(
         [
@@ -163,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             f"on {os.cpu_count()} cores (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
             f"each file with its target dropped, best of {REPEATS} timings in one process.",
             "",
-            "| champion | model | valid rows | validation rows/s | model alone rows/s | "
-            "score step rows/s | step / model | step's own work (of the model call) | "
-            "with reasons rows/s | load (verified) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| champion | model | valid rows | validation rows/s | sklearn model rows/s | "
+            "compiled graph rows/s (vs sklearn) | score step rows/s | step / sklearn model | "
+            "step's own work (of the sklearn call) | with reasons rows/s | load (verified) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *lines,
             "",
         ]

@@ -432,8 +432,10 @@ class CompiledModel:
 
         _, self.features, rest = parts(model)
         self.spec = spec
+        self.tail = native_tail(rest)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
+        # a graph that only encodes the inputs of a tail: threads cost more than they share
+        options.intra_op_num_threads = 1 if self.tail is not None else threads
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(
             graph, options, providers=["CPUExecutionProvider"]
@@ -442,8 +444,14 @@ class CompiledModel:
         outputs = [o.name for o in self.session.get_outputs()]
         # probabilities of a classifier, the value of a regressor, or the tail's input matrix
         self.output_name = outputs[-1]
-        self.tail = native_tail(rest)
+        self.graph = graph
         self.graph_sha256 = hashlib.sha256(graph).hexdigest()
+        self.threads = threads
+        self._model = model
+
+    def with_threads(self, threads: int) -> CompiledModel:
+        """The same graph, run on `threads` cores."""
+        return CompiledModel(self.spec, self._model, self.graph, threads)
 
     def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         engineered = self.features.transform_columns(columns_of(frame, self.features.input_columns))
@@ -464,7 +472,8 @@ class CompiledModel:
     def output(self, frame: pd.DataFrame) -> np.ndarray:
         result = np.asarray(self.session.run([self.output_name], self.feed(frame))[0])
         if self.tail is not None:
-            result = np.asarray(self.tail.predict_proba(result))
+            # column-major, as pandas hands a frame over: CatBoost reads it about 7x faster
+            result = np.asarray(self.tail.predict_proba(np.asfortranarray(result)))
         if self.spec.task == "binary":
             return result[:, 1].astype(np.float64)
         return result.reshape(-1).astype(np.float64)
