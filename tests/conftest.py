@@ -67,6 +67,30 @@ def quick_model(spec: ProjectSpec):  # type: ignore[no-untyped-def]
     return _MODELS[spec.name]
 
 
+_CANDIDATES: dict[tuple[str, str], tuple[ProjectSpec, object]] = {}
+
+
+def fitted_candidate(project: str, candidate: str) -> tuple[ProjectSpec, object]:
+    """One candidate of a project fitted at its default parameters on the small synthetic split,
+    wrapped as the train step wraps it (calibration where the spec asks, bankchurn's threshold).
+    Shared by the tests of every candidate (group `candidates`, one worker)."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    from components.core.train import build_pipeline, calibrated, split_xy
+
+    if (project, candidate) not in _CANDIDATES:
+        spec = quick_spec(PROJECTS[project])
+        X, y = split_xy(spec, small_split(spec).train)
+        model = build_pipeline(spec, spec.candidate(candidate), seed=7)
+        if spec.calibrate:
+            model = calibrated(model, seed=7)
+        if project == "bankchurn":
+            # off the forests' vote fractions (k/100), where float sums in another order may tie
+            model = FixedThresholdClassifier(model, threshold=0.3123)
+        _CANDIDATES[project, candidate] = (spec, model.fit(X, y))
+    return _CANDIDATES[project, candidate]
+
+
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One real SQLite store for the session: creating one costs a schema migration."""
@@ -92,3 +116,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(f"pipelines/{item.path.stem}"))
         elif parts[0] == "apps":
             item.add_marker(pytest.mark.xdist_group("apps"))
+        elif "candidate" in item.name:
+            item.add_marker(pytest.mark.xdist_group("candidates"))

@@ -9,30 +9,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import FixedThresholdClassifier
 
 from components.core import compiled, loading, registry
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from components.core.train import build_pipeline, calibrated, split_xy
-from tests.conftest import quick_model, quick_spec, small_split
+from tests.conftest import fitted_candidate, quick_model, small_split
 from tests.support.models import save
 from tests.unit.test_explain_drift import FAST
 
 CANDIDATES = sorted(FAST)
-
-
-def fitted(project: str, candidate: str) -> tuple[ProjectSpec, object]:
-    spec = quick_spec(PROJECTS[project])
-    X, y = split_xy(spec, small_split(spec).train)
-    model = build_pipeline(spec, spec.candidate(candidate), seed=7)
-    if spec.calibrate:
-        model = calibrated(model, seed=7)
-    if project == "bankchurn":
-        # off the forests' vote fractions (k/100), where float sums in another order may tie
-        model = FixedThresholdClassifier(model, threshold=0.3123)
-    return spec, model.fit(X, y)
 
 
 def awkward_rows(spec: ProjectSpec) -> pd.DataFrame:
@@ -58,7 +44,7 @@ def awkward_rows(spec: ProjectSpec) -> pd.DataFrame:
 def test_each_candidate_compiles_to_a_graph_with_the_same_outputs(
     project: str, candidate: str
 ) -> None:
-    spec, model = fitted(project, candidate)
+    spec, model = fitted_candidate(project, candidate)
     test = small_split(spec).test[spec.input_columns]
     found = compiled.compile_model(spec, model, test, "test split")
     if candidate == "median_baseline":  # nothing to speed up: the sklearn pipeline serves
@@ -76,7 +62,7 @@ def test_each_candidate_compiles_to_a_graph_with_the_same_outputs(
 
 
 def test_a_graph_that_disagrees_is_not_kept_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec, model = fitted("telecom", "random_forest")
+    spec, model = fitted_candidate("telecom", "random_forest")
     test = small_split(spec).test[spec.input_columns]
     # float32 leaves differ from sklearn's float64 sums by about 1e-7: demand exact equality
     monkeypatch.setattr(compiled, "PROBABILITY_TOLERANCE", 0.0)
@@ -113,10 +99,7 @@ def test_a_directory_graph_is_checked_before_it_serves(tmp_path: Path) -> None:
         loading.load(spec, str(path))
 
     # a well-formed graph of another model: its digest is recorded, its answers are not the same
-    other = dataclasses.replace(spec)
-    other_model = build_pipeline(other, spec.candidate("random_forest"), seed=3)
-    X, y = split_xy(spec, small_split(spec).train)
-    other_model.fit(X, y)
+    _, other_model = fitted_candidate("carvision", "random_forest")
     found = compiled.compile_model(spec, other_model, small_split(spec).test, "test")
     assert found.graph is not None
     compiled.write(found, path / compiled.FOLDER)

@@ -1,15 +1,14 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import FixedThresholdClassifier
 
 from components.core import drift, explain, registry
 from components.core.lineage import Provenance
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from components.core.train import build_pipeline, calibrated, split_xy
-from tests.conftest import quick_model, quick_spec, small_split
+from components.core.train import build_pipeline, split_xy
+from tests.conftest import fitted_candidate, quick_model, quick_spec, small_split
 
 
 def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -> None:
@@ -46,15 +45,8 @@ FAST = {
 def test_each_candidate_is_explained_in_raw_fields_adding_up_to_its_output(
     project: str, candidate: str
 ) -> None:
-    spec = quick_spec(PROJECTS[project])
+    spec, model = fitted_candidate(project, candidate)
     parts = small_split(spec)
-    X, y = split_xy(spec, parts.train)
-    model = build_pipeline(spec, spec.candidate(candidate), seed=7)
-    if spec.calibrate:
-        model = calibrated(model, seed=7)
-    if project == "bankchurn":
-        model = FixedThresholdClassifier(model, threshold=0.3)
-    model.fit(X, y)
     explainer = explain.explainer_for(spec, model, parts.train)
     assert explainer.method.startswith(FAST[(project, candidate)])
     rows = parts.test.head(30 if isinstance(explainer, explain.TreeInputExplainer) else 3)
