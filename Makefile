@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch check-cards screenshots image \
+	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost check-cards screenshots image \
 	app app-screenshots \
 	check-image clean
 
@@ -42,6 +42,7 @@ help:
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
+	@echo "make bench-cost [DATA_DIR=../shared/data] [PROJECT=all|bankchurn|telecom|carvision]   (CPU and memory per step, per 1M predictions and batch rows: .state/bench/cost.md)"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
 	@echo "make app [APP_PORT=8501] [PORT=8080] [DATA=listings.csv | DATA_DIR=../shared/data] [TOKEN=...|TOKEN_FILE=path]   (beside make serve PROJECT=carvision)"
 	@echo "make app-screenshots [DATA=... | DATA_DIR=...] [ALLOW_UNVERIFIED=1]   (the dashboard's tabs for docs/images)"
@@ -302,6 +303,13 @@ bench-batch: $(STAMP)
 
 bench-monitoring: $(STAMP)
 	$(PY) -m benchmarks.monitoring $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
+		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
+
+# CPU-seconds and peak memory of every step of a training, a monitoring and a batch scoring run,
+# of a million single-row predictions over HTTP and of a million batch rows, per project, on the
+# real data with the registered champions (docs/finops.md); writes .state/bench/cost.md.
+bench-cost: $(STAMP)
+	$(PY) -m benchmarks.cost $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
 
 # The project image with podman (no Docker engine here). BASE_IMAGE must exist locally: see
