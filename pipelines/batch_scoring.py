@@ -26,6 +26,7 @@ from components.core.scoring import (
 )
 from components.core.spec import ProjectSpec
 from components.steps import drift_check, merge, resolve, score, split, validate_rows
+from pipelines.resources import sized
 from pipelines.training import described, use_mlflow_credentials
 
 KIND = "batch-scoring"
@@ -95,56 +96,69 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         name = spec.name
         run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         # The registry and the source change between runs: these are never served from the cache.
-        pinned = resolve(
-            project=name,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            model_version=model_version,
-            allow_unverified_model=allow_unverified_model,
-        ).set_display_name("resolve")
-        checked = validate_rows(
-            project=name,
-            source=source,
-            max_rejected_share=max_rejected_share,
-            output_format=output_format,
-        ).set_display_name("validate-rows")
-        drifted = drift_check(
-            project=name,
-            pinned=pinned.outputs["pinned"],
-            valid=checked.outputs["valid"],
-            screening=checked.outputs["screening"],
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            gate=drift_gate,
-            min_rows=drift_min_rows,
-            run_name=run_name,
-        ).set_display_name("drift-check")
-        for task in (pinned, checked, drifted):
-            task.set_caching_options(False)
-        sharded = (
-            split(valid=checked.outputs["valid"], shard_rows=shard_rows)
-            .after(drifted)
-            .set_display_name("split")
+        pinned = sized(
+            resolve(
+                project=name,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                model_version=model_version,
+                allow_unverified_model=allow_unverified_model,
+            ),
+            "resolve",
         )
-        with dsl.ParallelFor(sharded.outputs["Output"], name="shards") as index:
-            scored = score(
+        checked = sized(
+            validate_rows(
+                project=name,
+                source=source,
+                max_rejected_share=max_rejected_share,
+                output_format=output_format,
+            ),
+            "validate-rows",
+        )
+        drifted = sized(
+            drift_check(
                 project=name,
                 pinned=pinned.outputs["pinned"],
-                shards=sharded.outputs["shards"],
-                index=index,
-                with_reasons=with_reasons,
+                valid=checked.outputs["valid"],
+                screening=checked.outputs["screening"],
                 mlflow_tracking_uri=mlflow_tracking_uri,
-            ).set_display_name("score")
-        merged = merge(
-            project=name,
-            parts=dsl.Collected(scored.outputs["scored"]),
-            pinned=pinned.outputs["pinned"],
-            screening=checked.outputs["screening"],
-            drift_summary=drifted.outputs["summary"],
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            output_format=output_format,
-            with_reasons=with_reasons,
-            gate=drift_gate,
-            run_name=run_name,
-        ).set_display_name("merge")
+                gate=drift_gate,
+                min_rows=drift_min_rows,
+                run_name=run_name,
+            ),
+            "drift-check",
+        )
+        for task in (pinned, checked, drifted):
+            task.set_caching_options(False)
+        sharded = sized(
+            split(valid=checked.outputs["valid"], shard_rows=shard_rows).after(drifted), "split"
+        )
+        with dsl.ParallelFor(sharded.outputs["Output"], name="shards") as index:
+            scored = sized(
+                score(
+                    project=name,
+                    pinned=pinned.outputs["pinned"],
+                    shards=sharded.outputs["shards"],
+                    index=index,
+                    with_reasons=with_reasons,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                ),
+                "score",
+            )
+        merged = sized(
+            merge(
+                project=name,
+                parts=dsl.Collected(scored.outputs["scored"]),
+                pinned=pinned.outputs["pinned"],
+                screening=checked.outputs["screening"],
+                drift_summary=drifted.outputs["summary"],
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                output_format=output_format,
+                with_reasons=with_reasons,
+                gate=drift_gate,
+                run_name=run_name,
+            ),
+            "merge",
+        )
         for task in (pinned, drifted, scored, merged):
             use_mlflow_credentials(task)
         return BatchOutputs(

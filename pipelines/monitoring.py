@@ -22,6 +22,7 @@ from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.steps import check, collect, prepare_retraining, publish
+from pipelines.resources import sized
 from pipelines.training import (
     DEFAULT_TARGET,
     add_training,
@@ -116,16 +117,19 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
     ) -> MonitoringOutputs:
-        window = collect(
-            project=spec.name,
-            source=source,
-            log_root=log_root,
-            window_hours=window_hours,
-            labels=labels,
-        ).set_display_name("collect")
+        window = sized(
+            collect(
+                project=spec.name,
+                source=source,
+                log_root=log_root,
+                window_hours=window_hours,
+                labels=labels,
+            ),
+            "collect",
+        )
         # The window and the champion change between runs: never served from the cache.
         window.set_caching_options(False)
-        checked = (
+        checked = sized(
             check(
                 project=spec.name,
                 window=window.outputs["window"],
@@ -135,16 +139,16 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                 quality_tolerance=quality_tolerance,
                 retrain=retrain,
                 retrain_min_labelled_rows=retrain_min_labelled_rows,
-            )
-            .set_display_name("check")
-            .set_caching_options(False)
-        )
+            ),
+            "check",
+        ).set_caching_options(False)
         use_mlflow_credentials(checked)
-        publish(
-            project=spec.name, summary=checked.outputs["summary"], pushgateway=pushgateway
-        ).set_display_name("publish").set_caching_options(False)
+        sized(
+            publish(project=spec.name, summary=checked.outputs["summary"], pushgateway=pushgateway),
+            "publish",
+        ).set_caching_options(False)
         with dsl.If(checked.outputs["Output"] == True, name="retrain"):  # noqa: E712
-            prepared = (
+            prepared = sized(
                 prepare_retraining(
                     project=spec.name,
                     window=window.outputs["window"],
@@ -152,10 +156,9 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                     retrain_source=retrain_source,
                     holdout_share=holdout_share,
                     min_labelled_rows=retrain_min_labelled_rows,
-                )
-                .set_display_name("prepare-retraining")
-                .set_caching_options(False)
-            )
+                ),
+                "prepare-retraining",
+            ).set_caching_options(False)
             use_mlflow_credentials(prepared)
             add_training(
                 spec,

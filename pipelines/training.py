@@ -27,6 +27,7 @@ from components.steps import (
     validate,
 )
 from components.steps import train as train_step
+from pipelines.resources import sized
 
 DEFAULT_TARGET = Target()
 
@@ -101,90 +102,94 @@ def add_training(
     a project whose spec asks for it also gets the market analysis, which register logs with
     the other reports."""
     name = spec.name
-    checked = validate(project=name, train=train, test=test, current=current).set_display_name(
-        "validate"
-    )
+    checked = sized(validate(project=name, train=train, test=test, current=current), "validate")
     reports = {}
     if spec.market_analysis and source is not None:
-        analysed = (
+        analysed = sized(
             market(
                 project=name,
                 source=source,
                 seed=seed,
                 source_info=source_info,
                 run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            )
-            .after(checked)
-            .set_display_name(MARKET_STEP)
+            ).after(checked),
+            MARKET_STEP,
         )
         reports["market_report"] = analysed.outputs["report"]
-    features(project=name, train=train, test=test).after(checked).set_display_name("features")
-    fitted = (
+    sized(features(project=name, train=train, test=test).after(checked), "features")
+    fitted = sized(
         train_step(
             project=name,
             train=train,
             seed=seed,
             trials_per_candidate=trials_per_candidate,
             time_budget_s=time_budget_s,
-        )
-        .after(checked)
-        .set_display_name("train")
+        ).after(checked),
+        "train",
     )
     model = fitted.outputs["model"]
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-    scored = EVALUATE[spec.task](
-        project=name,
-        model=model,
-        test=test,
-        source_info=source_info,
-        gate_overrides=gate_overrides,
-        run_name=run_name,
-    ).set_display_name("evaluate")
-    explained = explain(
-        project=name,
-        model=model,
-        train=train,
-        test=test,
-        source_info=source_info,
-        run_name=run_name,
-        rows=explained_rows,
-    ).set_display_name("explain")
+    scored = sized(
+        EVALUATE[spec.task](
+            project=name,
+            model=model,
+            test=test,
+            source_info=source_info,
+            gate_overrides=gate_overrides,
+            run_name=run_name,
+        ),
+        "evaluate",
+    )
+    explained = sized(
+        explain(
+            project=name,
+            model=model,
+            train=train,
+            test=test,
+            source_info=source_info,
+            run_name=run_name,
+            rows=explained_rows,
+        ),
+        "explain",
+    )
     # The new training data against what the champion learnt from.
-    drifted = (
+    drifted = sized(
         drift(
             project=name,
             current=train,
             source_info=source_info,
             run_name=run_name,
             mlflow_tracking_uri=mlflow_tracking_uri,
-        )
-        .after(checked)
-        .set_display_name("drift")
-        # The champion it compares with changes between runs: never served from the cache.
-        .set_caching_options(False)
+        ).after(checked),
+        "drift",
     )
+    # The champion it compares with changes between runs: never served from the cache.
+    drifted.set_caching_options(False)
     retraining = {} if holdout is None else {"holdout": holdout, "monitoring": monitoring}
-    registered = register(
-        project=name,
-        model=model,
-        train=train,
-        test=test,
-        source_info=source_info,
-        selection=fitted.outputs["selection"],
-        trials=fitted.outputs["trials"],
-        evaluation=scored.outputs["evaluation"],
-        explanation=explained.outputs["explanation"],
-        drift_summary=drifted.outputs["summary"],
-        evaluation_report=scored.outputs["report"],
-        explanation_report=explained.outputs["report"],
-        drift_report=drifted.outputs["report"],
-        run_name=run_name,
-        seed=seed,
-        test_size=test_size,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        **retraining,
-        **reports,
-    ).set_display_name("register")
+    registered = sized(
+        register(
+            project=name,
+            model=model,
+            train=train,
+            test=test,
+            source_info=source_info,
+            selection=fitted.outputs["selection"],
+            trials=fitted.outputs["trials"],
+            evaluation=scored.outputs["evaluation"],
+            explanation=explained.outputs["explanation"],
+            drift_summary=drifted.outputs["summary"],
+            evaluation_report=scored.outputs["report"],
+            explanation_report=explained.outputs["report"],
+            drift_report=drifted.outputs["report"],
+            run_name=run_name,
+            seed=seed,
+            test_size=test_size,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            **retraining,
+            **reports,
+        ),
+        "register",
+    )
     # Drift and register talk to MLflow and its artifact store: on a cluster, with these
     # credentials.
     for task in (drifted, registered):
@@ -194,13 +199,16 @@ def add_training(
     # per task (kfp-kubernetes has no such binding), so a run with deploy_mode=apply runs as that
     # account as a whole (docs/operations.md, "Security on the cluster"); every other run keeps
     # the shared account, which cannot deploy.
-    deployed = deploy(
-        project=name,
-        registration=registered.outputs["registration"],
-        mode=deploy_mode,
-        namespace=deploy_namespace,
-        serving_image=serving_image,
-    ).set_display_name("deploy")
+    deployed = sized(
+        deploy(
+            project=name,
+            registration=registered.outputs["registration"],
+            mode=deploy_mode,
+            namespace=deploy_namespace,
+            serving_image=serving_image,
+        ),
+        "deploy",
+    )
     return TrainingTasks(fitted, scored, explained, drifted, registered, deployed)
 
 
@@ -297,9 +305,9 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
     ) -> TrainingOutputs:
-        data = ingest(
-            project=spec.name, source=source, seed=seed, test_size=test_size
-        ).set_display_name("ingest")
+        data = sized(
+            ingest(project=spec.name, source=source, seed=seed, test_size=test_size), "ingest"
+        )
         tasks = add_training(
             spec,
             train=data.outputs["train"],

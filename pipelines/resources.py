@@ -1,0 +1,137 @@
+"""What each pipeline task asks for and may use, and which tasks retry: one table, keyed by the
+step's display name, applied to every task of the training, monitoring and batch scoring
+pipelines (the monitoring pipeline's retraining branch reuses the training steps' figures).
+
+The figures come from `make bench-cost DATA_DIR=../shared/data` of 2026-11-30 12:39 UTC
+(.state/bench/cost.md; docs/finops.md quotes it): one run of each pipeline per project on the
+real files, every step in its own process, its CPU-seconds, wall time, most cores used in any
+second and max RSS. For each step, over the three projects:
+
+- memory request: the largest max RSS, rounded up to a multiple of 128 MiB;
+- memory limit: 1.5x the largest max RSS, rounded up to a multiple of 128 MiB (the headroom for
+  data somewhat larger than the real files; past it the step is killed, not slowed);
+- CPU request: the highest mean cores (CPU-seconds / wall seconds), rounded to the nearest half
+  core: CPU is compressible, a step that wants a little more than its request runs a little
+  slower;
+- CPU limit: the most cores used in any second, less 0.02 (the 1-s samples are read in clock
+  ticks of 10 ms), rounded up to a whole core. The machine had 2 cores: train and explain used
+  both, and would use more where there are more.
+
+The steps that read the whole batch (validate-rows, drift-check, split, merge) were measured on
+the real files (3,214 to 51,525 rows): a batch of a million rows needs more (reading and
+screening one took 0.6 to 0.7 GiB in the batch measurement). `score` holds one shard.
+
+Retries: a step that talks to the network (a source URL, MLflow, the Kubernetes API, the
+Pushgateway) is retried RETRIES times, BACKOFF then BACKOFF_FACTOR times longer each time; the
+others fail the same way on every try (a gate, a schema violation) and are not retried.
+`make bench-cost` again, then this table, when the steps or the data change.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+from kfp.dsl import PipelineTask
+
+RETRIES = 2
+BACKOFF = "5s"
+BACKOFF_FACTOR = 2.0
+BACKOFF_MAX = "60s"
+
+
+@dataclass(frozen=True)
+class Sized:
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    network: bool = False
+    """Reads a URL or talks to MLflow, the Kubernetes API or the Pushgateway: retried."""
+
+
+# Per step: largest max RSS MiB (project), highest mean cores, most cores in any second.
+STEPS: dict[str, Sized] = {
+    # -- training (also the monitoring pipeline's retraining branch)
+    # 229 (carvision), 0.98, 1.00
+    "ingest": Sized("1", "1", "256Mi", "384Mi", network=True),
+    # 209 (carvision), 0.99, 0.99
+    "validate": Sized("1", "1", "256Mi", "384Mi"),
+    # 240 (carvision), 1.06, 1.11
+    "features": Sized("1", "2", "256Mi", "384Mi"),
+    # 312 (carvision), 1.37, 2.01: the search uses every core it finds
+    "train": Sized("1500m", "2", "384Mi", "512Mi"),
+    # 288 (bankchurn), 1.02, 1.22
+    "evaluate": Sized("1", "2", "384Mi", "512Mi"),
+    # 442 (carvision), 1.04, 1.89: carvision's permutation SHAP, 244 CPU-s
+    "explain": Sized("1", "2", "512Mi", "768Mi"),
+    # 459 (carvision), 1.00, 1.10
+    "drift": Sized("1", "2", "512Mi", "768Mi", network=True),
+    # 468 (carvision), 0.87, 1.05
+    "register": Sized("1", "2", "512Mi", "768Mi", network=True),
+    # 209 (carvision), 1.04, 1.10
+    "deploy": Sized("1", "2", "256Mi", "384Mi", network=True),
+    # 270 (carvision), 0.75, 0.99
+    "market": Sized("1", "1", "384Mi", "512Mi", network=True),
+    # -- monitoring
+    # 230 (carvision), 0.98, 1.00
+    "collect": Sized("1", "1", "256Mi", "384Mi", network=True),
+    # 501 (carvision), 0.97, 1.00
+    "check": Sized("1", "1", "512Mi", "768Mi", network=True),
+    # 200 (all three), 0.97, 0.99
+    "publish": Sized("1", "1", "256Mi", "384Mi", network=True),
+    # Not measured (it runs only when a check calls for retraining): it re-reads the champion's
+    # data as ingest does and reads MLflow as check does; sized as check.
+    "prepare-retraining": Sized("1", "1", "512Mi", "768Mi", network=True),
+    # -- batch scoring
+    # 317 (carvision, telecom), 0.99, 1.05
+    "resolve": Sized("1", "2", "384Mi", "512Mi", network=True),
+    # 282 (carvision), 1.04, 1.10
+    "validate-rows": Sized("1", "2", "384Mi", "512Mi", network=True),
+    # 493 (carvision), 1.00, 1.38
+    "drift-check": Sized("1", "2", "512Mi", "768Mi", network=True),
+    # 296 (carvision), 0.99, 1.02
+    "split": Sized("1", "1", "384Mi", "512Mi"),
+    # 493 (bankchurn, 10,000 rows with reasons), 0.99, 1.06
+    "score": Sized("1", "2", "512Mi", "768Mi", network=True),
+    # 465 (carvision), 0.98, 1.00
+    "merge": Sized("1", "1", "512Mi", "768Mi", network=True),
+}
+
+# kfp.local runs the steps as local processes and says, once per task, that requests and limits
+# mean nothing there: true, and nothing a local run can act on.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Task '[^']*': settings \[('(cpu|memory)_(request|limit)'(, )?)+\] have no effect",
+)
+
+
+def sized(task: PipelineTask, step: str) -> PipelineTask:
+    """`task` named `step`, with the step's requests and limits, and its retries if it talks to
+    the network."""
+    figures = STEPS[step]
+    task.set_display_name(step)
+    task.set_cpu_request(figures.cpu_request).set_cpu_limit(figures.cpu_limit)
+    task.set_memory_request(figures.memory_request).set_memory_limit(figures.memory_limit)
+    if figures.network:
+        task.set_retry(
+            num_retries=RETRIES,
+            backoff_duration=BACKOFF,
+            backoff_factor=BACKOFF_FACTOR,
+            backoff_max_duration=BACKOFF_MAX,
+        )
+    return task
+
+
+def cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("1", "1500m") in cores."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity in Mi or Gi, in MiB."""
+    found = re.fullmatch(r"([0-9.]+)(Mi|Gi)", quantity)
+    if found is None:
+        raise ValueError(f"{quantity!r}: expected a number of Mi or Gi")
+    return float(found[1]) * (1024 if found[2] == "Gi" else 1)
