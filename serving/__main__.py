@@ -21,6 +21,7 @@ import sys
 
 from kserve import model_server
 from kserve.logging import logger as kserve_logger
+from threadpoolctl import threadpool_limits
 
 from components.core import loading
 from components.core.inference_log import ROOT_ENV
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh_interval < 0:
         parser.error("--refresh_interval must be 0 (off) or a number of seconds")
     grpc = grpc_wanted(args)
+    # One request at a time: OpenMP's thread team (histogram boosting in sklearn, which
+    # explanations call) would only spin against itself on the core or two a server is given.
+    threadpool_limits(1)
     try:
         token = read_token(args.api_token_file)
     except TokenError as exc:
