@@ -80,10 +80,13 @@ class Target:
     """The one project image: the KFP steps run in it too (serving/Dockerfile)."""
     min_replicas: int = 1
     max_replicas: int = 3
+    # From `make bench-cost` (docs/finops.md): a server's peak RSS was 516 to 640 MiB
+    # (carvision the largest); request that, limit 1.5 times rounded up. One core answers one
+    # request at a time; 500m keeps up with a few hundred single-row requests a second.
     cpu_request: str = "500m"
-    memory_request: str = "1Gi"
+    memory_request: str = "640Mi"
     cpu_limit: str = "1"
-    memory_limit: str = "2Gi"
+    memory_limit: str = "1Gi"
     ephemeral_request: str = "256Mi"
     ephemeral_limit: str = "2Gi"
     """Node disk a pod may use: the writable /tmp (the model download) and the container's logs."""
