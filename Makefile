@@ -291,9 +291,11 @@ bench-pipelines: $(STAMP)
 bench-quality: $(STAMP)
 	$(PY) -m benchmarks.pipelines quality $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
+# Each registered champion (PROJECT=all: the three) in process, compiled, served (v1, v2, 8
+# clients) and by MLServer, on the real rows, with its answers checked on every row; writes
+# .state/bench/serving.md.
 bench-serving: $(STAMP)
-	$(PY) -m benchmarks.serving --project $(if $(filter all,$(PROJECT)),telecom,$(PROJECT)) \
-		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+	$(PY) -m benchmarks.serving --project $(PROJECT) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 # Rows per second of the batch scoring step next to each champion's own predict call, on the
 # real data; writes .state/bench/batch.md.
