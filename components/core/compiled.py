@@ -473,7 +473,9 @@ class CompiledModel:
         result = np.asarray(self.session.run([self.output_name], self.feed(frame))[0])
         if self.tail is not None:
             # column-major, as pandas hands a frame over: CatBoost reads it about 7x faster
-            result = np.asarray(self.tail.predict_proba(np.asfortranarray(result)))
+            result = np.asarray(
+                self.tail.predict_proba(np.asfortranarray(result), thread_count=self.threads)
+            )
         if self.spec.task == "binary":
             return result[:, 1].astype(np.float64)
         return result.reshape(-1).astype(np.float64)
