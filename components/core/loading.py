@@ -34,10 +34,10 @@ from components.core.train import single_threaded
 
 UNKNOWN = "unknown"
 DIGEST_TAG = "model_file_sha256"
-COMPILED_DIGEST_TAG = "compiled_model_sha256"
-"""The model version tag holding the ONNX graph's sha256 (set by the register step)."""
 """The model version tag holding the model file's sha256 (the register step's
 `components.core.registry.MODEL_FILE_DIGEST_TAG`)."""
+COMPILED_DIGEST_TAG = "compiled_model_sha256"
+"""The model version tag holding the ONNX graph's sha256 (set by the register step)."""
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SKLEARN_FLAVOR = "sklearn"
 
@@ -246,9 +246,9 @@ def load(
     verification: Verification = UNCHECKED_WHEN_UNKNOWN,
     threads: int = 1,
 ) -> LoadedModel:
-    """Verifies, loads and checks the model (and its compiled graph, run on `threads` cores:
-    one for a server answering a request at a time); any problem is a ModelLoadError naming the URI and
-    cause (a ModelVerificationError when the model file is not the expected one)."""
+    """Verifies, loads and checks the model (and its compiled graph, run on `threads` cores: one
+    for a server answering a request at a time); any problem is a ModelLoadError naming the URI
+    and cause (a ModelVerificationError when the model file is not the expected one)."""
     mlflow = _mlflow()
     try:
         path, provenance, tags = resolve(uri, version)
@@ -299,7 +299,13 @@ def load_compiled(
     refuses the whole model, as for the model file) or, for a directory, against its record;
     then its outputs against the sklearn pipeline's on the background rows. A graph that fails
     the second check is not used (logged); the sklearn pipeline serves."""
-    found = compiled_graph.read(path)
+    try:
+        found = compiled_graph.read(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(
+            f"cannot serve model from {uri}: its {compiled_graph.FOLDER}/"
+            f"{compiled_graph.RECORD_FILE} is unreadable: {type(exc).__name__}: {exc}"
+        ) from exc
     if found is None:
         return None, "no compiled graph: the sklearn pipeline serves"
     graph, record = found

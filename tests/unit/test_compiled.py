@@ -161,3 +161,11 @@ def test_a_champion_registered_before_graphs_gets_one_from_its_own_test_split(
     loaded = loading.load(spec, f"models:/{spec.name}@champion")
     assert loaded.compiled is not None
     assert compile_champion(spec).endswith("already recorded: " + done.split(": ", 2)[2])
+
+
+def test_an_unreadable_graph_record_refuses_the_model_naming_it(tmp_path: Path) -> None:
+    spec, model = fitted_candidate("telecom", "logistic_regression")
+    path = saved_with_graph(spec, model, tmp_path / "model")
+    (path / compiled.FOLDER / compiled.RECORD_FILE).write_text("{not json")
+    with pytest.raises(loading.ModelLoadError, match=r"compiled/compiled\.json is unreadable"):
+        loading.load(spec, str(path))
