@@ -169,3 +169,23 @@ def test_an_unreadable_graph_record_refuses_the_model_naming_it(tmp_path: Path) 
     (path / compiled.FOLDER / compiled.RECORD_FILE).write_text("{not json")
     with pytest.raises(loading.ModelLoadError, match=r"compiled/compiled\.json is unreadable"):
         loading.load(spec, str(path))
+
+
+def test_rows_at_the_threshold_get_the_pipelines_own_decision() -> None:
+    """A forest's probabilities are vote shares (k/100); at a threshold of exactly 0.3 the graph's
+    float32 sums land on either side of it, so those rows are answered by the pipeline."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    from components.core.train import split_xy
+
+    spec, fitted = fitted_candidate("bankchurn", "random_forest")
+    X, y = split_xy(spec, small_split(spec).train)
+    model = FixedThresholdClassifier(fitted.estimator_, threshold=0.3).fit(X, y)
+    test = small_split(spec).test[spec.input_columns]
+    expected = model_output(spec, model, test)
+    assert np.sum(expected == 0.3) > 0  # the case is there
+    found = compiled.compile_model(spec, model, test, "test split")
+    assert found.graph is not None, found.reason
+    served = compiled.CompiledModel(spec, model, found.graph).output(test)
+    np.testing.assert_array_equal(served >= 0.3, expected >= 0.3)
+    np.testing.assert_array_equal(served[expected == 0.3], 0.3)
