@@ -126,6 +126,7 @@ def init_local_runner(args: argparse.Namespace) -> None:
 def run_project(
     project: str, source: str, args: argparse.Namespace, concurrent: bool = False
 ) -> Outcome:
+    from pipelines.resources import for_local_run
     from pipelines.training import PIPELINES
 
     log_path = STATE_DIR / "logs" / f"{project}.log"
@@ -136,7 +137,7 @@ def run_project(
         progress = Progress(sys.stdout, log, prefix=prefix, live=not concurrent)
         try:
             with contextlib.redirect_stdout(progress):
-                task = PIPELINES[project](
+                task = for_local_run(PIPELINES[project])(
                     source=source,
                     seed=args.seed,
                     test_size=args.test_size,

@@ -114,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     args.no_cache = True
 
     from pipelines.monitoring import PIPELINES
+    from pipelines.resources import for_local_run
 
     init_local_runner(args)
     log_path = STATE_DIR / "logs" / f"{args.project}-monitoring.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log, contextlib.redirect_stdout(Progress(sys.stdout, log)):
         try:
-            task = PIPELINES[args.project](
+            task = for_local_run(PIPELINES[args.project])(
                 source=args.data or LOG_SOURCE,
                 log_root=args.log_root,
                 window_hours=args.hours,

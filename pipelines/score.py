@@ -115,6 +115,7 @@ def render(summary: ScoringSummary, out: Path, rejected: Path, report: str, drif
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pipelines.batch_scoring import KIND, PIPELINES
+    from pipelines.resources import for_local_run
 
     spec = PROJECTS[args.project]
     init_local_runner(args)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     reasons = {} if args.reasons is None else {"with_reasons": bool(args.reasons)}
     with log_path.open("w") as log, contextlib.redirect_stdout(ShardProgress(sys.stdout, log)):
         try:
-            task = PIPELINES[spec.name](
+            task = for_local_run(PIPELINES[spec.name])(
                 mlflow_tracking_uri=args.tracking_uri,
                 source=args.data,
                 model_version=args.model_version,

@@ -16,6 +16,7 @@ from kfp.dsl import PipelineTask
 from components.core import model_card
 from components.core.contracts import DriftSummary
 from components.core.projects import PROJECTS
+from pipelines.resources import for_local_run
 from pipelines.training import PIPELINES
 from tests.support.servers import free_port, start
 
@@ -53,7 +54,8 @@ def good_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(source: Path | str, uri: str, **params: object) -> PipelineTask:
-    return PIPELINES["telecom"](source=str(source), mlflow_tracking_uri=uri, **(QUICK | params))
+    pipeline = for_local_run(PIPELINES["telecom"])
+    return pipeline(source=str(source), mlflow_tracking_uri=uri, **(QUICK | params))
 
 
 def champion_version() -> str:
