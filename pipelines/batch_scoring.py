@@ -26,10 +26,11 @@ from components.core.scoring import (
 )
 from components.core.spec import ProjectSpec
 from components.steps import drift_check, merge, resolve, score, split, validate_rows
+from pipelines.compile import BATCH_SCORING
 from pipelines.resources import sized
 from pipelines.training import described, use_mlflow_credentials
 
-KIND = "batch-scoring"
+KIND = BATCH_SCORING
 STEPS = ("resolve", "validate-rows", "drift-check", "split", "score", "merge")
 """The display name of every task, in the order a run reaches them (`score` once per shard)."""
 

@@ -10,18 +10,23 @@ from typing import Any
 import yaml
 from kfp import compiler
 
-from pipelines import batch_scoring, monitoring, training
-
 COMPILED_DIR = Path(__file__).parent / "compiled"
+TRAINING, MONITORING, BATCH_SCORING = "training", "monitoring", "batch-scoring"
+KINDS = (TRAINING, MONITORING, BATCH_SCORING)
+"""Each kind of pipeline. A training pipeline compiles to `<project>.yaml`, any other kind to
+`<project>-<kind>.yaml`."""
 
 
-KINDS = {
-    "training": training.PIPELINES,
-    "monitoring": monitoring.PIPELINES,
-    batch_scoring.KIND: batch_scoring.PIPELINES,
-}
-"""Each kind of pipeline, by project. A training pipeline compiles to `<project>.yaml`, any other
-kind to `<project>-<kind>.yaml`."""
+def pipelines_of(kind: str) -> dict[str, Any]:
+    """The pipelines of a kind, by project. Imported here, not above: building them takes
+    seconds, and submitting or scheduling reads only the compiled files."""
+    from pipelines import batch_scoring, monitoring, training
+
+    return {
+        TRAINING: training.PIPELINES,
+        MONITORING: monitoring.PIPELINES,
+        BATCH_SCORING: batch_scoring.PIPELINES,
+    }[kind]
 
 
 def compiled_name(project: str, kind: str = "training") -> str:
@@ -43,8 +48,8 @@ def load_compiled(project: str, kind: str = "training") -> tuple[dict[str, Any],
 def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind, pipelines in KINDS.items():
-        for project, pipeline in pipelines.items():
+    for kind in KINDS:
+        for project, pipeline in pipelines_of(kind).items():
             path = out_dir / compiled_name(project, kind)
             compiler.Compiler().compile(pipeline, str(path))
             written.append(path)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from components.core.deploy import MODES
 from components.core.projects import PROJECTS
 from components.core.scoring import SUFFIXES
-from pipelines.batch_scoring import KIND as BATCH
+from pipelines.compile import BATCH_SCORING as BATCH
 from pipelines.compile import compiled_path, load_compiled
 
 TRAINING = "training"
