@@ -26,7 +26,7 @@ from components.core.scoring import (
 )
 from components.core.spec import ProjectSpec
 from components.steps import drift_check, merge, resolve, score, split, validate_rows
-from pipelines.compile import BATCH_SCORING
+from pipelines.kinds import BATCH_SCORING
 from pipelines.resources import sized
 from pipelines.training import described, use_mlflow_credentials
 

@@ -10,11 +10,9 @@ from typing import Any
 import yaml
 from kfp import compiler
 
+from pipelines.kinds import BATCH_SCORING, KINDS, MONITORING, TRAINING
+
 COMPILED_DIR = Path(__file__).parent / "compiled"
-TRAINING, MONITORING, BATCH_SCORING = "training", "monitoring", "batch-scoring"
-KINDS = (TRAINING, MONITORING, BATCH_SCORING)
-"""Each kind of pipeline. A training pipeline compiles to `<project>.yaml`, any other kind to
-`<project>-<kind>.yaml`."""
 
 
 def pipelines_of(kind: str) -> dict[str, Any]:

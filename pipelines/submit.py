@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from components.core.deploy import MODES
 from components.core.projects import PROJECTS
 from components.core.scoring import SUFFIXES
-from pipelines.compile import BATCH_SCORING as BATCH
 from pipelines.compile import compiled_path, load_compiled
+from pipelines.kinds import BATCH_SCORING as BATCH
 
 TRAINING = "training"
 SUBMITTED = (TRAINING, BATCH)
