@@ -105,6 +105,8 @@ def parts(model: Any) -> tuple[Any, ColumnFeatures, list[tuple[str, Any]]]:
 
 
 def threshold_of(model: Any) -> float:
+    """The decision threshold of a binary model: FixedThresholdClassifier stores the tuned one;
+    a bare classifier predicts at 0.5."""
     threshold = getattr(model, "threshold", 0.5)
     return 0.5 if threshold == "auto" else float(threshold)
 
@@ -575,6 +577,3 @@ def read(model_dir: Path) -> tuple[bytes, CompiledRecord] | None:
 def serving_threads() -> int:
     """ONNX Runtime threads for a batch: the cores this process may use."""
     return max(1, len(os.sched_getaffinity(0)))
-
-
-OutputFn = Callable[[pd.DataFrame], np.ndarray]

@@ -234,9 +234,7 @@ def decision_threshold(spec: ProjectSpec, model: Any, uri: str) -> float | None:
         raise ModelLoadError(
             f"cannot serve model from {uri}: expected classes [0, 1], got {classes}"
         )
-    threshold = getattr(model, "threshold", 0.5)
-    # FixedThresholdClassifier stores the tuned threshold; a bare classifier predicts at 0.5.
-    return 0.5 if threshold == "auto" else float(threshold)
+    return compiled_graph.threshold_of(model)
 
 
 def load(
