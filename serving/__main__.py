@@ -1,6 +1,7 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
 [--grpc-port PORT] [--inference_log DIR_OR_URL] [--refresh_interval SECONDS]
-[--model_sha256 HEX | --allow-unverified-model] [--api-token-file PATH]`.
+[--model_sha256 HEX | --allow-unverified-model] [--api-token-file PATH]
+[--max_request_bytes BYTES]`.
 
 KServe's own flags (`--http_port`, `--enable_grpc`, ...) are accepted as well. Unlike KServe,
 gRPC is off unless a port is given (`--grpc-port`, or KServe's `--grpc_port`): two servers on
@@ -8,7 +9,8 @@ one machine would otherwise both try to bind KServe's default 8081.
 
 The model file is checked against its sha256 before it is unpickled (`components.core.loading`); a
 model nothing vouches for is refused unless `--allow-unverified-model`. With an API token
-($MLOPS_API_TOKEN or `--api-token-file`), predict, explain and infer need it (`serving.auth`).
+($MLOPS_API_TOKEN or `--api-token-file`), predict, explain and infer need it (`serving.auth`). A
+body over `--max_request_bytes` is refused before it is parsed (`serving.limits`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from components.core.loading import SHA256_HEX, ModelLoadError, Verification
 from components.core.projects import PROJECTS, get_spec
 from serving.auth import TOKEN_ENV, TOKEN_FILE_FLAG, TokenError, log_setting, read_token
 from serving.inference_log import DEFAULT_MAX_QUEUED, InferenceLogWriter
+from serving.limits import DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_FLAG
 from serving.predictor import ProjectPredictor
 from serving.server import ModelServer
 
@@ -105,6 +108,15 @@ parser.add_argument(
     "tag), with a warning; a digest that does not match is refused all the same",
 )
 parser.add_argument(
+    MAX_REQUEST_FLAG,
+    dest="max_request_bytes",
+    type=int,
+    default=DEFAULT_MAX_REQUEST_BYTES,
+    metavar="BYTES",
+    help="largest request body read; a larger one is answered 413 before it is parsed "
+    "(default: %(default)s)",
+)
+parser.add_argument(
     TOKEN_FILE_FLAG,
     dest="api_token_file",
     default=None,
@@ -137,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.inference_log_queue < 1:
         parser.error("--inference_log_queue must be at least 1")
+    if args.max_request_bytes < 1:
+        parser.error(f"{MAX_REQUEST_FLAG} must be a positive number of bytes")
     if args.refresh_interval < 0:
         parser.error("--refresh_interval must be 0 (off) or a number of seconds")
     grpc = grpc_wanted(args)
@@ -191,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log_setting(token, args.api_token_file)  # after ModelServer() has set up the logging
         share_kserve_log(loading.__name__)
-        server.serve_while_loading(model, token)
+        server.serve_while_loading(model, token, args.max_request_bytes)
     except ModelLoadError as exc:
         print(f"error: cannot serve {args.model_name}: {exc}", file=sys.stderr)
         return 1

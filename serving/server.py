@@ -9,7 +9,7 @@ A load that fails stops the server with the error.
 
 Client errors are answered and logged as `serving.errors` says: a 400 or 404 names the problem
 as data, and logs one INFO line. With an API token, `serving.auth` answers 401 on the closed
-routes to requests without it.
+routes to requests without it; `serving.limits` answers 413 to a body over the size limit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from serving import errors
 from serving.auth import BearerAuth
 from serving.inputs import rejected
+from serving.limits import DEFAULT_MAX_REQUEST_BYTES, BodyLimit
 from serving.metrics import RequestMetrics
 from serving.predictor import ProjectPredictor
 
@@ -121,14 +122,22 @@ class ModelServer(kserve.ModelServer):
         self.model_repository_extension = FixedModelRepository(self.registered_models)
         errors.install(app)  # after super().__init__, which sets up KServe's logging
 
-    def serve_while_loading(self, model: ProjectPredictor, token: bytes | None = None) -> None:
+    def serve_while_loading(
+        self,
+        model: ProjectPredictor,
+        token: bytes | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    ) -> None:
         """Starts listening at once and loads the model meanwhile; returns when the server stops.
-        With a `token`, the closed routes need it as a bearer token (`serving.auth`).
+        With a `token`, the closed routes need it as a bearer token (`serving.auth`); bodies over
+        `max_request_bytes` are refused unread (`serving.limits`).
 
         Raises the load error (ModelLoadError) if the model cannot be loaded.
         """
         self.register_model(model)
         model.enable_latency_logging = self.enable_latency_logging
+        # inside the token check: a request without the token is refused before its body is read
+        app.add_middleware(BodyLimit, limit=max_request_bytes)
         if token:
             app.add_middleware(BearerAuth, token=token)
         # added last, so outside the token check: it counts the 401s too

@@ -13,6 +13,7 @@ from components.core import ingest
 from components.core.projects import get_spec
 from tests.serving.support import (
     CANDIDATES,
+    GUARDED_BODY_LIMIT,
     LOGGED_VERSION,
     PLANTED_FAULT,
     SLOW_RELEASE,
@@ -142,13 +143,20 @@ def processes(
         inference_log=inference_logs["unwritable"],
         extra_args=["--inference_log_queue", "1"],
     )
-    # a token from a file, and a model directory served without a digest, by permission
+    # a token from a file, a model directory served without a digest, by permission, and a
+    # small body limit
     started["guarded"] = launch(
         "bankchurn",
         bankchurn,
         logs / "guarded.log",
         pin_digest=False,
-        extra_args=["--api-token-file", str(api_token.path), "--allow-unverified-model"],
+        extra_args=[
+            "--api-token-file",
+            str(api_token.path),
+            "--allow-unverified-model",
+            "--max_request_bytes",
+            str(GUARDED_BODY_LIMIT),
+        ],
     )
     if real_telecom is not None:
         started["real"] = launch("telecom", real_telecom.model_dir, logs / "real.log")

@@ -27,6 +27,8 @@ CANDIDATES = {
 }
 LOGGED_VERSION = "7"
 """The version the logging server reports (--model_version) and writes in its log."""
+GUARDED_BODY_LIMIT = 64 * 1024
+"""The guarded server's --max_request_bytes: small, so that the tests send small bodies."""
 SLOW_LOAD_LIMIT_SECONDS = 300.0
 SLOW_RELEASE = "slow-model.release"
 """Created under the models root by the test that watches the slow server finish loading."""

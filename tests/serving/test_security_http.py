@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import pickle
 import re
 import shutil
@@ -24,9 +25,10 @@ from components.core import registry as core_registry
 from components.core.loading import ModelVerificationError, Verification, load
 from components.core.projects import get_spec
 from pipelines import traffic
-from serving import auth
+from serving import auth, limits
 from serving.__main__ import main
 from tests.serving.support import (
+    GUARDED_BODY_LIMIT,
     JSON,
     START_WAIT_SECONDS,
     ApiToken,
@@ -129,6 +131,70 @@ def test_health_readiness_metadata_and_metrics_stay_open_and_the_rest_is_closed(
         answer = httpx.request(method, guarded.url + path)
         assert answer.status_code == 401, (method, path)
     assert guarded.status("/v2/health/ready") == 200  # nothing above unloaded the model
+
+
+# --- the body limit ------------------------------------------------------------------------
+
+
+def _padded(rows: list[dict[str, Any]], size: int) -> bytes:
+    """A predict body of exactly `size` bytes: the rows, then spaces (still valid JSON)."""
+    body = json.dumps({"instances": rows}).encode()
+    assert len(body) <= size
+    return body + b" " * (size - len(body))
+
+
+def test_a_body_over_the_limit_is_refused_413_unread_and_one_at_the_limit_is_answered(
+    guarded: ServerProcess, served: dict[str, Served], api_token: ApiToken
+) -> None:
+    path, route = "/v1/models/bankchurn:predict", "/v1/models/{model_name}:predict"
+    rows = [_row(served)]
+    headers = {**JSON, **api_token.header}
+    refused = {"error": limits.too_large(GUARDED_BODY_LIMIT), "problems": []}
+    before = metric(guarded, "mlops_http_requests_total", route=route, status="413")
+    offset = guarded.log_path.stat().st_size
+
+    at_limit = post(guarded, path, _padded(rows, GUARDED_BODY_LIMIT), headers)
+    assert at_limit.status_code == 200, at_limit.text
+    assert len(at_limit.json()["predictions"]) == 1
+
+    # declared by Content-Length: refused before a byte is read
+    over = post(guarded, path, _padded(rows, GUARDED_BODY_LIMIT + 1), headers)
+    assert over.status_code == 413
+    assert over.json() == refused
+
+    # chunked, with no length declared: refused once the limit is passed
+    def chunks() -> Iterator[bytes]:
+        body = _padded(rows, 4 * GUARDED_BODY_LIMIT)
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    streamed = httpx.post(guarded.url + path, content=chunks(), headers=headers, timeout=60.0)
+    assert streamed.status_code == 413
+    assert streamed.json() == refused
+
+    # without the token the body is never read: the answer is the 401
+    assert post(guarded, path, _padded(rows, GUARDED_BODY_LIMIT + 1)).status_code == 401
+
+    assert predict_with(guarded, rows[0], api_token).status_code == 200  # still serving
+    assert metric(guarded, "mlops_http_requests_total", route=route, status="413") == before + 2
+
+    def lines() -> list[str] | None:
+        text = guarded.log_path.read_text(errors="replace")[offset:]
+        found = [line for line in text.splitlines() if "client error 413" in line]
+        return found if len(found) == 2 else None
+
+    for line in wait_until(lines, 10.0, "a log line per 413", guarded):
+        assert line.endswith(f"client error 413 on POST {route}: {refused['error']}")
+
+
+def test_the_body_limit_must_be_a_positive_number_of_bytes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for given in ("0", "-5", "4MB"):
+        with pytest.raises(SystemExit) as stopped:
+            main(["--model_name", "bankchurn", "--max_request_bytes", given])
+        assert stopped.value.code == 2
+        assert "--max_request_bytes" in capsys.readouterr().err
 
 
 def test_a_401_is_one_info_line_counted_by_route_and_never_shows_a_token(
