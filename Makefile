@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost check-cards screenshots image \
+	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-tree-shapes check-cards screenshots image \
 	app app-screenshots \
 	check-image clean
 
@@ -42,6 +42,7 @@ help:
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
+	@echo "make bench-tree-shapes [DATA_DIR=../shared/data] [PROJECT=carvision]   (speed and accuracy of the champion's tree shapes: .state/bench/tree_shapes.md)"
 	@echo "make bench-cost [DATA_DIR=../shared/data] [PROJECT=all|bankchurn|telecom|carvision]   (CPU and memory per step, per 1M predictions and batch rows: .state/bench/cost.md)"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
 	@echo "make app [APP_PORT=8501] [PORT=8080] [DATA=listings.csv | DATA_DIR=../shared/data] [TOKEN=...|TOKEN_FILE=path]   (beside make serve PROJECT=carvision)"
@@ -313,6 +314,13 @@ bench-monitoring: $(STAMP)
 bench-cost: $(STAMP)
 	$(PY) -m benchmarks.cost $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
+
+# What a faster tree-boosting champion would lose: the champion (PROJECT, carvision when all) and
+# variants with fewer, larger or ordinal-coded trees, in CV on its training split, on its test
+# split and in rows/s compiled and sklearn; writes .state/bench/tree_shapes.md.
+bench-tree-shapes: $(STAMP)
+	$(PY) -m benchmarks.tree_shapes $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
+		--project $(if $(filter all,$(PROJECT)),carvision,$(PROJECT))
 
 # The project image with podman (no Docker engine here). BASE_IMAGE must exist locally: see
 # docs/serving.md for a Debian base made with debootstrap when no image registry is reachable.

@@ -183,7 +183,7 @@ def hist_gradient_boosting_attributes(estimator: Any) -> tuple[dict[str, Any], f
                 right_set = category(inner, known_codes) - left_set
                 # Blanks and negative codes arrive as NaN (see the converter); when every code
                 # is a known category nothing else follows the blanks, so the smaller side is
-                # tested. ONNX Runtime walks a tested set value by value.
+                # tested (a smaller graph).
                 every_code_known = len(known_codes) == categories_of(inner)
                 test_left = (len(left_set) <= len(right_set) and every_code_known) or (
                     not blanks_left
