@@ -202,6 +202,7 @@ def summary(outcome: Outcome) -> str:
         f"   drift     {drift.reason}"
         + (f" (vs {drift.reference})" if drift.reference_rows else ""),
         f"   mlflow    {outcome.project} v{registration.version} aliases {registration.aliases}: {registration.decision}",
+        f"   compiled  {registration.compiled_model or 'not recorded'}",
         f"   reports   {out['evaluation_report']}",
         f"             {out['explanation_report']}",
         f"             {out['drift_report']}",

@@ -1,14 +1,15 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
 [--grpc-port PORT] [--inference_log DIR_OR_URL] [--refresh_interval SECONDS]
-[--model_sha256 HEX | --allow-unverified-model] [--api-token-file PATH]
-[--max_request_bytes BYTES]`.
+[--model_sha256 HEX [--compiled_sha256 HEX] | --allow-unverified-model]
+[--api-token-file PATH] [--max_request_bytes BYTES]`.
 
 KServe's own flags (`--http_port`, `--enable_grpc`, ...) are accepted as well. Unlike KServe,
 gRPC is off unless a port is given (`--grpc-port`, or KServe's `--grpc_port`): two servers on
 one machine would otherwise both try to bind KServe's default 8081.
 
 The model file is checked against its sha256 before it is unpickled (`components.core.loading`); a
-model nothing vouches for is refused unless `--allow-unverified-model`. With an API token
+model nothing vouches for is refused unless `--allow-unverified-model`; its compiled graph is
+checked against `--compiled_sha256` and its version's tag. With an API token
 ($MLOPS_API_TOKEN or `--api-token-file`), predict, explain and infer need it (`serving.auth`). A
 body over `--max_request_bytes` is refused before it is parsed (`serving.limits`).
 """
@@ -101,6 +102,13 @@ parser.add_argument(
     "checked before it is unpickled, as is a registry version's model_file_sha256 tag",
 )
 parser.add_argument(
+    "--compiled_sha256",
+    default=None,
+    metavar="HEX",
+    help="sha256 the model's compiled graph must have (the registration's "
+    "compiled_model_sha256); a model without that graph is refused",
+)
+parser.add_argument(
     "--allow-unverified-model",
     dest="allow_unverified_model",
     action="store_true",
@@ -169,9 +177,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "authorization" in (args.access_log_format or "").lower():
             parser.error("--access_log_format would write the Authorization header to the log")
-    expected = args.model_sha256.strip().lower() if args.model_sha256 else None
-    if expected is not None and not SHA256_HEX.match(expected):
-        parser.error(f"--model_sha256 must be 64 hexadecimal digits, got {args.model_sha256!r}")
+    expected, compiled = (
+        value.strip().lower() if value else None
+        for value in (args.model_sha256, args.compiled_sha256)
+    )
+    for flag, given, value in (
+        ("--model_sha256", args.model_sha256, expected),
+        ("--compiled_sha256", args.compiled_sha256, compiled),
+    ):
+        if value is not None and not SHA256_HEX.match(value):
+            parser.error(f"{flag} must be 64 hexadecimal digits, got {given!r}")
     log = None
     if args.inference_log:
         whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]
@@ -187,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         args.model_version,
         inference_log=log,
         refresh_interval=args.refresh_interval,
-        verification=Verification(expected, require=not args.allow_unverified_model),
+        verification=Verification(
+            expected,
+            require=not args.allow_unverified_model,
+            expected_compiled_sha256=compiled,
+        ),
     )
     server = ModelServer(
         http_port=args.http_port,

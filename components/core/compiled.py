@@ -49,6 +49,8 @@ PRICE_TOLERANCE = 0.01
 ML_DOMAIN = "ai.onnx.ml"
 PENDING_DOMAIN = "project.pending"
 """Where a TreeEnsemble v5 node waits while skl2onnx, which knows ai.onnx.ml 3 at most, builds."""
+TAG_CHARS = 4900
+"""At most this much of a reason goes into a version tag (MLflow takes 5,000 characters)."""
 BLANK_TEXT = ""
 """What a blank text value is fed to the graph as (ONNX string tensors have no NaN)."""
 
@@ -514,6 +516,16 @@ class Compilation:
     record: CompiledRecord | None
     reason: str
     tried: list[str] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        """The version's `compiled_model` tag: how it is compiled, or `none: <why>`."""
+        text = self.reason if self.graph is not None else f"none: {self.reason}"
+        return text[:TAG_CHARS]
+
+    @property
+    def graph_sha256(self) -> str:
+        return self.record.graph_sha256 if self.record is not None else ""
 
 
 def compile_model(

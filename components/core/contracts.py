@@ -287,6 +287,10 @@ class Registration(Contract):
     model_file_sha256: str = ""
     """sha256 of the model file as logged in MLflow (what a server unpickles); "" for versions
     registered before it was recorded."""
+    compiled_model: str = ""
+    """How the version is compiled for serving, or `none: <why>` (its `compiled_model` tag)."""
+    compiled_model_sha256: str = ""
+    """sha256 of its compiled graph; "" when it has none."""
 
     @property
     def is_champion(self) -> bool:

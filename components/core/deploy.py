@@ -135,30 +135,40 @@ def check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
         )
 
 
-def check_sha256(model_sha256: str) -> str:
-    digest = model_sha256.strip().lower()
+def check_sha256(given: str, name: str = "model_sha256") -> str:
+    digest = given.strip().lower()
     if digest and not SHA256_HEX.match(digest):
-        raise DeployError(f"model_sha256 {model_sha256!r} is not a sha256 (64 hex digits)")
+        raise DeployError(f"{name} {given!r} is not a sha256 (64 hex digits)")
     return digest
 
 
 def inference_service(
-    spec: ProjectSpec, model_uri: str, target: Target, model_sha256: str = ""
+    spec: ProjectSpec,
+    model_uri: str,
+    target: Target,
+    model_sha256: str = "",
+    compiled_sha256: str = "",
 ) -> dict[str, Any]:
     """The InferenceService (KServe v1 protocol, raw deployment) serving `model_uri`; with
-    `model_sha256`, the server refuses a model file of any other digest."""
+    `model_sha256` (and `compiled_sha256`), the server refuses a model file (a compiled graph)
+    of any other digest."""
     check_model_uri(spec, model_uri)
     digest = check_sha256(model_sha256)
+    graph_digest = check_sha256(compiled_sha256, "compiled_sha256")
+    if graph_digest and not digest:
+        raise DeployError("compiled_sha256 pins the graph of a model whose file is not pinned")
     target.check()
     labels = {
         "app.kubernetes.io/name": spec.name,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/component": "predictor",
     }
-    # docs/operations.md's rollback patches args/1 (and args/2, the digest, when there is one).
+    # docs/operations.md's rollback patches args/1 (and args/2 and 3, the digests, when given).
     args = [f"--model_name={spec.name}", f"--model_uri={model_uri}"]
     if digest:
         args.append(f"--model_sha256={digest}")
+    if graph_digest:
+        args.append(f"--compiled_sha256={graph_digest}")
     args += [f"--http_port={HTTP_PORT}", "--enable_grpc=false"]
     return {
         "apiVersion": f"{GROUP}/{API_VERSION}",
@@ -266,6 +276,8 @@ class Plan:
     model_sha256: str = ""
     """The served model file's sha256 when the registration knows it: only for the version it
     registered, never for a champion that stayed."""
+    compiled_sha256: str = ""
+    """Its compiled graph's sha256, likewise (none when it has no graph)."""
 
 
 def plan(spec: ProjectSpec, registration: Registration) -> Plan:
@@ -277,6 +289,7 @@ def plan(spec: ProjectSpec, registration: Registration) -> Plan:
             f"models:/{spec.name}/{version}",
             f"version {version} is the new champion",
             registration.model_file_sha256,
+            registration.compiled_model_sha256 if registration.model_file_sha256 else "",
         )
     before = registration.champion_before
     if before:
@@ -370,7 +383,9 @@ def deploy(
     if chosen.model_uri is None:
         return Deployment("", "none", chosen.reason, text)
     target = Target(namespace=namespace, image=image or IMAGE)
-    resource = inference_service(spec, chosen.model_uri, target, chosen.model_sha256)
+    resource = inference_service(
+        spec, chosen.model_uri, target, chosen.model_sha256, chosen.compiled_sha256
+    )
     action = apply(resource, api()) if mode == "apply" else "written"
     return Deployment(chosen.model_uri, action, chosen.reason, text + to_yaml(resource))
 

@@ -9,7 +9,9 @@ from the registry at MLFLOW_TRACKING_URI.
 Unpickling runs whatever code the file names, so the model file's sha256 is checked first,
 against `--model_sha256` and the registry version's `model_file_sha256` tag (set by the register
 step). A file that matches neither is never unpickled; one that nobody vouches for is refused
-unless the caller allows it (`Verification.require`).
+unless the caller allows it (`Verification.require`). The compiled graph, which answers in the
+model's place, is checked the same way: against `--compiled_sha256` and the version's
+`compiled_model_sha256` tag.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class Verification:
     """Refuse a model when no digest is known (no `expected_sha256`, no tag); else warn."""
     expected_from: str = "--model_sha256"
     """Where `expected_sha256` comes from, as errors and log lines name it."""
+    expected_compiled_sha256: str | None = None
+    """The digest the compiled graph must have (`--compiled_sha256`), besides the version's
+    tag; with it, a model without its graph is refused too."""
 
 
 UNCHECKED_WHEN_UNKNOWN = Verification()
@@ -277,7 +282,14 @@ def load(
     changed = single_threaded(model)
     background = background[spec.input_columns]
     graph, note = load_compiled(
-        spec, uri, path, model, background, tags.get(COMPILED_DIGEST_TAG), threads
+        spec,
+        uri,
+        path,
+        model,
+        background,
+        tags.get(COMPILED_DIGEST_TAG),
+        threads,
+        verification.expected_compiled_sha256,
     )
     return LoadedModel(
         model, background, provenance, threshold, changed, reference, digest, graph, note
@@ -292,11 +304,14 @@ def load_compiled(
     background: pd.DataFrame,
     tagged: str | None,
     threads: int = 1,
+    pinned: str | None = None,
 ) -> tuple[CompiledModel | None, str]:
-    """The version's ONNX graph, checked: its sha256 against the version's tag (a mismatch
-    refuses the whole model, as for the model file) or, for a directory, against its record;
-    then its outputs against the sklearn pipeline's on the background rows. A graph that fails
-    the second check is not used (logged); the sklearn pipeline serves."""
+    """The version's ONNX graph, checked: its sha256 against `pinned` (`--compiled_sha256`) and
+    the version's tag, or, when neither is known (a directory served unpinned), against its
+    record; a mismatch refuses the whole model, as for the model file. Then its outputs against
+    the sklearn pipeline's on the background rows: a graph that fails that check is not used
+    (logged), and the sklearn pipeline serves."""
+    graph_path = f"{compiled_graph.FOLDER}/{compiled_graph.GRAPH_FILE}"
     try:
         found = compiled_graph.read(path)
     except (OSError, ValueError, TypeError) as exc:
@@ -305,22 +320,22 @@ def load_compiled(
             f"{compiled_graph.RECORD_FILE} is unreadable: {type(exc).__name__}: {exc}"
         ) from exc
     if found is None:
+        if pinned:
+            raise ModelVerificationError(
+                f"cannot serve model from {uri}: --compiled_sha256 names a compiled graph, but "
+                f"the model has no {graph_path}: it is not the model that was pinned"
+            )
         return None, "no compiled graph: the sklearn pipeline serves"
     graph, record = found
     digest = hashlib.sha256(graph).hexdigest()
-    expected, source = (
-        (tagged, f"the {COMPILED_DIGEST_TAG} tag")
-        if tagged
-        else (
-            record.graph_sha256,
-            "its compiled.json",
-        )
-    )
-    if digest != expected.strip().lower():
-        raise ModelVerificationError(
-            f"cannot serve model from {uri}: {compiled_graph.FOLDER}/{compiled_graph.GRAPH_FILE} "
-            f"has sha256 {digest}, expected {expected} ({source})"
-        )
+    vouched = [("--compiled_sha256", pinned), (f"the {COMPILED_DIGEST_TAG} tag", tagged)]
+    known = [(source, value.strip().lower()) for source, value in vouched if value]
+    for source, expected in known or [("its compiled.json", record.graph_sha256.strip().lower())]:
+        if digest != expected:
+            raise ModelVerificationError(
+                f"cannot serve model from {uri}: {graph_path} has sha256 {digest}, expected "
+                f"{expected} ({source})"
+            )
     try:
         candidate = CompiledModel(spec, model, graph, threads)
         check = compiled_graph.agreement(spec, model, candidate, background)

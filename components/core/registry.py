@@ -256,6 +256,8 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
                 decision=f"already registered as version {version.version}; nothing new logged",
                 metrics=finite(run.data.metrics),
                 model_file_sha256=(found.tags or {}).get(MODEL_FILE_DIGEST_TAG, ""),
+                compiled_model=(found.tags or {}).get(COMPILED_TAG, ""),
+                compiled_model_sha256=(found.tags or {}).get(COMPILED_DIGEST_TAG, ""),
             )
     return None
 
@@ -286,16 +288,14 @@ def log_compiled(
     checked = test_frame[spec.input_columns]
     found = compiled.compile_model(spec, model, checked, f"test split ({len(checked):,} rows)")
     if found.graph is None or found.record is None:
-        client.set_model_version_tag(
-            spec.name, version, COMPILED_TAG, f"none: {found.reason}"[:4900]
-        )
+        client.set_model_version_tag(spec.name, version, COMPILED_TAG, found.tag)
         return found
     with tempfile.TemporaryDirectory() as folder:
         client.log_model_artifacts(
             model_id, str(compiled.write(found, Path(folder))), compiled.FOLDER
         )
-    client.set_model_version_tag(spec.name, version, COMPILED_TAG, found.reason[:4900])
-    client.set_model_version_tag(spec.name, version, COMPILED_DIGEST_TAG, found.record.graph_sha256)
+    client.set_model_version_tag(spec.name, version, COMPILED_TAG, found.tag)
+    client.set_model_version_tag(spec.name, version, COMPILED_DIGEST_TAG, found.graph_sha256)
     return found
 
 
@@ -468,7 +468,7 @@ def register(
         mlflow.MlflowClient().set_model_version_tag(
             spec.name, version, MODEL_FILE_DIGEST_TAG, digest
         )
-        log_compiled(spec, model, info.model_id, version, test_frame)
+        compilation = log_compiled(spec, model, info.model_id, version, test_frame)
         reference.log(spec, record, train_frame)
         if retraining is not None:
             log_training_data(retraining.data_files)
@@ -487,6 +487,8 @@ def register(
             decision=decision.reason,
             metrics=finite(metrics),
             model_file_sha256=digest,
+            compiled_model=compilation.tag,
+            compiled_model_sha256=compilation.graph_sha256,
         )
         mlflow.log_text(model_card.render(spec, record, registration), "model_card/model_card.md")
         mlflow.MlflowClient().update_model_version(

@@ -191,10 +191,7 @@ def test_the_body_limit_must_be_a_positive_number_of_bytes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for given in ("0", "-5", "4MB"):
-        with pytest.raises(SystemExit) as stopped:
-            main(["--model_name", "bankchurn", "--max_request_bytes", given])
-        assert stopped.value.code == 2
-        assert "--max_request_bytes" in capsys.readouterr().err
+        assert "--max_request_bytes" in _refused(["--max_request_bytes", given], capsys)
 
 
 def test_a_401_is_one_info_line_counted_by_route_and_never_shows_a_token(
@@ -509,13 +506,15 @@ def test_an_untampered_version_loads_and_one_without_a_digest_needs_permission(
         load(spec, str(with_code), verification=Verification(model_file_sha256(with_code)))
 
 
-def test_the_server_and_the_register_step_name_the_same_tag() -> None:
+def test_the_server_and_the_register_step_name_the_same_tags() -> None:
     assert loading.DIGEST_TAG == core_registry.MODEL_FILE_DIGEST_TAG == "model_file_sha256"
+    assert loading.COMPILED_DIGEST_TAG == core_registry.COMPILED_DIGEST_TAG
 
 
-def test_a_malformed_model_sha256_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    err = _refused(["--model_sha256", "xyz"], capsys)
-    assert "--model_sha256 must be 64 hexadecimal digits, got 'xyz'" in err
+def test_a_malformed_digest_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--model_sha256", "--compiled_sha256"):
+        err = _refused([flag, "xyz"], capsys)
+        assert f"{flag} must be 64 hexadecimal digits, got 'xyz'" in err
 
 
 def test_a_server_serving_unverified_by_permission_says_so(guarded: ServerProcess) -> None:

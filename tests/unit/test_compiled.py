@@ -2,7 +2,9 @@
 the test split and on the awkward rows a server meets; a graph is checked before it is used."""
 
 import dataclasses
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -108,6 +110,32 @@ def test_a_directory_graph_is_checked_before_it_serves(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.output(spec, rows), model_output(spec, model, rows))
 
 
+def test_a_pinned_graph_digest_is_checked_and_its_graph_required(tmp_path: Path) -> None:
+    spec, model = fitted_candidate("telecom", "logistic_regression")
+    path = saved_with_graph(spec, model, tmp_path / "model")
+    graph_file = path / compiled.FOLDER / compiled.GRAPH_FILE
+    digest = hashlib.sha256(graph_file.read_bytes()).hexdigest()
+    pinned = loading.Verification(expected_compiled_sha256=digest)
+    loaded = loading.load(spec, str(path), verification=pinned)
+    assert loaded.compiled is not None and loaded.compiled.graph_sha256 == digest
+
+    # graph and record replaced together: the record agrees with the graph, the pin does not
+    _, other_model = fitted_candidate("telecom", "random_forest")
+    found = compiled.compile_model(spec, other_model, small_split(spec).test, "test")
+    assert found.graph is not None
+    compiled.write(found, path / compiled.FOLDER)
+    with pytest.raises(
+        loading.ModelVerificationError, match=rf"expected {digest} \(--compiled_sha256\)"
+    ):
+        loading.load(spec, str(path), verification=pinned)
+
+    # the graph removed: the pinned model is not the one served, though the pipeline could
+    shutil.rmtree(path / compiled.FOLDER)
+    with pytest.raises(loading.ModelVerificationError, match="the model has no compiled/model"):
+        loading.load(spec, str(path), verification=pinned)
+    assert loading.load(spec, str(path)).compiled is None  # unpinned: the pipeline serves
+
+
 def test_registration_logs_the_verified_graph_with_its_digest(mlflow_uri: str) -> None:
     spec = dataclasses.replace(PROJECTS["bankchurn"], name="compiled-bankchurn")
     from tests.support.models import register_as_champion
@@ -151,7 +179,9 @@ def test_a_champion_registered_before_graphs_gets_one_from_its_own_test_split(
     trained = quick_model(PROJECTS["telecom"])
     mlflow.set_tracking_uri(mlflow_uri)
     with monkeypatch.context() as before_graphs:
-        before_graphs.setattr(registry, "log_compiled", lambda *args: None)
+        before_graphs.setattr(
+            registry, "log_compiled", lambda *args: compiled.Compilation(None, None, "before")
+        )
         version = register_as_champion(spec, trained, parts, info, mlflow_uri, "later-1", 7, {})
     assert loading.load(spec, f"models:/{spec.name}/{version}").compiled is None
 

@@ -102,6 +102,23 @@ def test_a_known_digest_is_passed_next_to_the_model_uri() -> None:
         deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), "abc")
 
 
+def test_a_known_graph_digest_is_passed_after_the_model_files() -> None:
+    spec = get_spec("telecom")
+    graph = "cd" * 32
+    manifest = deploy.inference_service(
+        spec, "models:/telecom/7", deploy.Target(), DIGEST, graph.upper()
+    )
+    assert container(manifest)["args"][1:4] == [
+        "--model_uri=models:/telecom/7",
+        f"--model_sha256={DIGEST}",
+        f"--compiled_sha256={graph}",
+    ]
+    with pytest.raises(deploy.DeployError, match="compiled_sha256 'cd' is not a sha256"):
+        deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), DIGEST, "cd")
+    with pytest.raises(deploy.DeployError, match="whose file is not pinned"):
+        deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), "", graph)
+
+
 def test_target_settings_reach_the_manifest() -> None:
     target = deploy.Target(
         namespace="team-a", image="registry.local/serving:1", min_replicas=2, max_replicas=5
@@ -144,6 +161,9 @@ def test_bad_target_settings_are_named(change: dict[str, Any], message: str) -> 
         deploy.inference_service(get_spec("telecom"), "models:/telecom/1", target)
 
 
+GRAPH_DIGEST = "ef" * 32
+
+
 def registration(
     version: str, aliases: list[str], before: str | None, digest: str = ""
 ) -> Registration:
@@ -155,6 +175,7 @@ def registration(
         decision="",
         metrics={},
         model_file_sha256=digest,
+        compiled_model_sha256=GRAPH_DIGEST,
     )
 
 
@@ -162,14 +183,18 @@ def test_the_plan_serves_a_promoted_version() -> None:
     spec = get_spec("carvision")
     chosen = deploy.plan(spec, registration("4", ["challenger", "champion"], "3", DIGEST))
     assert (chosen.model_uri, chosen.model_sha256) == ("models:/carvision/4", DIGEST)
+    assert chosen.compiled_sha256 == GRAPH_DIGEST
+    # a registration that does not know its file's digest pins neither
+    unknown = deploy.plan(spec, registration("4", ["challenger", "champion"], "3"))
+    assert (unknown.model_sha256, unknown.compiled_sha256) == ("", "")
 
 
 def test_the_plan_keeps_the_champion_when_the_new_version_lost() -> None:
     spec = get_spec("carvision")
     chosen = deploy.plan(spec, registration("5", ["challenger"], "4", DIGEST))
     assert chosen.model_uri == "models:/carvision/4"
-    # The registration's digest is version 5's file, not the champion's: none is passed.
-    assert chosen.model_sha256 == ""
+    # The registration's digests are version 5's, not the champion's: none is passed.
+    assert (chosen.model_sha256, chosen.compiled_sha256) == ("", "")
     assert "5 was not promoted" in chosen.reason
 
 

@@ -185,11 +185,15 @@ def test_promotion_through_a_real_registry(tracking: str, tmp_path: Path) -> Non
         assert len(done.model_file_sha256) == 64
         tags = client.get_model_version(spec.name, done.version).tags
         assert tags[registry.MODEL_FILE_DIGEST_TAG] == done.model_file_sha256
+        # how it is compiled, and its graph's digest, on the record as in the tags
+        assert done.compiled_model == tags[registry.COMPILED_TAG]
+        assert done.compiled_model_sha256 == tags.get(registry.COMPILED_DIGEST_TAG, "")
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{done.version}"))
         assert hashlib.sha256((local / "model.pkl").read_bytes()).hexdigest() == (
             done.model_file_sha256
         )
     assert again.model_file_sha256 == second.model_file_sha256
+    assert again.compiled_model_sha256 == second.compiled_model_sha256
     kept, rows = reference.load(first.run_id)
     assert kept.importance == {"mb_used": 1.0} and kept.rows == len(rows) == len(split.train)
     assert rows[TELECOM.target].mean() == pytest.approx(split.train[TELECOM.target].mean())
