@@ -23,7 +23,6 @@ each step's wall time. Writes .state/bench/batch.md and prints it.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -34,12 +33,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from benchmarks.options import champion_benchmark_parser
 from components.core import scoring
 from components.core.explain import explainer_for
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
-from pipelines.local import default_tracking_uri, project_list
-from tests.support.data import real_data_dir
+from pipelines.local import project_list
 
 OUT_DIR = Path(".state/bench")
 REPEATS = 7
@@ -155,12 +154,7 @@ def bench_project(name: str, data_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", type=Path, default=real_data_dir())
-    parser.add_argument("--project", default="all")
-    parser.add_argument("--tracking-uri", default=default_tracking_uri())
+    parser = champion_benchmark_parser(__doc__)
     args = parser.parse_args(argv)
     mlflow.set_tracking_uri(args.tracking_uri)
     names = project_list(args.project)

@@ -47,11 +47,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.options import champion_benchmark_parser
 from benchmarks.serving import tree_cpu_seconds, v1_body
 from components.core.contracts import CHAMPION
 from components.core.projects import PROJECTS
-from pipelines.local import Progress, default_tracking_uri, project_list
-from tests.support.data import real_data_dir
+from pipelines.local import Progress, project_list
 from tests.support.servers import REPO_ROOT, ServerProcess, free_port, launch, start
 
 OUT_DIR = REPO_ROOT / ".state" / "bench"
@@ -542,12 +542,7 @@ def markdown(found: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", type=Path, default=real_data_dir())
-    parser.add_argument("--project", default="all")
-    parser.add_argument("--tracking-uri", default=default_tracking_uri())
+    parser = champion_benchmark_parser(__doc__)
     parser.add_argument("--requests", type=int, default=REQUESTS)
     parser.add_argument("--rows", type=int, default=BATCH_ROWS)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"some of {', '.join(PARTS)}")

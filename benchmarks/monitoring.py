@@ -19,17 +19,16 @@ Writes .state/bench/monitoring.md and prints it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import mlflow
 
+from benchmarks.options import champion_benchmark_parser
 from components.core import drift, ingest, reference
 from components.core.projects import PROJECTS
-from pipelines.local import default_tracking_uri, project_list
-from tests.support.data import real_data_dir
+from pipelines.local import project_list
 
 OUT_DIR = Path(".state/bench")
 SIZES = (500, 1000, 2000)
@@ -95,12 +94,7 @@ def bench_project(name: str, data_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", type=Path, default=real_data_dir())
-    parser.add_argument("--project", default="all")
-    parser.add_argument("--tracking-uri", default=default_tracking_uri())
+    parser = champion_benchmark_parser(__doc__)
     args = parser.parse_args(argv)
     mlflow.set_tracking_uri(args.tracking_uri)
     names = project_list(args.project)

@@ -48,7 +48,6 @@ machine's other load during the run), goes to .state/bench/serving.md and is pri
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import json
@@ -72,13 +71,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmarks.batch import rate, timed
+from benchmarks.options import champion_benchmark_parser
 from components.core import compiled as compiled_graph
 from components.core.compiled import Agreement
 from components.core.outputs import BinaryFormat, RegressionFormat, model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from pipelines.local import default_tracking_uri, project_list
-from tests.support.data import real_data_dir
+from pipelines.local import project_list
 from tests.support.servers import REPO_ROOT, ServerProcess, free_port, launch, server_env
 
 STATE = REPO_ROOT / ".state" / "bench"
@@ -935,23 +934,11 @@ def markdown(champions: list[Champion], provenance: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.serving",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--project", default="all", help="all, or project names with commas")
-    parser.add_argument("--tracking-uri", default=default_tracking_uri())
+    parser = champion_benchmark_parser(__doc__, prog="python -m benchmarks.serving")
     parser.add_argument(
         "--requests", type=int, default=1000, help="single-row requests per measurement"
     )
     parser.add_argument("--skip-mlserver", action="store_true")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=real_data_dir(),
-        help="folder with the real files (default: DATA_DIR, else ../shared/data: %(default)s)",
-    )
     args = parser.parse_args(argv)
     names = project_list(args.project)
     if len(os.sched_getaffinity(0)) < 2:

@@ -18,7 +18,6 @@ champion's other hyperparameters. Writes .state/bench/tree_shapes.md and prints 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import time
@@ -31,12 +30,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from benchmarks.options import champion_benchmark_parser
 from components.core import compiled, metrics, retraining, scoring, train
 from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from pipelines.local import default_tracking_uri
-from tests.support.data import real_data_dir
 
 OUT_DIR = Path(".state/bench")
 REPEATS = 5
@@ -167,14 +165,10 @@ def bench_project(spec: ProjectSpec, data_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", type=Path, default=real_data_dir())
-    parser.add_argument("--project", default="carvision", choices=list(PROJECTS))
-    parser.add_argument("--tracking-uri", default=default_tracking_uri())
-    args = parser.parse_args(argv)
+    args = champion_benchmark_parser(__doc__, project="carvision").parse_args(argv)
     mlflow.set_tracking_uri(args.tracking_uri)
+    if args.project not in PROJECTS:
+        raise SystemExit(f"--project is one project of {sorted(PROJECTS)}, got {args.project!r}")
     spec = PROJECTS[args.project]
     path = args.data_dir / spec.data_file
     if not path.is_file():
