@@ -9,6 +9,15 @@ from pipelines.local import default_tracking_uri
 from tests.support.data import real_data_dir
 
 
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=real_data_dir(),
+        help="folder with the real files (default: DATA_DIR, else ../shared/data: %(default)s)",
+    )
+
+
 def champion_benchmark_parser(
     doc: str | None, project: str = "all", prog: str | None = None
 ) -> argparse.ArgumentParser:
@@ -17,12 +26,7 @@ def champion_benchmark_parser(
     parser = argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=real_data_dir(),
-        help="folder with the real files (default: DATA_DIR, else ../shared/data: %(default)s)",
-    )
+    add_data_dir(parser)
     parser.add_argument(
         "--project", default=project, help="all, or project names with commas (%(default)s)"
     )

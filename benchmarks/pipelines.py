@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.options import add_data_dir
 from components.core import evaluate, ingest, metrics, train
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from pipelines import local
 from pipelines.training import STEPS
-from tests.support.data import real_data_dir
 
 OUT_DIR = Path(".state/bench")
 SEED = 42
@@ -292,12 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("kind", choices=["quality", "pipelines"])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=real_data_dir(),
-        help="folder with the real files (default: DATA_DIR, else ../shared/data: %(default)s)",
-    )
+    add_data_dir(parser)
     parser.add_argument(
         "--project",
         default="all",

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kserve.logging import logger
-from starlette.responses import JSONResponse
 
 from serving import errors, metrics
 from serving.metrics import ASGIApp, Receive, Scope, Send
@@ -163,14 +162,9 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         route = route_template(path)
-        scope[metrics.ROUTE_TEMPLATE] = route
         if scope["type"] == "websocket":  # KServe has no websocket route; closed all the same
+            scope[metrics.ROUTE_TEMPLATE] = route
             await send({"type": "websocket.close", "code": 1008})
             return
-        errors.log_client_error(401, method, route, UNAUTHORIZED)
-        response = JSONResponse(
-            status_code=401,
-            content={"error": UNAUTHORIZED, "problems": []},
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-        await response(scope, receive, send)
+        challenge = {"WWW-Authenticate": "Bearer"}
+        await errors.refuse_unrouted(scope, receive, send, route, 401, UNAUTHORIZED, challenge)

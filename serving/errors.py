@@ -33,6 +33,7 @@ from kserve.logging import logger
 from starlette.exceptions import HTTPException
 
 from serving.inputs import Problem, RequestRejected
+from serving.metrics import ROUTE_TEMPLATE, Receive, Scope, Send
 
 CLIENT_SIDE = (InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady)
 """What KServe's handlers answer with a 4xx, or a 503 that only says "not ready yet"."""
@@ -64,6 +65,25 @@ class UnknownModel(ModelNotFound):
 
 def log_client_error(status: int, method: str, route: str, message: str) -> None:
     logger.info("client error %d on %s %s: %s", status, method, route, one_line(message))
+
+
+async def refuse_unrouted(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    route: str,
+    status: int,
+    message: str,
+    headers: dict[str, str],
+) -> None:
+    """Answers a request that middleware refuses before routing (401, 413) as the routes answer
+    a client error: the error body, one INFO line, and `route` (its template) for the metrics."""
+    scope[ROUTE_TEMPLATE] = route
+    log_client_error(status, scope.get("method", ""), route, message)
+    response = JSONResponse(
+        status_code=status, content={"error": message, "problems": []}, headers=headers
+    )
+    await response(scope, receive, send)
 
 
 def _answer(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:

@@ -10,9 +10,7 @@ client error. The default is far above the largest valid request (1,000 rows of 
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
-
-from serving import errors, metrics
+from serving import errors
 from serving.auth import route_template
 from serving.metrics import ASGIApp, Message, Receive, Scope, Send
 
@@ -84,13 +82,7 @@ class BodyLimit:
         await self.app(scope, replayed, send)
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, route = scope.get("method", ""), route_template(scope.get("path", ""))
-        scope[metrics.ROUTE_TEMPLATE] = route
+        route = route_template(scope.get("path", ""))
         message = too_large(self.limit)
-        errors.log_client_error(413, method, route, message)
-        response = JSONResponse(
-            status_code=413,
-            content={"error": message, "problems": []},
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+        closing = {"Connection": "close"}
+        await errors.refuse_unrouted(scope, receive, send, route, 413, message, closing)
