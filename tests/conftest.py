@@ -102,11 +102,13 @@ def frame_without_target(spec: ProjectSpec, frame: pd.DataFrame) -> pd.DataFrame
     return frame.drop(columns=[spec.target])
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n` (`make test`, `--dist loadgroup`): the serving tests share one set
     of model servers, started once, so they stay on one worker; each pipelines module keeps its
     module fixtures (a registered champion, a kfp.local store) on one worker too; so do the
-    dashboard's tests, which share one predictor and one app server."""
+    dashboard's tests, which share one predictor and one app server. First of the collection
+    hooks: xdist names each test's group from these marks in its own hook."""
     tests = Path(__file__).parent
     for item in items:
         parts = item.path.relative_to(tests).parts
