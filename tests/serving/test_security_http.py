@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
-from components.core import loading
+from components.core import compiled, loading
 from components.core import registry as core_registry
 from components.core.loading import ModelVerificationError, Verification, load
+from components.core.outputs import model_output
 from components.core.projects import get_spec
 from pipelines import traffic
 from serving import auth, limits
@@ -422,14 +424,43 @@ def verified_registry(
 
 
 @pytest.fixture(scope="module")
+def with_graph(served: dict[str, Served], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The telecom session model's directory with its compiled graph, as registration writes
+    it: verified on the model's test rows."""
+    s = served["telecom"]
+    path = tmp_path_factory.mktemp("with-graph") / "model"
+    shutil.copytree(s.model_dir, path)
+    found = compiled.compile_model(s.spec, s.model, s.test_frame[s.spec.input_columns], "test")
+    assert found.graph is not None, found.reason
+    compiled.write(found, path / compiled.FOLDER)
+    return path
+
+
+def graph_sha256(model_dir: Path) -> str:
+    return hashlib.sha256(
+        (model_dir / compiled.FOLDER / compiled.GRAPH_FILE).read_bytes()
+    ).hexdigest()
+
+
+@pytest.fixture(scope="module")
 def refused(
-    verified_registry: Registry, served: dict[str, Served], tmp_path_factory: pytest.TempPathFactory
+    verified_registry: Registry,
+    served: dict[str, Served],
+    with_graph: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, ServerProcess]]:
     """Servers that must refuse their model, started together: the tampered registry version,
-    and a model directory given a --model_sha256 that is not its file's."""
+    a model directory given a --model_sha256 that is not its file's, and one given a
+    --compiled_sha256 that is not its graph's."""
     root = tmp_path_factory.mktemp("refused")
     r = verified_registry
     started = {
+        "wrong_graph": launch(
+            "telecom",
+            with_graph,
+            root / "wrong-graph.log",
+            extra_args=["--compiled_sha256", "cd" * 32],
+        ),
         "tampered": launch(
             "telecom",
             f"models:/{r.name}/{r.versions['tampered']}",
@@ -474,6 +505,36 @@ def test_a_wrong_model_sha256_flag_is_refused(
     assert str(model_dir) in message
     assert f"has sha256 {model_file_sha256(model_dir)}, expected {'ab' * 32}" in message
     assert "(--model_sha256)" in message
+
+
+def test_a_pinned_graph_serves_and_a_graph_of_another_digest_is_refused(
+    refused: dict[str, ServerProcess],
+    served: dict[str, Served],
+    with_graph: Path,
+    tmp_path: Path,
+) -> None:
+    message = _error_line(refused["wrong_graph"])
+    assert f"has sha256 {graph_sha256(with_graph)}, expected {'cd' * 32}" in message
+    assert "(--compiled_sha256)" in message
+
+    s = served["telecom"]
+    process = launch(
+        "telecom",
+        with_graph,
+        tmp_path / "pinned-graph.log",
+        extra_args=["--compiled_sha256", graph_sha256(with_graph)],
+    )
+    try:
+        process.wait_ready(timeout=START_WAIT_SECONDS)
+        assert "onnxruntime graph" in process.log_tail(50_000)  # the graph answers
+        frame = s.test_frame.head(60)
+        response = predict(process, instances(s.spec, frame))
+        assert response.status_code == 200, response.text
+        got = [p["ultra_probability"] for p in response.json()["predictions"]]
+        expected = model_output(s.spec, s.model, frame[s.spec.input_columns])
+        np.testing.assert_allclose(got, expected, atol=compiled.PROBABILITY_TOLERANCE)
+    finally:
+        process.stop()
 
 
 def test_an_untampered_version_loads_and_one_without_a_digest_needs_permission(
