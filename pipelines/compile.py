@@ -27,15 +27,15 @@ def pipelines_of(kind: str) -> dict[str, Any]:
     }[kind]
 
 
-def compiled_name(project: str, kind: str = "training") -> str:
-    return f"{project}.yaml" if kind == "training" else f"{project}-{kind}.yaml"
+def compiled_name(project: str, kind: str = TRAINING) -> str:
+    return f"{project}.yaml" if kind == TRAINING else f"{project}-{kind}.yaml"
 
 
-def compiled_path(project: str, kind: str = "training") -> Path:
+def compiled_path(project: str, kind: str = TRAINING) -> Path:
     return COMPILED_DIR / compiled_name(project, kind)
 
 
-def load_compiled(project: str, kind: str = "training") -> tuple[dict[str, Any], dict[str, Any]]:
+def load_compiled(project: str, kind: str = TRAINING) -> tuple[dict[str, Any], dict[str, Any]]:
     """(pipeline spec, Kubernetes platform spec) of a compiled pipeline: kfp-kubernetes writes
     its bindings as a second YAML document."""
     documents = [d for d in yaml.safe_load_all(compiled_path(project, kind).read_text()) if d]

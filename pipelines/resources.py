@@ -32,6 +32,7 @@ failing step fails the same way on every try (`for_local_run`).
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -128,23 +129,18 @@ def sized(task: PipelineTask, step: str) -> PipelineTask:
     return task
 
 
-_LOCAL_COPIES: dict[int, Any] = {}
-
-
+@functools.cache
 def for_local_run(pipeline: Any) -> Any:
     """A copy of a compiled-graph pipeline for kfp.local, without retry policies: on one machine
     MLflow is a file and a source a path, so a retry only delays the step's error (by 15 s of
     back-off and two more runs of the step). The cluster runs the compiled pipelines, retries
     and all."""
-    found = _LOCAL_COPIES.get(id(pipeline))
-    if found is None:
-        found = copy.deepcopy(pipeline)
-        spec = found.component_spec.implementation.graph
-        dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
-        for dag in dags:
-            for task in dag.tasks.values():
-                task.ClearField("retry_policy")
-        _LOCAL_COPIES[id(pipeline)] = found
+    found = copy.deepcopy(pipeline)
+    spec = found.component_spec.implementation.graph
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+    for dag in dags:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
     return found
 
 

@@ -19,8 +19,8 @@ from components.core.projects import PROJECTS
 from components.core.scoring import SUFFIXES
 from pipelines.compile import compiled_path, load_compiled
 from pipelines.kinds import BATCH_SCORING as BATCH
+from pipelines.kinds import TRAINING
 
-TRAINING = "training"
 SUBMITTED = (TRAINING, BATCH)
 """The kinds of pipeline `make submit` sends (monitoring runs on a schedule: `make schedule`)."""
 
@@ -29,7 +29,7 @@ class ArgumentsError(ValueError):
     """An argument the compiled pipeline would not accept."""
 
 
-def pipeline_parameters(project: str, kind: str = "training") -> dict[str, Any]:
+def pipeline_parameters(project: str, kind: str = TRAINING) -> dict[str, Any]:
     """The compiled pipeline's parameters: name -> KFP definition (type, default)."""
     spec, _ = load_compiled(project, kind)
     return spec["root"]["inputDefinitions"]["parameters"]
