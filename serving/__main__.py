@@ -149,6 +149,17 @@ def grpc_wanted(args: argparse.Namespace) -> bool:
     return True
 
 
+def pinned_digest(flag: str, given: str | None) -> str | None:
+    """The digest a flag pins, in lower case, or None without the flag; anything but 64
+    hexadecimal digits stops the server."""
+    if not given:
+        return None
+    digest = given.strip().lower()
+    if not SHA256_HEX.match(digest):
+        parser.error(f"{flag} must be 64 hexadecimal digits, got {given!r}")
+    return digest
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model_name not in PROJECTS:
@@ -177,16 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "authorization" in (args.access_log_format or "").lower():
             parser.error("--access_log_format would write the Authorization header to the log")
-    expected, compiled = (
-        value.strip().lower() if value else None
-        for value in (args.model_sha256, args.compiled_sha256)
-    )
-    for flag, given, value in (
-        ("--model_sha256", args.model_sha256, expected),
-        ("--compiled_sha256", args.compiled_sha256, compiled),
-    ):
-        if value is not None and not SHA256_HEX.match(value):
-            parser.error(f"{flag} must be 64 hexadecimal digits, got {given!r}")
+    expected = pinned_digest("--model_sha256", args.model_sha256)
+    compiled = pinned_digest("--compiled_sha256", args.compiled_sha256)
     log = None
     if args.inference_log:
         whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]

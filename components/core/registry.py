@@ -248,6 +248,7 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
             f"name = '{spec.name}' and run_id = '{run.info.run_id}'"
         ):
             found = client.get_model_version(spec.name, version.version)
+            tags = found.tags or {}
             return Registration(
                 run_id=run.info.run_id,
                 version=str(version.version),
@@ -255,9 +256,9 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
                 champion_before=None,
                 decision=f"already registered as version {version.version}; nothing new logged",
                 metrics=finite(run.data.metrics),
-                model_file_sha256=(found.tags or {}).get(MODEL_FILE_DIGEST_TAG, ""),
-                compiled_model=(found.tags or {}).get(COMPILED_TAG, ""),
-                compiled_model_sha256=(found.tags or {}).get(COMPILED_DIGEST_TAG, ""),
+                model_file_sha256=tags.get(MODEL_FILE_DIGEST_TAG, ""),
+                compiled_model=tags.get(COMPILED_TAG, ""),
+                compiled_model_sha256=tags.get(COMPILED_DIGEST_TAG, ""),
             )
     return None
 
