@@ -76,12 +76,13 @@ run: $(STAMP)
 # `make coverage-check` then fails under a package's floor (.ci/coverage_packages.py): run it
 # after a whole `make test`, not after a PYTEST_ARGS subset.
 # TEST_WORKERS processes share the tests (pytest-xdist); groups in tests/conftest.py keep tests
-# that share servers or a module's fixtures on one worker. TEST_WORKERS=0 runs in this process.
+# that share servers or a module's fixtures on one worker, and hand the longest groups out first
+# (in collection order: --no-loadscope-reorder). TEST_WORKERS=0 runs in this process.
 COVERAGE_JSON := .state/coverage/coverage.json
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	@mkdir -p $(dir $(COVERAGE_JSON))
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report=json:$(COVERAGE_JSON) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --cov --cov-report=json:$(COVERAGE_JSON) $(PYTEST_ARGS)
 	@$(PY) .ci/coverage_packages.py $(COVERAGE_JSON)
 
 coverage-check: $(STAMP)

@@ -102,21 +102,46 @@ def frame_without_target(spec: ProjectSpec, frame: pd.DataFrame) -> pd.DataFrame
     return frame.drop(columns=[spec.target])
 
 
+# The groups that take longest, longest first (each 1.5 to 4 minutes of one worker in a full
+# run). `make test` keeps the collection's order of groups (--no-loadscope-reorder): handed out
+# longest first, they end together instead of one starting on a worker the other has left idle.
+LONGEST_GROUPS = (
+    "pipelines/test_local_run",
+    "pipelines/test_loop",
+    "serving",
+    "pipelines/test_local_cli",
+    "pipelines/test_batch_scoring",
+    "apps",
+    "candidates",
+)
+
+
+def group_of(item: pytest.Item) -> str | None:
+    """The xdist group a test shares with the tests whose servers or fixtures it shares."""
+    parts = item.path.relative_to(Path(__file__).parent).parts
+    if parts[0] in ("serving", "apps"):
+        return parts[0]
+    if parts[0] == "pipelines":
+        return f"pipelines/{item.path.stem}"
+    if "candidate" in item.name:
+        return "candidates"
+    return None
+
+
+def schedule_rank(group: str | None) -> int:
+    return LONGEST_GROUPS.index(group) if group in LONGEST_GROUPS else len(LONGEST_GROUPS)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n` (`make test`, `--dist loadgroup`): the serving tests share one set
     of model servers, started once, so they stay on one worker; each pipelines module keeps its
     module fixtures (a registered champion, a kfp.local store) on one worker too; so do the
-    dashboard's tests, which share one predictor and one app server. First of the collection
-    hooks: xdist names each test's group from these marks in its own hook."""
-    tests = Path(__file__).parent
-    for item in items:
-        parts = item.path.relative_to(tests).parts
-        if parts[0] == "serving":
-            item.add_marker(pytest.mark.xdist_group("serving"))
-        elif parts[0] == "pipelines":
-            item.add_marker(pytest.mark.xdist_group(f"pipelines/{item.path.stem}"))
-        elif parts[0] == "apps":
-            item.add_marker(pytest.mark.xdist_group("apps"))
-        elif "candidate" in item.name:
-            item.add_marker(pytest.mark.xdist_group("candidates"))
+    dashboard's tests, which share one predictor and one app server. The longest groups come
+    first. First of the collection hooks: xdist names each test's group from these marks in its
+    own hook."""
+    groups = {item: group_of(item) for item in items}
+    for item, group in groups.items():
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: schedule_rank(groups[item]))
