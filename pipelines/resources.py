@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kfp.dsl import PipelineTask
@@ -129,18 +131,43 @@ def sized(task: PipelineTask, step: str) -> PipelineTask:
     return task
 
 
+STEP_CODE = Path(__file__).resolve().parents[1] / "components"
+SOURCE_DIGEST_ENV = "MLOPS_SOURCE_SHA256"
+
+
+def source_digest(root: Path | None = None) -> str:
+    """sha256 over the path and bytes of every Python file under root (STEP_CODE: the code the
+    steps run)."""
+    root = root or STEP_CODE
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @functools.cache
 def for_local_run(pipeline: Any) -> Any:
     """A copy of a compiled-graph pipeline for kfp.local, without retry policies: on one machine
     MLflow is a file and a source a path, so a retry only delays the step's error (by 15 s of
     back-off and two more runs of the step). The cluster runs the compiled pipelines, retries
-    and all."""
+    and all.
+
+    Every step's environment also carries the digest of the step code (SOURCE_DIGEST_ENV):
+    kfp.local's cache key covers a step's inputs, command and environment but not the modules
+    it imports, so without it a step whose code changed (a project's candidates, say) would be
+    served from the cache. On a cluster the image tag, the package version, plays that part."""
     found = copy.deepcopy(pipeline)
     spec = found.component_spec.implementation.graph
     dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
     for dag in dags:
         for task in dag.tasks.values():
             task.ClearField("retry_policy")
+    code = {"name": SOURCE_DIGEST_ENV, "value": source_digest()}
+    for executor in spec.deployment_spec["executors"].values():
+        container = executor["container"]
+        others = [dict(e) for e in container["env"]] if "env" in container else []
+        container["env"] = [*others, code]
     return found
 
 

@@ -4,6 +4,7 @@ the others do not (a failed gate or a schema violation fails the same way every 
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,3 +113,65 @@ def test_the_table_sizes_each_step_once_with_requests_within_limits() -> None:
         assert resources.mebibytes(sized.memory_request) <= resources.mebibytes(
             sized.memory_limit
         ), name
+
+
+def local_cache_keys(pipeline: Any) -> dict[str, str]:
+    """kfp.local's own cache key of each executor, for the same inputs."""
+    from kfp.local import cache, utils
+
+    graph = pipeline.component_spec.implementation.graph
+    keys = {}
+    for label, struct in graph.deployment_spec["executors"].items():
+        container = utils.struct_to_executor_spec(struct).container
+        keys[label] = cache.LocalCache("unused").compute_key(
+            component_name=label,
+            image=container.image,
+            full_command=[*container.command, *container.args],
+            arguments={"source": "same"},
+            env_vars={e.name: e.value for e in container.env},
+        )
+    return keys
+
+
+@pytest.fixture
+def fresh_local_runs() -> Iterator[None]:
+    """for_local_run builds each pipeline once per process: build again, and leave none built
+    from the code this test plants."""
+    resources.for_local_run.cache_clear()
+    yield
+    resources.for_local_run.cache_clear()
+
+
+def test_a_local_run_misses_the_cache_when_the_step_code_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_local_runs: None
+) -> None:
+    from pipelines.training import PIPELINES
+
+    code = tmp_path / "components"
+    (code / "core").mkdir(parents=True)
+    (code / "core" / "spec.py").write_text("TREES = 1000\n")
+    monkeypatch.setattr(resources, "STEP_CODE", code)
+
+    def keys() -> dict[str, str]:
+        resources.for_local_run.cache_clear()
+        return local_cache_keys(resources.for_local_run(PIPELINES["telecom"]))
+
+    before, again = keys(), keys()
+    (code / "core" / "spec.py").write_text("TREES = 300\n")
+    after = keys()
+    assert before == again
+    assert set(after) == set(before) and all(after[k] != before[k] for k in before)
+
+
+def test_the_source_digest_covers_every_python_file_by_path_and_content(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.py").write_text("1\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = resources.source_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("still not code")
+    assert resources.source_digest(tmp_path) == first
+    (tmp_path / "a" / "x.py").rename(tmp_path / "a" / "y.py")
+    moved = resources.source_digest(tmp_path)
+    assert moved != first
+    (tmp_path / "a" / "y.py").write_text("2\n")
+    assert resources.source_digest(tmp_path) not in (first, moved)
