@@ -379,14 +379,15 @@ def _regression_figures(
             report.figure_to_html(fig, "Predicted against actual")
             + report.paragraph(
                 "Left: each dot is one test row; on the dashed line the estimate equals the "
-                "actual value. Right: how far estimates miss, in the target's unit."
+                f"actual value. Right: how far estimates miss, in {unit}."
             ),
         ),
         (
             f"Error by {spec.target} band",
             report.figure_to_html(fig2, "Error by band")
             + report.paragraph(
-                "Relative errors by fifths of the actual value: where the estimate is least to be trusted."
+                f"Relative errors by fifths of the actual value ({unit}): where the estimate is "
+                "least to be trusted."
             ),
         ),
     ]
