@@ -316,9 +316,9 @@ bench-cost: $(STAMP)
 	$(PY) -m benchmarks.cost $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
 
-# What a faster tree-boosting champion would lose: the champion (PROJECT, carvision when all) and
-# variants with fewer, larger or ordinal-coded trees, in CV on its training split, on its test
-# split and in rows/s compiled and sklearn; writes .state/bench/tree_shapes.md.
+# The champion's tree shape beside others (PROJECT, carvision when all): more and smaller trees,
+# fewer and larger ones, ordinal-coded categories; in CV on its training split, on its test split
+# and in rows/s compiled and sklearn; writes .state/bench/tree_shapes.md.
 bench-tree-shapes: $(STAMP)
 	$(PY) -m benchmarks.tree_shapes $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		--project $(if $(filter all,$(PROJECT)),carvision,$(PROJECT))

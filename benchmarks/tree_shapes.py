@@ -1,13 +1,13 @@
-"""What a faster tree-boosting champion would cost in accuracy (`make bench-tree-shapes`).
+"""Accuracy and speed of a tree-boosting champion's shape beside others (`make bench-tree-shapes`).
 
 A histogram-boosting champion's batch rate is bound by its trees: each row walks every tree from
-root to leaf, a few nanoseconds per node whatever runs it (sklearn, ONNX Runtime). Fewer or
-shallower trees, or fewer categorical set splits, would score faster; this measures what they
-would lose.
+root to leaf, a few nanoseconds per node whatever runs it (sklearn, ONNX Runtime). Fewer trees
+score faster and larger ones cost more each; this measures what each shape scores and how fast,
+side by side.
 
-For the project's registered champion (histogram boosting) and variants of it that change one
-thing (learning rate and number of trees, leaves per tree, or a categorical column as ordinal
-codes instead of native set splits): on the champion's own training split, read again from the
+For the project's registered champion (histogram boosting) and variants of it (other shapes:
+learning rate, number of trees and leaves per tree; or a categorical column as ordinal codes
+instead of native set splits): on the champion's own training split, read again from the
 real file (which must hash as the champion's run recorded), the primary metric in
 cross-validation on the trainer's folds, the metrics on the champion's test split, the number of
 trees and of categorical set splits, and rows per second of the compiled graph (as the score step
@@ -47,32 +47,25 @@ class Variant:
     """Estimator parameters that differ from the champion's."""
 
 
+SHAPES = ((0.05, 1000, 63), (0.1, 500, 63), (0.05, 350, 127), (0.1, 150, 160), (0.05, 200, 255))
+"""Learning rate, trees and leaves per tree: from many small trees to few large ones, and the same
+learning budget in half the trees."""
+
+
 def variants(estimator: Any, categorical: list[str]) -> list[Variant]:
-    """The champion, then one change each: the same learning budget in half the trees, larger
-    trees, both, and the widest categorical column as ordinal codes."""
-    rate, trees, leaves = (
-        estimator.learning_rate,
-        estimator.max_iter,
-        estimator.max_leaf_nodes,
-    )
+    """The champion, each shape of SHAPES it does not already have (with its other parameters),
+    and the widest categorical column as ordinal codes."""
+    own = (estimator.learning_rate, estimator.max_iter, estimator.max_leaf_nodes)
     found = [
-        Variant("champion", {}),
+        Variant(f"the champion (learning rate {own[0]:g}, {own[1]} trees of {own[2]} leaves)", {})
+    ]
+    found += [
         Variant(
-            f"learning rate {rate * 2:g}, {trees // 2} trees",
-            {"learning_rate": rate * 2, "max_iter": trees // 2},
-        ),
-        Variant(
-            f"{leaves * 2 + 1} leaves, {trees * 3 // 5} trees",
-            {"max_leaf_nodes": leaves * 2 + 1, "max_iter": trees * 3 // 5},
-        ),
-        Variant(
-            f"learning rate {rate * 2:g}, {leaves * 2 + 1} leaves, {trees * 2 // 5} trees",
-            {
-                "learning_rate": rate * 2,
-                "max_leaf_nodes": leaves * 2 + 1,
-                "max_iter": trees * 2 // 5,
-            },
-        ),
+            f"learning rate {rate:g}, {trees} trees of {leaves} leaves",
+            {"learning_rate": rate, "max_iter": trees, "max_leaf_nodes": leaves},
+        )
+        for rate, trees, leaves in SHAPES
+        if (rate, trees, leaves) != own
     ]
     if categorical:
         widest = categorical[0]

@@ -275,14 +275,16 @@ CANDIDATES = (
         preprocessing="tree",
     ),
     # Native categorical splits on model and brand (about 100 and 20 values): ordinal codes
-    # force arbitrary orderings on them, which cost about 0.005 of R2 in CV.
+    # force arbitrary orderings on them, which cost about 0.005 of R2 in CV. A row's cost is the
+    # nodes it walks: 300 trees of 160 leaves score as accurately as 1000 of 63 at 1.6 times the
+    # rate (`make bench-tree-shapes`, docs/batch.md).
     Candidate(
         "gradient_boosting",
         lambda seed: HistGradientBoostingRegressor(
             categorical_features=CATEGORICAL,
             learning_rate=0.05,
-            max_iter=1000,
-            max_leaf_nodes=63,
+            max_iter=300,
+            max_leaf_nodes=160,
             early_stopping=False,
             random_state=seed,
         ),
@@ -321,7 +323,7 @@ SPEC = ProjectSpec(
         "${median_abs_error:,.0f} of the asking price and 90% within ${p90_abs_error:,.0f}; "
         "{within_20pct:.0%} are within 20% of it."
     ),
-    # Permutation SHAP (no tree SHAP for native categorical splits): about 0.2 s per row here.
+    # Permutation SHAP (no tree SHAP for native categorical splits): about 0.1 s per row here.
     explained_rows=60,
     market_analysis=True,
     card=CardFacts(
