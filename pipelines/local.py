@@ -66,7 +66,10 @@ class Progress(io.TextIOBase):
         self.recent: deque[str] = deque(maxlen=400)
 
     def write(self, text: str) -> int:
-        self.log.write(text)
+        # kfp.local's log handler keeps this stream after the run: later records (an HTTP
+        # client's, say) must not write to the closed log file.
+        if not self.log.closed:
+            self.log.write(text)
         self.buffer += text
         *lines, self.buffer = self.buffer.split("\n")
         for raw in lines:
@@ -95,7 +98,8 @@ class Progress(io.TextIOBase):
         self.terminal.flush()
 
     def flush(self) -> None:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         self.terminal.flush()
 
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from components.core import model_card
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
-from pipelines.local import project_list
+from pipelines.local import Progress, project_list
 from tests.support import data
 from tests.support.browser import rendered_dom
 
@@ -29,6 +29,30 @@ def test_project_list_accepts_all_or_names_and_names_what_it_rejects() -> None:
     assert project_list("telecom, bankchurn,telecom") == ["telecom", "bankchurn"]
     with pytest.raises(Exception, match="unknown project churn"):
         project_list("churn,telecom")
+
+
+def test_a_log_handler_left_on_the_progress_stream_writes_nothing_once_its_log_is_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kfp.local's log handler keeps the stream it found during a run: records logged after the
+    run (an HTTP client's, by a benchmark that goes on) must not fail on the closed log file."""
+    import io
+    import logging
+
+    terminal = io.StringIO()
+    logger = logging.getLogger("tests.progress")
+    logger.propagate = False
+    with (tmp_path / "run.log").open("w") as log:
+        handler = logging.StreamHandler(Progress(terminal, log, live=False))
+        logger.addHandler(handler)
+        logger.warning("Executing task 'train'")
+    try:
+        logger.warning("Task 'train' finished with status SUCCESS")
+    finally:
+        logger.removeHandler(handler)
+    assert "Logging error" not in capsys.readouterr().err
+    assert (tmp_path / "run.log").read_text() == "Executing task 'train'\n"
+    assert "train" in terminal.getvalue() and "SUCCESS" in terminal.getvalue()
 
 
 BANKCHURN_ROWS = 3000
