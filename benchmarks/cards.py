@@ -53,9 +53,17 @@ def readme_rows(text: str) -> list[dict[str, str]]:
     return rows
 
 
+def metrics_section(card: str) -> str | None:
+    found = re.search(r"^## Metrics\n(.*?)(?=^## |\Z)", card, re.M | re.S)
+    return found[1] if found else None
+
+
 def card_rows(card: str) -> dict[str, dict[str, str]]:
-    """The card's metrics table by metric: test, interval and CV as the card prints them."""
-    section = card.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    """The card's metrics table by metric: test, interval and CV as the card prints them; none
+    for a card without the section (one written in an earlier format)."""
+    section = metrics_section(card)
+    if section is None:
+        return {}
     found = {}
     for line in section.splitlines():
         parts = cells(line)
@@ -68,9 +76,13 @@ def compare(readme: str, cards: dict[str, str]) -> list[tuple[str, str, str, str
     """(project, metric, README, card, equal) for every figure of every README row."""
     out = []
     for row in readme_rows(readme):
-        card = card_rows(cards[row["project"]]).get(row["metric"], {})
+        text = cards[row["project"]]
+        card = card_rows(text).get(row["metric"], {})
+        absent = (
+            "missing" if metrics_section(text) is not None else "no Metrics section in the card"
+        )
         for field in ("test", "interval", "cv"):
-            mine = card.get(field, "missing")
+            mine = card.get(field, absent)
             out.append(
                 (row["project"], f"{row['metric']} {field}", row[field], mine, row[field] == mine)
             )

@@ -80,3 +80,7 @@ def test_the_card_check_finds_every_readme_figure_and_names_a_difference() -> No
         ("r2 interval", False),
         ("r2 cv", True),
     ]
+    # A card in an earlier format (no Metrics section) is named as such, not a crash.
+    older = cards.compare(readme, {"carvision": "# Model card: carvision\n\n## Figures\n"})
+    assert {mine for *_, mine, _ in older} == {"no Metrics section in the card"}
+    assert not any(equal for *_, equal in older)
