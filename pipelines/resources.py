@@ -2,10 +2,10 @@
 step's display name, applied to every task of the training, monitoring and batch scoring
 pipelines (the monitoring pipeline's retraining branch reuses the training steps' figures).
 
-The figures come from `make bench-cost DATA_DIR=../shared/data` of 2026-11-30 12:39 UTC
-(.state/bench/cost.md; docs/finops.md quotes it): one run of each pipeline per project on the
-real files, every step in its own process, its CPU-seconds, wall time, most cores used in any
-second and max RSS. For each step, over the three projects:
+The figures come from `make bench-cost DATA_DIR=../shared/data` of 2026-11-30 12:39 UTC, and
+carvision's again at 19:37 with its v2 champion (.state/bench/cost.md; docs/finops.md quotes
+it): one run of each pipeline per project on the real files, every step in its own process, its
+CPU-seconds, wall time, most cores used in any second and max RSS. For each step, over the three projects:
 
 - memory request: the largest max RSS, rounded up to a multiple of 128 MiB;
 - memory limit: 1.5x the largest max RSS, rounded up to a multiple of 128 MiB (the headroom for
@@ -67,12 +67,13 @@ STEPS: dict[str, Sized] = {
     "validate": Sized("1", "1", "256Mi", "384Mi"),
     # 240 (carvision), 1.06, 1.11
     "features": Sized("1", "2", "256Mi", "384Mi"),
-    # 312 (carvision), 1.37, 2.01: the search uses every core it finds
+    # 312 (carvision), 1.74 (carvision v2, 2026-11-30 19:37), 2.01: the search uses every core
     "train": Sized("1500m", "2", "384Mi", "512Mi"),
     # 288 (bankchurn), 1.02, 1.22
     "evaluate": Sized("1", "2", "384Mi", "512Mi"),
-    # 442 (carvision), 1.04, 1.89: carvision's permutation SHAP, 244 CPU-s
-    "explain": Sized("1", "2", "512Mi", "768Mi"),
+    # 442 (carvision), 1.39 (carvision v2, 2026-11-30 19:37), 1.99: carvision's permutation SHAP
+    # on both cores
+    "explain": Sized("1500m", "2", "512Mi", "768Mi"),
     # 459 (carvision), 1.00, 1.10
     "drift": Sized("1", "2", "512Mi", "768Mi", network=True),
     # 468 (carvision), 0.87, 1.05
