@@ -5,7 +5,8 @@ pipelines (the monitoring pipeline's retraining branch reuses the training steps
 The figures come from `make bench-cost DATA_DIR=../shared/data` of 2026-11-30 12:39 UTC, and
 carvision's again at 19:37 with its v2 champion (.state/bench/cost.md; docs/finops.md quotes
 it): one run of each pipeline per project on the real files, every step in its own process, its
-CPU-seconds, wall time, most cores used in any second and max RSS. For each step, over the three projects:
+CPU-seconds, wall time, most cores used in any second and max RSS. For each step, over the three
+projects:
 
 - memory request: the largest max RSS, rounded up to a multiple of 128 MiB;
 - memory limit: 1.5x the largest max RSS, rounded up to a multiple of 128 MiB (the headroom for
