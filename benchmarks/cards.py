@@ -53,19 +53,14 @@ def readme_rows(text: str) -> list[dict[str, str]]:
     return rows
 
 
-def metrics_section(card: str) -> str | None:
-    found = re.search(r"^## Metrics\n(.*?)(?=^## |\Z)", card, re.M | re.S)
-    return found[1] if found else None
-
-
-def card_rows(card: str) -> dict[str, dict[str, str]]:
-    """The card's metrics table by metric: test, interval and CV as the card prints them; none
+def card_rows(card: str) -> dict[str, dict[str, str]] | None:
+    """The card's metrics table by metric: test, interval and CV as the card prints them; None
     for a card without the section (one written in an earlier format)."""
-    section = metrics_section(card)
+    section = re.search(r"^## Metrics\n(.*?)(?=^## |\Z)", card, re.M | re.S)
     if section is None:
-        return {}
+        return None
     found = {}
-    for line in section.splitlines():
+    for line in section[1].splitlines():
         parts = cells(line)
         if len(parts) == 6 and parts[0] not in ("metric", "---"):
             found[parts[0]] = {"test": parts[1], "interval": parts[2], "cv": parts[3]}
@@ -74,13 +69,12 @@ def card_rows(card: str) -> dict[str, dict[str, str]]:
 
 def compare(readme: str, cards: dict[str, str]) -> list[tuple[str, str, str, str, bool]]:
     """(project, metric, README, card, equal) for every figure of every README row."""
+    tables = {project: card_rows(card) for project, card in cards.items()}
     out = []
     for row in readme_rows(readme):
-        text = cards[row["project"]]
-        card = card_rows(text).get(row["metric"], {})
-        absent = (
-            "missing" if metrics_section(text) is not None else "no Metrics section in the card"
-        )
+        table = tables[row["project"]]
+        card = (table or {}).get(row["metric"], {})
+        absent = "missing" if table is not None else "no Metrics section in the card"
         for field in ("test", "interval", "cv"):
             mine = card.get(field, absent)
             out.append(
