@@ -437,9 +437,7 @@ def with_graph(served: dict[str, Served], tmp_path_factory: pytest.TempPathFacto
 
 
 def graph_sha256(model_dir: Path) -> str:
-    return hashlib.sha256(
-        (model_dir / compiled.FOLDER / compiled.GRAPH_FILE).read_bytes()
-    ).hexdigest()
+    return loading.file_sha256(model_dir / compiled.FOLDER / compiled.GRAPH_FILE)
 
 
 @pytest.fixture(scope="module")
