@@ -276,7 +276,7 @@ CANDIDATES = (
     ),
     # Native categorical splits on model and brand (about 100 and 20 values): ordinal codes
     # force arbitrary orderings on them, which cost about 0.005 of R2 in CV. A row's cost is the
-    # nodes it walks: 300 trees of 160 leaves score as accurately as 1000 of 63 at 1.6 times the
+    # nodes it walks: 300 trees of 160 leaves score as accurately as 1000 of 63 at 1.7 times the
     # rate (`make bench-tree-shapes`, docs/batch.md).
     Candidate(
         "gradient_boosting",
