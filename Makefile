@@ -29,10 +29,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
 	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
-	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [REFRESH=30] [TOKEN=...|TOKEN_FILE=path] [ALLOW_UNVERIFIED=1]"
+	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [INFERENCE_LOG_SAMPLE=1] [REFRESH=30] [TOKEN=...|TOKEN_FILE=path] [ALLOW_UNVERIFIED=1]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv] [TOKEN=...|TOKEN_FILE=path]"
 	@echo "    (TOKEN: the bearer token; MLOPS_API_TOKEN in the environment instead keeps it out of ps)"
-	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
+	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=10000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
@@ -196,7 +196,8 @@ pushgateway:
 	prometheus-pushgateway --web.listen-address=127.0.0.1:9091 \
 		--persistence.file=.state/pushgateway/pushgateway.data --persistence.interval=1m
 
-# The server logs what it answers under INFERENCE_LOG (empty: no log) and, when MODEL is a
+# The server logs what it answers under INFERENCE_LOG (empty: no log), the share
+# INFERENCE_LOG_SAMPLE of the requests (1: all; each record carries the rate), and, when MODEL is a
 # registry alias, checks it every REFRESH seconds and serves the version it moves to (0: never).
 # GRPC_PORT also serves the v2 protocol over gRPC there (empty, the default: no gRPC port).
 # TOKEN (given on make's command line) or MLOPS_API_TOKEN (in its environment) is the bearer token
@@ -205,6 +206,7 @@ pushgateway:
 # ALLOW_UNVERIFIED=1 serves a model whose file no sha256 vouches for (a version registered before
 # the register step recorded one).
 INFERENCE_LOG ?= $(CURDIR)/.state/inference
+INFERENCE_LOG_SAMPLE ?= 1
 REFRESH ?= $(if $(findstring @,$(MODEL)),30,0)
 GRPC_PORT ?=
 TOKEN_FILE ?=
@@ -218,7 +220,8 @@ serve: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m serving --model_name $(PROJECT) --model_uri "$(MODEL)" --http_port $(PORT) \
-		--inference_log "$(INFERENCE_LOG)" --refresh_interval $(REFRESH) \
+		--inference_log "$(INFERENCE_LOG)" --inference_log_sample $(INFERENCE_LOG_SAMPLE) \
+		--refresh_interval $(REFRESH) \
 		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) \
 		$(if $(TOKEN_FILE),--api-token-file "$(TOKEN_FILE)") \
 		$(if $(ALLOW_UNVERIFIED),--allow-unverified-model)
@@ -239,10 +242,14 @@ traffic: $(STAMP)
 # Benchmarks (benchmarks/, not in the image). The real data: DATA_DIR when given, else
 # ../shared/data next to the repository (tests/support/data.py).
 # The monitoring pipeline over the local server's inference log (or DATA, a file of served
-# inputs); when its policy calls for it, it retrains (RETRAIN=0: report only; TRIALS search trials
+# inputs): it compacts the log's closed hours into Parquet and prunes hours older than
+# RETENTION_DAYS (0: keep all), reads the last HOURS in bounded memory and compares a sample of
+# DRIFT_SAMPLE_ROWS with the champion's reference; when its policy calls for it, it retrains (RETRAIN=0: report only; TRIALS search trials
 # per candidate, 0 = the project's default; RETRAIN_SOURCE where the champion's data is now, if it
 # moved). Writes .state/monitor/<project>/latest.json.
 HOURS ?= 24
+RETENTION_DAYS ?= 30
+DRIFT_SAMPLE_ROWS ?= 20000
 RETRAIN ?= 1
 TRIALS ?= 0
 RETRAIN_SOURCE ?=
@@ -253,6 +260,7 @@ monitor: $(STAMP)
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m pipelines.monitor --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
 		$(if $(MONITOR_LABELS),--labels "$(MONITOR_LABELS)") --hours $(HOURS) --retrain $(RETRAIN) \
+		--retention-days $(RETENTION_DAYS) --drift-sample-rows $(DRIFT_SAMPLE_ROWS) \
 		--trials $(TRIALS) $(if $(RETRAIN_SOURCE),--retrain-source "$(RETRAIN_SOURCE)") \
 		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 

@@ -17,8 +17,10 @@ from typing import Any
 from components.core import retraining
 from components.core.contracts import MonitoringSummary
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
+from components.core.inference_log import RETENTION_DAYS
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
 from components.core.projects import PROJECTS
+from components.core.window import SAMPLE_ROWS
 from pipelines.local import STATE_DIR, Progress, default_tracking_uri, init_local_runner
 
 DEFAULT_LOG_ROOT = STATE_DIR / "inference"
@@ -33,12 +35,17 @@ def latest(
         "time": summary.time,
         "window": summary.window,
         "rows": summary.rows,
+        "rows_sampled": summary.rows_sampled,
+        "rows_served": summary.collected.rows_estimated if summary.collected else summary.rows,
         "labelled_rows": summary.labelled_rows,
+        "log_parts_skipped": summary.collected.parts_skipped if summary.collected else 0,
+        "window_note": summary.collected.note if summary.collected else "",
         "enough_data": summary.enough_data,
         "drift_detected": summary.drift_detected,
         "drifted_columns": summary.drifted_columns,
         "drifted_important_columns": summary.drifted_important_columns,
         "live_metrics": summary.live_metrics,
+        "live_intervals": summary.live_intervals,
         "retrain_recommended": summary.retrain,
         "retrain_enabled": retrain_enabled,
         "retrained": done.retrained,
@@ -55,6 +62,19 @@ def latest(
 
 def render(summary: MonitoringSummary, done: retraining.Outcome, report: str, written: Path) -> str:
     live = ", ".join(f"{k} {v:.4f}" for k, v in summary.live_metrics.items()) or "no labels"
+    collected = summary.collected
+    counts = f"{summary.rows:,} rows, {summary.labelled_rows:,} labelled"
+    if collected is not None and collected.rows_estimated != collected.rows:
+        counts += f", {collected.rows_estimated:,.0f} served"
+    if summary.rows_sampled != summary.rows:
+        counts += f"; drift on a sample of {summary.rows_sampled:,}"
+    notes = []
+    if collected is not None and collected.note:
+        notes.append(f"   note      {collected.note}")
+    if collected is not None and collected.parts_skipped:
+        notes.append(
+            f"   skipped   {collected.parts_skipped} unreadable log part(s): {collected.skipped[0]}"
+        )
     retrained = (
         [f"   retrained v{done.version}: {done.decision}"]
         if done.retrained
@@ -63,7 +83,8 @@ def render(summary: MonitoringSummary, done: retraining.Outcome, report: str, wr
     return "\n".join(
         [
             f"== {summary.project} monitoring: champion v{summary.champion_version or '-'}",
-            f"   window    {summary.window}: {summary.rows} rows, {summary.labelled_rows} labelled",
+            f"   window    {summary.window}: {counts}",
+            *notes,
             f"   drift     {summary.drift_reason}",
             f"   quality   {live}",
             f"   verdict   {'RETRAIN: ' if summary.retrain else ''}{summary.reason}",
@@ -88,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         "--log-root", default=os.environ.get("MLOPS_INFERENCE_LOG") or str(DEFAULT_LOG_ROOT)
     )
     parser.add_argument("--hours", type=float, default=24.0, help="window of the log, in hours")
+    parser.add_argument(
+        "--retention-days",
+        type=float,
+        default=RETENTION_DAYS,
+        help="days the inference log keeps; older hours are deleted first (0: keep everything)",
+    )
+    parser.add_argument(
+        "--drift-sample-rows",
+        type=int,
+        default=SAMPLE_ROWS,
+        help="rows of the window the drift check compares (a random sample)",
+    )
     parser.add_argument("--labels", default="", help="CSV of request_id, row and the target")
     parser.add_argument("--tracking-uri", default=default_tracking_uri())
     parser.add_argument("--pushgateway", default=os.environ.get("PUSHGATEWAY", ""))
@@ -125,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                 source=args.data or LOG_SOURCE,
                 log_root=args.log_root,
                 window_hours=args.hours,
+                retention_days=args.retention_days,
                 labels=args.labels,
+                drift_sample_rows=args.drift_sample_rows,
                 mlflow_tracking_uri=args.tracking_uri,
                 min_rows=args.min_rows,
                 important_columns=args.important_columns,

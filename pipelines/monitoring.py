@@ -17,11 +17,13 @@ from kfp.dsl import HTML, Artifact, Dataset
 from components.core import retraining
 from components.core.deploy import MLFLOW_SECRET
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
+from components.core.inference_log import RETENTION_DAYS
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
-from components.steps import check, collect, prepare_retraining, publish
+from components.core.window import SAMPLE_ROWS
+from components.steps import check, collect, compact_log, prepare_retraining, publish
 from pipelines.resources import sized
 from pipelines.training import (
     DEFAULT_TARGET,
@@ -31,7 +33,7 @@ from pipelines.training import (
     use_mlflow_credentials,
 )
 
-STEPS = ("collect", "check", "publish")
+STEPS = ("compact-log", "collect", "check", "publish")
 RETRAINING_STEPS = (
     "prepare-retraining",
     "validate",
@@ -48,6 +50,7 @@ RETRAINING_STEPS = (
 
 class MonitoringOutputs(NamedTuple):
     window: Dataset
+    labelled: Dataset
     summary: Artifact
     report: HTML
 
@@ -67,6 +70,12 @@ def monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
         f'URL such as s3://bucket/inference); required when source is `{LOG_SOURCE}`, "" '
         "otherwise.",
         "window_hours": "how many hours back from now the window reaches in the inference log.",
+        "retention_days": "the inference log keeps this many days: older hours are deleted "
+        "before the window is read (0 keeps everything); a window reaching further back starts "
+        "where the log does, and the summary says so.",
+        "drift_sample_rows": "the drift check compares a random sample of at most this many of "
+        "the window's rows with the reference (a smaller window whole); counts, output figures "
+        "and live quality cover every row.",
         "labels": "CSV of ground truth (request_id, row and the target) joined onto the logged "
         'rows; "" for none (without ground truth only drift is checked).',
         "min_rows": 'below this many rows in the window the drift verdict is "not enough data".',
@@ -100,7 +109,9 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         source: str = LOG_SOURCE,
         log_root: str = "",
         window_hours: float = 24.0,
+        retention_days: float = RETENTION_DAYS,
         labels: str = "",
+        drift_sample_rows: int = SAMPLE_ROWS,
         min_rows: int = MIN_ROWS,
         important_columns: int = IMPORTANT_COLUMNS,
         quality_tolerance: float = QUALITY_TOLERANCE,
@@ -117,6 +128,16 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
     ) -> MonitoringOutputs:
+        # The log, the window and the champion change between runs: never served from the cache.
+        compacted = sized(
+            compact_log(
+                project=spec.name,
+                source=source,
+                log_root=log_root,
+                retention_days=retention_days,
+            ),
+            "compact-log",
+        ).set_caching_options(False)
         window = sized(
             collect(
                 project=spec.name,
@@ -124,15 +145,17 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                 log_root=log_root,
                 window_hours=window_hours,
                 labels=labels,
+                drift_sample_rows=drift_sample_rows,
+                maintenance=compacted.outputs["maintenance"],
             ),
             "collect",
-        )
-        # The window and the champion change between runs: never served from the cache.
-        window.set_caching_options(False)
+        ).set_caching_options(False)
         checked = sized(
             check(
                 project=spec.name,
                 window=window.outputs["window"],
+                labelled=window.outputs["labelled"],
+                stats=window.outputs["stats"],
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 min_rows=min_rows,
                 important_columns=important_columns,
@@ -151,7 +174,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             prepared = sized(
                 prepare_retraining(
                     project=spec.name,
-                    window=window.outputs["window"],
+                    labelled=window.outputs["labelled"],
                     mlflow_tracking_uri=mlflow_tracking_uri,
                     retrain_source=retrain_source,
                     holdout_share=holdout_share,
@@ -181,6 +204,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             )
         return MonitoringOutputs(
             window=window.outputs["window"],
+            labelled=window.outputs["labelled"],
             summary=checked.outputs["summary"],
             report=checked.outputs["report"],
         )

@@ -84,6 +84,7 @@ STEPS: dict[str, Sized] = {
     # 270 (carvision), 0.75, 0.99
     "market": Sized("1", "1", "384Mi", "512Mi", network=True),
     # -- monitoring
+    "compact-log": Sized("1", "1", "256Mi", "384Mi", network=True),
     # 230 (carvision), 0.98, 1.00
     "collect": Sized("1", "1", "256Mi", "384Mi", network=True),
     # 501 (carvision), 0.97, 1.00

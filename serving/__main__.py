@@ -1,5 +1,6 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
-[--grpc-port PORT] [--inference_log DIR_OR_URL] [--refresh_interval SECONDS]
+[--grpc-port PORT] [--inference_log DIR_OR_URL [--inference_log_sample RATE]]
+[--refresh_interval SECONDS]
 [--model_sha256 HEX [--compiled_sha256 HEX] | --allow-unverified-model]
 [--api-token-file PATH] [--max_request_bytes BYTES]`.
 
@@ -27,7 +28,7 @@ from kserve.logging import logger as kserve_logger
 from threadpoolctl import threadpool_limits
 
 from components.core import loading
-from components.core.inference_log import ROOT_ENV
+from components.core.inference_log import ROOT_ENV, SAMPLE_ENV, check_sample_rate
 from components.core.loading import SHA256_HEX, ModelLoadError, Verification
 from components.core.projects import PROJECTS, get_spec
 from serving.auth import TOKEN_ENV, TOKEN_FILE_FLAG, TokenError, log_setting, read_token
@@ -79,6 +80,14 @@ parser.add_argument(
     default=os.environ.get(ROOT_ENV, ""),
     help="folder or fsspec URL (s3://...) where every answered prediction row is logged "
     f"(default: ${ROOT_ENV}; empty: no log)",
+)
+parser.add_argument(
+    "--inference_log_sample",
+    type=float,
+    default=os.environ.get(SAMPLE_ENV) or "1",
+    metavar="RATE",
+    help="share of requests whose rows the inference log keeps, chosen by request id; each "
+    f"record carries it (default: ${SAMPLE_ENV}, else 1: every request)",
 )
 parser.add_argument(
     "--inference_log_queue",
@@ -168,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.inference_log_queue < 1:
         parser.error("--inference_log_queue must be at least 1")
+    try:
+        check_sample_rate(args.inference_log_sample, "--inference_log_sample")
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.max_request_bytes < 1:
         parser.error(f"{MAX_REQUEST_FLAG} must be a positive number of bytes")
     if args.refresh_interval < 0:
@@ -198,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model_name,
             whole_columns=whole,
             max_queued=args.inference_log_queue,
+            sample_rate=args.inference_log_sample,
         ).start()
     model = ProjectPredictor(
         args.model_name,

@@ -1,7 +1,11 @@
 """The server's inference log: every answered prediction row, written off the request path.
 
-A prediction hands its request's rows to `InferenceLogWriter.submit`, which only appends them to
-a queue bounded in records: when the queue is full the rows are dropped and counted
+A prediction hands its request's rows to `InferenceLogWriter.submit`. At a sample rate below 1 it
+first keeps only that share of the requests, chosen by request id
+(`components.core.inference_log.keeps`; the rest are counted in
+`mlops_inference_log_sampled_out_total`), and every record it writes carries the rate, so that
+monitoring counts each logged row as 1/rate served rows. It then only appends them to a queue
+bounded in records: when the queue is full the rows are dropped and counted
 (`mlops_inference_log_dropped_total`), so the log never blocks, slows or fails a prediction.
 One background thread turns the queued rows into records (`components.core.inference_log.record`,
 the one format monitoring reads back) and writes them with `write_part`, every `batch_records`
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 from kserve.logging import logger
 
-from components.core.inference_log import record, write_part
+from components.core.inference_log import check_sample_rate, keeps, record, write_part
 from serving import metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -79,7 +83,9 @@ def json_values(values: np.ndarray, whole: bool = False) -> list[Any]:
     return out
 
 
-def records(project: str, answered: Answered, whole: Collection[str] = ()) -> list[dict[str, Any]]:
+def records(
+    project: str, answered: Answered, whole: Collection[str] = (), sample_rate: float = 1.0
+) -> list[dict[str, Any]]:
     """The log records of one answered request: one per row, numbered within the request."""
     inputs = {name: json_values(a, name in whole) for name, a in answered.inputs.items()}
     outputs = {name: json_values(a) for name, a in answered.outputs.items()}
@@ -92,6 +98,7 @@ def records(project: str, answered: Answered, whole: Collection[str] = ()) -> li
             answered.model_version,
             {name: values[row] for name, values in inputs.items()},
             {name: values[row] for name, values in outputs.items()},
+            sample_rate,
         )
         for row in range(answered.rows)
     ]
@@ -146,14 +153,17 @@ class InferenceLogWriter:
         max_queued: int = DEFAULT_MAX_QUEUED,
         batch_records: int = DEFAULT_BATCH_RECORDS,
         flush_seconds: float = DEFAULT_FLUSH_SECONDS,
+        sample_rate: float = 1.0,
         write: Callable[[str, str, Iterable[Mapping[str, Any]]], object] = write_part,
     ) -> None:
-        """`whole_columns`: integer input columns, logged as int rather than float."""
+        """`whole_columns`: integer input columns, logged as int rather than float;
+        `sample_rate`: the share of requests logged (1: every one)."""
         if max_queued < 1:
             raise ValueError(
                 f"the inference log queue must hold at least 1 record, not {max_queued}"
             )
         self.root, self.project = root, project
+        self.sample_rate = check_sample_rate(sample_rate)
         self.whole_columns = frozenset(whole_columns)
         self.flush_seconds = flush_seconds
         self._write = write
@@ -161,6 +171,7 @@ class InferenceLogWriter:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._dropped = metrics.INFERENCE_LOG_DROPPED.labels(project)
+        self._sampled_out = metrics.INFERENCE_LOG_SAMPLED_OUT.labels(project)
         self._written = metrics.INFERENCE_LOG_RECORDS.labels(project)
         self._failures_unreported = 0
         self._last_error_logged = -math.inf
@@ -168,16 +179,21 @@ class InferenceLogWriter:
     def start(self) -> InferenceLogWriter:
         self._thread.start()
         logger.info(
-            "inference log: %s rows to %s (queue of %d records)",
+            "inference log: %s rows to %s (%s of the requests; queue of %d records)",
             self.project,
             self.root,
+            f"{self.sample_rate:.0%}" if self.sample_rate < 1 else "all",
             self._queue.max_records,
         )
         return self
 
     def submit(self, answered: Answered) -> bool:
         """Queues the request's rows; False (and counted as dropped) when the queue is full or
-        the writer is closed. Never blocks."""
+        the writer is closed. A request the sample rate leaves out is counted and not queued.
+        Never blocks."""
+        if not keeps(answered.request_id, self.sample_rate):
+            self._sampled_out.inc(answered.rows)
+            return True
         if not self._stopping.is_set() and self._queue.offer(answered):
             return True
         self._dropped.inc(answered.rows)
@@ -208,7 +224,11 @@ class InferenceLogWriter:
             return
         rows = sum(a.rows for a in answered)
         try:
-            batch = [r for a in answered for r in records(self.project, a, self.whole_columns)]
+            batch = [
+                r
+                for a in answered
+                for r in records(self.project, a, self.whole_columns, self.sample_rate)
+            ]
             self._write(self.root, self.project, batch)
         except Exception as exc:  # a failed write loses its rows, never the server
             self._dropped.inc(rows)

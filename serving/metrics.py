@@ -63,6 +63,11 @@ INFERENCE_LOG_RECORDS = Counter(
     "Predicted rows written to the inference log",
     ["project"],
 )
+INFERENCE_LOG_SAMPLED_OUT = Counter(
+    "mlops_inference_log_sampled_out",
+    "Predicted rows left out of the inference log by its sample rate (by design, not lost)",
+    ["project"],
+)
 INFERENCE_LOG_DROPPED = Counter(
     "mlops_inference_log_dropped",
     "Predicted rows not written to the inference log: its queue was full, or the write failed",

@@ -219,10 +219,86 @@ class Reference(Contract):
     test_size: float
 
 
+class OutputFigures(BaseModel):
+    """A window's outputs over every row it holds, each row weighed by 1/sample_rate: the mean
+    (and, for a classifier, the share of positive decisions) with 95% intervals on the rows'
+    effective count; the quantiles are those of the window's sample."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    unit: str
+    rows: int
+    weighted_rows: float
+    effective_rows: float
+    """(sum of weights)^2 / sum of squared weights: the rows' count for an interval."""
+    mean: float
+    mean_interval: tuple[float, float]
+    std: float
+    minimum: float
+    maximum: float
+    positive_label: str | None = None
+    positive_share: float | None = None
+    positive_share_interval: tuple[float, float] | None = None
+    """Wilson's 95% interval."""
+    quantiles: dict[str, float] = {}
+
+
+class LogMaintenance(Contract):
+    """What the compact step did to the inference log."""
+
+    SCHEMA: ClassVar[str] = "log_maintenance"
+
+    root: str
+    project: str
+    hours_compacted: int
+    parts_compacted: int
+    rows_compacted: int
+    parts_quarantined: int
+    quarantined: list[str]
+    hours_pruned: int
+    kept_from: str
+    summary: str
+
+
+class WindowStats(Contract):
+    """What the collect step read: counts over every row of the window, and what it kept."""
+
+    SCHEMA: ClassVar[str] = "window"
+
+    project: str
+    window: str
+    """Where the rows came from and which span they cover."""
+    start: str
+    end: str
+    note: str
+    """What changed the window as asked (its start moved to the log's retention), or ""."""
+    rows: int
+    """Rows logged in the window (or read from the file)."""
+    rows_estimated: float
+    """Rows served in the window: each logged row weighs 1/sample_rate."""
+    rows_sampled: int
+    """Rows of the sample that the drift check compares (every row when the window is small)."""
+    sample_size: int
+    """The sample's largest size."""
+    labelled_rows: int
+    rows_by_version: dict[str, int]
+    sample_rates: list[float]
+    parts_read: int
+    parts_skipped: int
+    """Parts of the log that could not be read (torn, not JSON or Parquet): skipped, counted."""
+    skipped: list[str]
+    """The first of them, with the reason."""
+    output: OutputFigures | None
+    maintenance: LogMaintenance | None = None
+    """What compacting and pruning the log did just before the window was read."""
+
+
 class MonitoringSummary(Contract):
     """One monitoring run: the window, drift, live quality and the verdict."""
 
     SCHEMA: ClassVar[str] = "monitoring"
+    VERSION: ClassVar[int] = 2
 
     project: str
     time: str
@@ -231,6 +307,7 @@ class MonitoringSummary(Contract):
     window: str
     """Where the rows came from and which span they cover."""
     rows: int
+    """Every row of the window (version 2 on; before, the rows read whole)."""
     labelled_rows: int
     enough_data: bool
     drift_detected: bool
@@ -251,6 +328,18 @@ class MonitoringSummary(Contract):
     """The pipeline retrains: recommended, switched on, and enough labelled rows to judge it."""
     retraining: str = ""
     """Why it retrains or not, when retraining is called for."""
+    rows_sampled: int = 0
+    """Rows the drift check compared: the window's sample (version 2 on)."""
+    live_intervals: dict[str, tuple[float, float]] = {}
+    """95% interval of each live figure (version 2 on)."""
+    collected: WindowStats | None = None
+    """What the collect step counted (version 2 on)."""
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        if version < 2:  # the window was read whole: every row was compared
+            data.setdefault("rows_sampled", data.get("rows", 0))
+        return data
 
 
 CHAMPION = "champion"

@@ -66,6 +66,14 @@ class BinaryFormat:
         """The field that explanations (contributions plus base value) add up to."""
         return self.probability
 
+    def fields(self) -> dict[str, str]:
+        """The response's fields and their kinds (float, int or string), in response order."""
+        kinds = {
+            self.probability: "float",
+            self.decision: "string" if self.decision_as_label else "int",
+        }
+        return kinds | ({"risk_band": "string"} if self.with_risk_band else {})
+
     def columns(
         self, labels: tuple[str, str], probability: np.ndarray, threshold: float
     ) -> dict[str, np.ndarray]:
@@ -91,6 +99,9 @@ class RegressionFormat:
     @property
     def explained_field(self) -> str:
         return self.value
+
+    def fields(self) -> dict[str, str]:
+        return {self.value: "float"}
 
     def columns(self, prediction: np.ndarray) -> dict[str, np.ndarray]:
         return {self.value: prediction.astype(float)}

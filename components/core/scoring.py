@@ -38,6 +38,7 @@ from components.core.contracts import (
 from components.core.drift import DriftPolicy, DriftResult, detect, no_reference, reference_label
 from components.core.ingest import IngestError, parse_csv, read_bytes
 from components.core.lineage import Provenance
+from components.core.metrics import QUANTILES
 from components.core.outputs import (
     BinaryFormat,
     RegressionFormat,
@@ -59,7 +60,6 @@ SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 DRIFT_GATES = ("warn", "stop", "off")
 MAX_REJECTED_SHARE = 0.1
 SHARD_ROWS = 10_000
-QUANTILES = {"p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
 UNVERIFIED_HINT = "allow_unverified_model=true (make score ALLOW_UNVERIFIED=1)"
 
 

@@ -12,7 +12,7 @@ from components.steps.explain import explain
 from components.steps.features import features
 from components.steps.ingest import ingest
 from components.steps.market import market
-from components.steps.monitor import check, collect, publish
+from components.steps.monitor import check, collect, compact_log, publish
 from components.steps.register import register
 from components.steps.retrain import prepare_retraining
 from components.steps.score import drift_check, merge, resolve, score, split, validate_rows
@@ -26,6 +26,7 @@ __all__ = [
     "EVALUATE",
     "check",
     "collect",
+    "compact_log",
     "deploy",
     "drift",
     "drift_check",

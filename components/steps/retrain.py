@@ -11,7 +11,7 @@ from components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def prepare_retraining(
     project: str,
-    window: Input[Dataset],
+    labelled: Input[Dataset],
     mlflow_tracking_uri: str,
     retrain_source: str,
     holdout_share: float,
@@ -23,7 +23,8 @@ def prepare_retraining(
 ) -> NamedTuple("RetrainingSettings", [("seed", int), ("test_size", float)]):  # type: ignore[valid-type]
     """The champion's training data (and the seed and split it was trained with), re-read from the source its run records (or
     `retrain_source`, when it moved) and checked against the recorded hash, plus the window's
-    labelled rows; `holdout_share` of those is held out to judge challenger and champion."""
+    labelled rows (`labelled`); `holdout_share` of those is held out to judge challenger and
+    champion."""
     from collections import namedtuple
     from pathlib import Path
 
@@ -39,10 +40,10 @@ def prepare_retraining(
     champion = retraining.champion_data(spec)
     data = retraining.prepare(
         spec,
-        pd.read_csv(window.path),
+        pd.read_parquet(labelled.path).sort_values("_order", kind="stable"),
         champion,
         source=retrain_source,
-        window_label=str(window.metadata.get("window", window.uri)),
+        window_label=str(labelled.metadata.get("window", labelled.uri)),
         holdout_share=holdout_share,
         min_labelled_rows=min_labelled_rows,
     )

@@ -20,6 +20,7 @@ NETWORK_STEPS = {
     "drift",  # MLflow: the champion's reference
     "register",  # MLflow: run, model, aliases
     "deploy",  # the Kubernetes API in mode apply
+    "compact-log",  # the inference log (object store); compacting again is safe
     "collect",  # the inference log (object store) or a URL
     "check",  # MLflow
     "publish",  # the Pushgateway

@@ -26,9 +26,10 @@ module "platform" {
 }
 
 module "serving" {
-  source              = "../../modules/serving"
-  overlay_path        = "${path.module}/../../../manifests/overlays/dev"
-  mlflow_tracking_uri = var.mlflow_tracking_uri
-  serving_image       = var.serving_image
-  depends_on          = [module.platform]
+  source                    = "../../modules/serving"
+  overlay_path              = "${path.module}/../../../manifests/overlays/dev"
+  mlflow_tracking_uri       = var.mlflow_tracking_uri
+  serving_image             = var.serving_image
+  inference_log_sample_rate = var.inference_log_sample_rate
+  depends_on                = [module.platform]
 }

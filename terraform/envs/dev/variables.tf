@@ -24,3 +24,14 @@ variable "install_cert_manager" {
   description = "Install cert-manager; false on a Kubeflow cluster, which already runs it."
   default     = false
 }
+
+variable "inference_log_sample_rate" {
+  type        = number
+  default     = 1
+  description = "Share of requests the predictors' inference log keeps (1: every request)."
+
+  validation {
+    condition     = var.inference_log_sample_rate > 0 && var.inference_log_sample_rate <= 1
+    error_message = "inference_log_sample_rate must be more than 0 and at most 1."
+  }
+}

@@ -1,5 +1,5 @@
-# Applies a kustomize overlay of manifests/ as it is, with two site settings patched in: the
-# MLflow server and the model server image (into the InferenceServices, and its repository into
+# Applies a kustomize overlay of manifests/ as it is, with three site settings patched in: the
+# MLflow server, the inference log's sample rate and the model server image (into the InferenceServices, and its repository into
 # the parameters of the InferenceService admission policy, which refuses any other image).
 # Resources go in three waves (namespaces and CRDs first), as the kustomization provider
 # recommends.
@@ -19,6 +19,7 @@ data "kustomization_overlay" "serving" {
     }
     patch = jsonencode([
       { op = "replace", path = "/data/MLFLOW_TRACKING_URI", value = var.mlflow_tracking_uri },
+      { op = "replace", path = "/data/MLOPS_INFERENCE_LOG_SAMPLE", value = tostring(var.inference_log_sample_rate) },
     ])
   }
 

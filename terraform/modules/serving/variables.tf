@@ -22,3 +22,14 @@ variable "serving_image" {
     error_message = "serving_image must be registry/repository:tag or registry/repository@sha256:<digest>."
   }
 }
+
+variable "inference_log_sample_rate" {
+  type        = number
+  default     = 1
+  description = "Share of requests whose rows the predictors' inference log keeps, chosen by request id (1: every request); written into mlops-serving-config as MLOPS_INFERENCE_LOG_SAMPLE. Each record carries it, so monitoring's counts stand for every request."
+
+  validation {
+    condition     = var.inference_log_sample_rate > 0 && var.inference_log_sample_rate <= 1
+    error_message = "inference_log_sample_rate must be more than 0 and at most 1."
+  }
+}
