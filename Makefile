@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-tree-shapes check-cards screenshots image \
+	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes check-cards screenshots image \
 	app app-screenshots \
 	check-image clean
 
@@ -35,13 +35,14 @@ help:
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
-	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=10000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
+	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
 	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
 	@echo "make schedule HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> CRON='0 0 * * * *' [LOG_ROOT=s3://...] [PUSHGATEWAY=...] [PARAMS='{...}']"
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
+	@echo "make bench-scale [DATA_DIR=../shared/data] [SIZES=1000000,3000000,10000000]   (monitoring windows and batches at production volume, every step's time and peak memory: .state/bench/scale.md)"
 	@echo "make bench-tree-shapes [DATA_DIR=../shared/data] [PROJECT=carvision]   (speed and accuracy of the champion's tree shapes: .state/bench/tree_shapes.md)"
 	@echo "make bench-cost [DATA_DIR=../shared/data] [PROJECT=all|bankchurn|telecom|carvision]   (CPU and memory per step, per 1M predictions and batch rows: .state/bench/cost.md)"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
@@ -316,6 +317,13 @@ bench-batch: $(STAMP)
 bench-monitoring: $(STAMP)
 	$(PY) -m benchmarks.monitoring $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
+
+# The monitoring and batch scoring pipelines at a day of traffic (1M, 3M, 10M logged rows) and at
+# 1M, 3M, 10M batch rows made from the real files: every step's wall time, rows/s and peak
+# memory against its declared limit (docs/monitoring.md, docs/batch.md). About 20 minutes.
+bench-scale: $(STAMP)
+	$(PY) -m benchmarks.scale $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
+		$(if $(SIZES),--sizes $(SIZES))
 
 # CPU-seconds and peak memory of every step of a training, a monitoring and a batch scoring run,
 # of a million single-row predictions over HTTP and of a million batch rows, per project, on the

@@ -12,7 +12,15 @@ windows are drawn from the held-out part, which the champion never saw:
   (more than five distinct values) among the policy's most important columns, at several sizes;
   a hit is a drift verdict naming that column;
 - restraint: the same shifts of the most important numeric column outside them, which the
-  policy reports but must not call drift on its own.
+  policy reports but must not call drift on its own;
+- large windows: 10 iid windows of each of LARGE_SIZES rows (bootstrap of the held-out part),
+  with and without a shift of the most important numeric column, whose drift verdict comes from
+  the sample of SAMPLE_ROWS that collect draws while streaming.
+
+Every window goes through the monitoring pipeline's own `collect` logic (written as a CSV of
+served rows, streamed by `window.collect_file`, drift on the sample it draws): a window of at
+most SAMPLE_ROWS rows is its own sample, and its verdict is checked against the one the whole
+window gives read directly (the "sampled = whole" column counts the windows that agree).
 
 Writes .state/bench/monitoring.md and prints it.
 """
@@ -20,14 +28,19 @@ Writes .state/bench/monitoring.md and prints it.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 from benchmarks.options import champion_benchmark_parser
 from components.core import drift, ingest, reference
+from components.core.drift import DriftSummary
 from components.core.projects import PROJECTS
+from components.core.spec import ProjectSpec
+from components.core.window import SAMPLE_ROWS, collect_file
 from pipelines.local import project_list
 
 OUT_DIR = Path(".state/bench")
@@ -36,6 +49,34 @@ IID_WINDOWS = 20
 SHIFT_WINDOWS = 10
 SHIFT_ROWS = 500
 FACTORS = (1.05, 1.1, 1.2, 1.5)
+LARGE_SIZES = (50_000, 200_000)
+LARGE_WINDOWS = 10
+LARGE_FACTOR = 1.2
+
+
+class Verdicts:
+    """Windows through collect's streaming path; counts where its verdict and the whole
+    window's differ (they cannot differ below SAMPLE_ROWS rows: the sample is the window)."""
+
+    def __init__(self, spec: ProjectSpec, rows: pd.DataFrame, importance: dict[str, float]):
+        self.spec, self.rows, self.importance = spec, rows, importance
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
+        self.compared = self.agreed = 0
+
+    def __call__(self, window: pd.DataFrame) -> DriftSummary:
+        path = self.folder / "window.csv"
+        window.drop(columns=[self.spec.target], errors="ignore").to_csv(path, index=False)
+        collected = collect_file(self.spec, str(path), self.folder / "labelled.parquet")
+        sampled = collected.sample[self.spec.input_columns]
+        found = drift.detect(self.spec, self.rows, sampled, self.importance).summary
+        if len(window) <= SAMPLE_ROWS:
+            whole = drift.detect(self.spec, self.rows, window, self.importance).summary
+            self.compared += 1
+            self.agreed += (whole.drift_detected, whole.drifted_columns) == (
+                found.drift_detected,
+                found.drifted_columns,
+            )
+        return found
 
 
 def bench_project(name: str, data_dir: Path) -> list[str]:
@@ -51,13 +92,14 @@ def bench_project(name: str, data_dir: Path) -> list[str]:
             f"{record.source_sha256}: not the same data"
         )
     held_out = parts.test
+    verdict = Verdicts(spec, rows, record.importance)
     lines = []
     for size in SIZES:
         bootstrap = size > len(held_out)
         alarms = 0
         for i in range(IID_WINDOWS):
             window = held_out.sample(size, random_state=1000 + i, replace=bootstrap)
-            alarms += drift.detect(spec, rows, window, record.importance).summary.drift_detected
+            alarms += verdict(window).drift_detected
         how = f"iid, {size} rows" + (f" (bootstrap of {len(held_out)})" if bootstrap else "")
         lines.append(
             f"| {name} v{version} | {how} | false alarms | {alarms}/{IID_WINDOWS} "
@@ -78,7 +120,7 @@ def bench_project(name: str, data_dir: Path) -> list[str]:
                 window = drift.shift(
                     held_out.sample(SHIFT_ROWS, random_state=2000 + i), {column: factor}
                 )
-                found = drift.detect(spec, rows, window, record.importance).summary
+                found = verdict(window)
                 hits += found.drift_detected and column in found.drifted_columns
             measure = (
                 "detected, naming it"
@@ -90,6 +132,27 @@ def bench_project(name: str, data_dir: Path) -> list[str]:
                 f"{SHIFT_ROWS} rows | {measure} | {hits}/{SHIFT_WINDOWS} "
                 f"({hits / SHIFT_WINDOWS:.0%}) |"
             )
+    if important:
+        for size in LARGE_SIZES:
+            alarms = hits = 0
+            for i in range(LARGE_WINDOWS):
+                window = held_out.sample(size, random_state=3000 + i, replace=True)
+                alarms += verdict(window).drift_detected
+                found = verdict(drift.shift(window, {important[0]: LARGE_FACTOR}))
+                hits += found.drift_detected and important[0] in found.drifted_columns
+            how = f"iid, {size:,} rows (bootstrap), drift on a sample of {SAMPLE_ROWS:,}"
+            lines.append(
+                f"| {name} v{version} | {how} | false alarms | {alarms}/{LARGE_WINDOWS} "
+                f"({alarms / LARGE_WINDOWS:.0%}) |"
+            )
+            lines.append(
+                f"| {name} v{version} | the same, {important[0]} x{LARGE_FACTOR:g} | detected, "
+                f"naming it | {hits}/{LARGE_WINDOWS} ({hits / LARGE_WINDOWS:.0%}) |"
+            )
+    lines.append(
+        f"| {name} v{version} | every window of at most {SAMPLE_ROWS:,} rows | sampled = whole "
+        f"(verdict and drifted columns) | {verdict.agreed}/{verdict.compared} |"
+    )
     return lines
 
 

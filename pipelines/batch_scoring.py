@@ -138,7 +138,8 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                 score(
                     project=name,
                     pinned=pinned.outputs["pinned"],
-                    shards=sharded.outputs["shards"],
+                    valid=checked.outputs["valid"],
+                    shard_rows=shard_rows,
                     index=index,
                     with_reasons=with_reasons,
                     mlflow_tracking_uri=mlflow_tracking_uri,

@@ -204,6 +204,15 @@ class LogSchema:
         )
 
 
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 class PartError(ValueError):
     """A part that cannot be read; the message says why."""
 
@@ -276,6 +285,58 @@ def read_json_part(raw: bytes, schema: LogSchema | None) -> pa.Table:
         return conform(flat, schema.flat()) if schema else flat
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise PartError(f"fields of the wrong type ({exc})") from None
+
+
+JSON_BATCH_BYTES = 8 << 20
+"""JSON parts are parsed together up to this many bytes: one parse for hundreds of small parts
+(the server writes one a second) instead of one each."""
+
+
+@dataclass
+class JsonBatch:
+    read: list[str]
+    """The parts whose rows `table` holds."""
+    table: pa.Table | None
+    skipped: list[Skipped]
+
+
+def read_json_parts(fs: Any, paths: Iterable[str], schema: LogSchema | None) -> Iterator[JsonBatch]:
+    """The parts' rows, parsed JSON_BATCH_BYTES at a time. A batch that does not parse whole is
+    parsed again part by part, so that only its unreadable parts are skipped; a part gone since it
+    was listed (compacted or pruned meanwhile) is passed over."""
+    waiting: list[tuple[str, bytes]] = []
+    size = 0
+
+    def parsed() -> Iterator[JsonBatch]:
+        joined = b"".join(raw if raw.endswith(b"\n") else raw + b"\n" for _, raw in waiting)
+        try:
+            yield JsonBatch([path for path, _ in waiting], read_json_part(joined, schema), [])
+        except PartError:
+            for path, raw in waiting:
+                try:
+                    yield JsonBatch([path], read_json_part(raw, schema), [])
+                except PartError as exc:
+                    yield JsonBatch([], None, [Skipped(path, str(exc))])
+
+    for path in paths:
+        try:
+            with fs.open(path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            yield JsonBatch([], None, [Skipped(path, str(exc))])
+            continue
+        if not raw.strip():
+            yield JsonBatch([], None, [Skipped(path, "empty file")])
+            continue
+        waiting.append((path, raw))
+        size += len(raw)
+        if size >= JSON_BATCH_BYTES:
+            yield from parsed()
+            waiting, size = [], 0
+    if waiting:
+        yield from parsed()
 
 
 # -- listing -----------------------------------------------------------------------------------
@@ -367,22 +428,13 @@ def _hour(fs: Any, begins: dt.datetime, path: str) -> Hour:
 def _sources(fs: Any, path: str) -> list[str]:
     try:
         with fs.open(path, "rb") as handle:
-            metadata = pq.ParquetFile(handle).schema_arrow.metadata or {}
+            metadata = pq.ParquetFile(handle).metadata.metadata or {}
         return list(json.loads(metadata.get(SOURCES_KEY, b"[]")))
     except (OSError, ValueError, pa.ArrowException):
         return []  # an unreadable compacted file is counted when it is read
 
 
 # -- reading a window --------------------------------------------------------------------------
-
-
-@dataclass
-class Skipped:
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 @dataclass
@@ -407,9 +459,13 @@ class LogScan:
             for path in hour.compacted:
                 for table in self._parquet(fs, path):
                     yield table
-            for path in hour.parts:
-                table = self._json(fs, path)
-                if table is None or not table.num_rows:
+            for found in read_json_parts(fs, hour.parts, self.schema):
+                self.skipped.extend(found.skipped)
+                self.parts_read += len(found.read)
+                if found.table is None:
+                    continue
+                table = self._within(found.table)
+                if not table.num_rows:
                     continue
                 pending.append(table)
                 waiting += table.num_rows
@@ -440,19 +496,6 @@ class LogScan:
                     yield self._within(table)
             except (OSError, pa.ArrowException) as exc:
                 self.skipped.append(Skipped(path, f"unreadable after {rows:,} rows ({exc})"))
-
-    def _json(self, fs: Any, path: str) -> pa.Table | None:
-        try:
-            with fs.open(path, "rb") as handle:
-                raw = handle.read()
-            table = read_json_part(raw, self.schema)
-        except FileNotFoundError:
-            return None  # compacted since it was listed: its rows are in the Parquet file
-        except (OSError, PartError) as exc:
-            self.skipped.append(Skipped(path, str(exc)))
-            return None
-        self.parts_read += 1
-        return self._within(table)
 
     def _within(self, table: pa.Table) -> pa.Table:
         if self.start is None and self.end is None:
@@ -580,33 +623,56 @@ def compact(
 
 
 def _compact_hour(fs: Any, hour: Hour, schema: LogSchema, done: _Tally) -> None:
-    tables, names = [], []
-    for path in hour.parts:
-        try:
-            with fs.open(path, "rb") as handle:
-                tables.append(read_json_part(handle.read(), schema))
-            names.append(_name(path))
-        except (OSError, PartError) as exc:
-            done.quarantined.append(Skipped(path, str(exc)))
-            fs.makedirs(f"{hour.path}/{QUARANTINE}", exist_ok=True)
-            fs.mv(path, f"{hour.path}/{QUARANTINE}/{_name(path)}")
-    if not names:
-        return
-    table = pa.concat_tables(tables)
-    table = table.take(pc.sort_indices(table, sort_keys=[("time", "ascending")]))
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-    name = f"{COMPACTED_PREFIX}{_stamp()}-{digest}{COMPACTED_SUFFIX}"
-    temporary = f"{hour.path}/.{name}.tmp"
-    table = table.replace_schema_metadata({SOURCES_KEY: json.dumps(names).encode()})
+    """The hour's JSON parts, in the order they were written, streamed into one Parquet file
+    (row groups of about BATCH_ROWS): memory holds one row group, however busy the hour."""
+    names: list[str] = []
+    pending: list[pa.Table] = []
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    temporary = f"{hour.path}/.{COMPACTED_PREFIX}{_stamp()}-{uuid.uuid4().hex[:8]}.tmp"
     with fs.open(temporary, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-    fs.mv(temporary, f"{hour.path}/{name}")
+        try:
+            for found in read_json_parts(fs, sorted(hour.parts, key=_name), schema):
+                for bad in found.skipped:
+                    done.quarantined.append(bad)
+                    fs.makedirs(f"{hour.path}/{QUARANTINE}", exist_ok=True)
+                    fs.mv(bad.path, f"{hour.path}/{QUARANTINE}/{_name(bad.path)}")
+                if found.table is None:
+                    continue
+                names.extend(_name(path) for path in found.read)
+                pending.append(found.table)
+                rows += found.table.num_rows
+                if sum(t.num_rows for t in pending) >= BATCH_ROWS:
+                    writer = _write_group(handle, writer, pending)
+            if pending:
+                writer = _write_group(handle, writer, pending)
+            if writer is not None:
+                writer.add_key_value_metadata({SOURCES_KEY: json.dumps(names)})
+        finally:
+            if writer is not None:
+                writer.close()
+    if not names:
+        fs.rm(temporary)
+        return
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    fs.mv(temporary, f"{hour.path}/{COMPACTED_PREFIX}{_stamp()}-{digest}{COMPACTED_SUFFIX}")
     for path in hour.parts:
         if _name(path) in names:
             fs.rm(path)
     done.hours_compacted += 1
     done.parts_compacted += len(names)
-    done.rows_compacted += table.num_rows
+    done.rows_compacted += rows
+
+
+def _write_group(
+    handle: Any, writer: pq.ParquetWriter | None, pending: list[pa.Table]
+) -> pq.ParquetWriter:
+    table = pa.concat_tables(pending)
+    pending.clear()
+    if writer is None:
+        writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
+    writer.write_table(table, row_group_size=max(table.num_rows, 1))
+    return writer
 
 
 def kept_from(root: str, project: str) -> dt.datetime | None:

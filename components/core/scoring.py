@@ -2,20 +2,25 @@
 one model version pinned for the whole batch, and the rows that failed validation set aside with
 their reasons.
 
-The pipeline's steps, each a function here: `pin` the model version; `read_table` and `screen`
-the rows (the schema checks the server and the validate step apply, row by row); `check_drift`
-of the valid rows against the version's own reference (the monitoring check); `write_shards`;
-`score_frame` each shard with the pinned version, loaded by `load_pinned` (its file verified
-before it is unpickled); `merge` in input order, `summarise` and `summary_html`.
+The pipeline's steps, each a function here: `pin` the model version; `screen_file` the rows
+(the schema checks the server applies, row by row, a chunk at a time); `check_drift` of a
+uniform `drift_sample` of the valid rows against the version's own reference (the monitoring
+check); `shard_indices`; `score_shard` each shard with the pinned version, loaded by
+`load_pinned` (its file verified before it is unpickled); `complete`: merge in input order with
+DuckDB, `summarise` and `summary_html`. No step holds the whole batch: each streams chunks of
+CHUNK_ROWS rows, so memory stays flat however many rows come. `screen`, `score_frame` and `merge`
+are the same logic for rows already in memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
 import math
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,8 +28,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from components.core import loading, model_uri, report
+from components.core import engine, loading, model_uri, report
 from components.core.compiled import CompiledModel, serving_threads
 from components.core.contracts import (
     CHAMPION,
@@ -59,7 +65,13 @@ FORMATS = ("csv", "parquet")
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 DRIFT_GATES = ("warn", "stop", "off")
 MAX_REJECTED_SHARE = 0.1
-SHARD_ROWS = 10_000
+SHARD_ROWS = 1_000_000
+"""Valid rows per shard, each scored by its own task (a pod on a cluster)."""
+CHUNK_ROWS = 65_536
+"""Rows read, checked, scored and written at a time: every step holds one chunk, not the batch."""
+DRIFT_SAMPLE_ROWS = 20_000
+"""Valid rows the drift check compares with the reference: all of a smaller batch, else a
+uniform sample of this many drawn while the rows stream by."""
 UNVERIFIED_HINT = "allow_unverified_model=true (make score ALLOW_UNVERIFIED=1)"
 
 
@@ -255,26 +267,27 @@ def model_column(values: pd.Series, numeric: bool) -> pd.Series:
     return values
 
 
-def screen(
-    spec: ProjectSpec,
-    frame: pd.DataFrame,
-    source: str = "the batch",
-    max_rejected_share: float = MAX_REJECTED_SHARE,
-) -> Screened:
-    """Every row checked against the project's schema with the checks the server applies. Rows
-    that break a rule are set aside with their reasons; more than `max_rejected_share` of them,
-    or a missing input column, stops the batch with an error naming it."""
-    if not 0.0 <= max_rejected_share <= 1.0:
-        raise ScoringError(f"max_rejected_share must be between 0 and 1; got {max_rejected_share}")
-    missing = [c for c in spec.input_columns if c not in frame.columns]
-    if missing:
-        raise ScoringError(
-            f"{source} lacks the required column(s) {', '.join(missing)}; the {spec.name} "
-            f"model reads {', '.join(spec.input_columns)}"
-        )
-    identifiers = [c for c in spec.identifier_columns if c in frame.columns]
-    known = {*spec.input_columns, *identifiers}
-    problems: list[tuple[int, str, str, object, str]] = []
+Problem = tuple[int, str, str, object, str]
+"""(0-based row, field, rule code, raw value, rule in words)."""
+
+
+@dataclass
+class _Chunk:
+    """The screening of a run of consecutive rows."""
+
+    valid: pd.DataFrame
+    rejected: pd.DataFrame
+    bad_rows: int
+    by_rule: dict[str, int]
+    first: Problem | None
+
+
+def _screen_chunk(
+    spec: ProjectSpec, frame: pd.DataFrame, offset: int, identifiers: Sequence[str]
+) -> _Chunk:
+    """Rows `offset` to `offset + len(frame)` of a batch checked with the server's checks."""
+    frame = frame.reset_index(drop=True)
+    problems: list[Problem] = []
     by_rule: dict[str, set[int]] = {}
     for column in spec.columns:
         raw = frame[column.name].to_numpy(dtype=object)
@@ -282,31 +295,18 @@ def screen(
             by_rule.setdefault(violation.code, set()).update(violation.rows)
             for row in violation.rows:
                 problems.append((row, column.name, violation.code, raw[row], violation.rule))
-    bad = sorted({p[0] for p in problems})
-    rows = len(frame)
-    share = len(bad) / rows if rows else 0.0
-    if share > max_rejected_share:
-        counts = ", ".join(f"{code} {len(found):,}" for code, found in by_rule.items())
-        first = min(problems, key=lambda p: (p[0], spec.input_columns.index(p[1])))
-        raise ScoringError(
-            f"{len(bad):,} of {rows:,} rows ({share:.1%}) failed validation; at most "
-            f"{max_rejected_share:.1%} may (max_rejected_share). Rows per rule: {counts}; the "
-            f"first: row {first[0] + 1}, field {first[1]!r}: {first[4]} (value {shown(first[3])!r})"
-        )
-    if len(bad) == rows:
-        raise ScoringError(f"all {rows:,} rows of {source} failed validation: nothing to score")
-    keep = np.ones(rows, dtype=bool)
-    keep[bad] = False
-    valid = pd.DataFrame({ROW_NUMBER: np.flatnonzero(keep) + 1})
+    problems.sort(key=lambda p: (p[0], spec.input_columns.index(p[1])))
+    keep = np.ones(len(frame), dtype=bool)
+    keep[[p[0] for p in problems]] = False
+    valid = pd.DataFrame({ROW_NUMBER: np.flatnonzero(keep) + 1 + offset})
     for name in identifiers:
         valid[name] = frame[name].to_numpy()[keep]
     for column in spec.columns:
         numeric = column.dtype in ("float", "int")
         valid[column.name] = model_column(frame[column.name], numeric).to_numpy()[keep]
-    problems.sort(key=lambda p: (p[0], spec.input_columns.index(p[1])))
     rejected = pd.DataFrame(
         {
-            ROW_NUMBER: [p[0] + 1 for p in problems],
+            ROW_NUMBER: np.array([p[0] + 1 + offset for p in problems], dtype=np.int64),
             **{name: [frame[name].iat[p[0]] for p in problems] for name in identifiers},
             **dict(
                 zip(
@@ -322,24 +322,314 @@ def screen(
             ),
         }
     )
-    return Screened(
+    first = problems[0] if problems else None
+    if first is not None:
+        first = (first[0] + offset, *first[1:])
+    return _Chunk(
         valid=valid,
         rejected=rejected,
-        rows=rows,
-        rejected_rows=len(bad),
-        rejected_by_rule={code: len(found) for code, found in sorted(by_rule.items())},
+        bad_rows=len(frame) - int(keep.sum()),
+        by_rule={code: len(rows) for code, rows in by_rule.items()},
+        first=first,
+    )
+
+
+@dataclass
+class _Tally:
+    """Counts over every chunk of a batch, and the share check made once all rows are in."""
+
+    rows: int = 0
+    bad_rows: int = 0
+    by_rule: dict[str, int] = dataclasses.field(default_factory=dict)
+    first: Problem | None = None
+
+    def add(self, rows: int, chunk: _Chunk) -> None:
+        self.rows += rows
+        self.bad_rows += chunk.bad_rows
+        for code, count in chunk.by_rule.items():
+            self.by_rule[code] = self.by_rule.get(code, 0) + count
+        if self.first is None:
+            self.first = chunk.first
+
+    def enforce(self, max_rejected_share: float, source: str) -> None:
+        share = self.bad_rows / self.rows if self.rows else 0.0
+        if share > max_rejected_share:
+            assert self.first is not None
+            counts = ", ".join(f"{code} {found:,}" for code, found in self.by_rule.items())
+            row, field, _, value, rule = self.first
+            raise ScoringError(
+                f"{self.bad_rows:,} of {self.rows:,} rows ({share:.1%}) failed validation; at "
+                f"most {max_rejected_share:.1%} may (max_rejected_share). Rows per rule: "
+                f"{counts}; the first: row {row + 1}, field {field!r}: {rule} (value "
+                f"{shown(value)!r})"
+            )
+        if self.bad_rows == self.rows:
+            raise ScoringError(
+                f"all {self.rows:,} rows of {source} failed validation: nothing to score"
+            )
+
+    def rules(self) -> dict[str, int]:
+        return dict(sorted(self.by_rule.items()))
+
+
+def _check_columns(
+    spec: ProjectSpec, columns: Sequence[str], source: str
+) -> tuple[list[str], list[str]]:
+    """(identifiers found, columns ignored); a missing input column stops the batch."""
+    missing = [c for c in spec.input_columns if c not in columns]
+    if missing:
+        raise ScoringError(
+            f"{source} lacks the required column(s) {', '.join(missing)}; the {spec.name} "
+            f"model reads {', '.join(spec.input_columns)}"
+        )
+    identifiers = [c for c in spec.identifier_columns if c in columns]
+    known = {*spec.input_columns, *identifiers}
+    return identifiers, [c for c in columns if c not in known]
+
+
+def _check_share(max_rejected_share: float) -> None:
+    if not 0.0 <= max_rejected_share <= 1.0:
+        raise ScoringError(f"max_rejected_share must be between 0 and 1; got {max_rejected_share}")
+
+
+def screen(
+    spec: ProjectSpec,
+    frame: pd.DataFrame,
+    source: str = "the batch",
+    max_rejected_share: float = MAX_REJECTED_SHARE,
+) -> Screened:
+    """Every row checked against the project's schema with the checks the server applies. Rows
+    that break a rule are set aside with their reasons; more than `max_rejected_share` of them,
+    or a missing input column, stops the batch with an error naming it."""
+    _check_share(max_rejected_share)
+    identifiers, ignored = _check_columns(spec, list(frame.columns), source)
+    chunk = _screen_chunk(spec, frame, 0, identifiers)
+    tally = _Tally()
+    tally.add(len(frame), chunk)
+    tally.enforce(max_rejected_share, source)
+    return Screened(
+        valid=chunk.valid,
+        rejected=chunk.rejected,
+        rows=tally.rows,
+        rejected_rows=tally.bad_rows,
+        rejected_by_rule=tally.rules(),
         identifiers=identifiers,
-        ignored_columns=[c for c in frame.columns if c not in known],
+        ignored_columns=ignored,
     )
 
 
 def screen_source(
     spec: ProjectSpec, source: str, max_rejected_share: float = MAX_REJECTED_SHARE
 ) -> tuple[Screened, RowScreening]:
-    """The validate step: the file read and screened, and the record of what it kept."""
+    """A file read whole and screened, and the record of what it kept (for files that fit in
+    memory; the validate step streams with `screen_file`)."""
     frame, sha256, kind = read_table(source)
     screened = screen(spec, frame, source, max_rejected_share)
     return screened, screened.record(source, sha256, kind, max_rejected_share)
+
+
+# -- streaming a batch of any size -------------------------------------------------------------
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Values as text, missing ones as None, whole numbers without a decimal point (as `shown`
+    writes them): identifiers and text columns keep one type however each chunk was read."""
+    kind = values.dtype.kind
+    if kind in "iub":
+        return values.astype(str).astype(object)
+    if kind == "f":
+        numbers = values.to_numpy(dtype=float)
+        out = np.full(len(numbers), None, dtype=object)
+        present = ~np.isnan(numbers)
+        whole = present & np.isfinite(numbers) & (numbers == np.round(numbers))
+        out[whole] = numbers[whole].astype(np.int64).astype(str)
+        other = present & ~whole
+        out[other] = numbers[other].astype(str)
+        return pd.Series(out, index=values.index, dtype=object)
+    raw = values.to_numpy(dtype=object)
+    return pd.Series(
+        [v if type(v) is str else (shown(v) or None) for v in raw], index=values.index, dtype=object
+    )
+
+
+def valid_schema(spec: ProjectSpec, identifiers: Sequence[str]) -> pa.Schema:
+    """The valid rows as written: the row number, identifiers as text, numbers as float64 and
+    the other inputs as text, whatever each chunk of the file looked like."""
+    numeric = {c.name for c in spec.columns if c.dtype in ("float", "int")}
+    return pa.schema(
+        [
+            (ROW_NUMBER, pa.int64()),
+            *((name, pa.string()) for name in identifiers),
+            *((c.name, pa.float64() if c.name in numeric else pa.string()) for c in spec.columns),
+        ]
+    )
+
+
+def rejected_schema(identifiers: Sequence[str]) -> pa.Schema:
+    return pa.schema(
+        [
+            (ROW_NUMBER, pa.int64()),
+            *((name, pa.string()) for name in [*identifiers, *REJECTED_FIELDS]),
+        ]
+    )
+
+
+def _typed(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    columns = {}
+    for field in schema:
+        values = frame[field.name]
+        if pa.types.is_string(field.type):
+            values = as_text(values)
+        elif pa.types.is_floating(field.type):
+            values = values.astype(float)
+        columns[field.name] = values
+    return pa.Table.from_pandas(pd.DataFrame(columns), schema=schema, preserve_index=False)
+
+
+class TableWriter:
+    """Chunks of one schema appended to a CSV (header once) or a Parquet file (a row group per
+    chunk); an empty batch still gets its header or schema."""
+
+    def __init__(self, path: str | Path, kind: str, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        check_choice("output_format", kind, FORMATS)
+        self.schema, self.kind, self.rows = schema, kind, 0
+        if kind == "parquet":
+            self._parquet: Any = pq.ParquetWriter(str(path), schema)
+        else:
+            self._csv = open(path, "w", newline="")  # noqa: SIM115 - closed by close()
+            pd.DataFrame({f.name: [] for f in schema}).to_csv(self._csv, index=False)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        self.rows += len(frame)
+        if self.kind == "parquet":
+            self._parquet.write_table(_typed(frame, self.schema))
+        else:
+            frame[[f.name for f in self.schema]].to_csv(self._csv, index=False, header=False)
+
+    def close(self) -> None:
+        if self.kind == "parquet":
+            self._parquet.close()
+        else:
+            self._csv.close()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_chunks(
+    path: Path, kind: str, source: str, rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The file's rows, `rows` at a time, as pandas reads them (CSV) or as stored (Parquet)."""
+    if kind == "csv":
+        with path.open("rb") as handle:
+            if not handle.read(1 << 16).strip():
+                raise IngestError(f"{source} is empty: no header and no rows")
+        try:
+            yield from pd.read_csv(path, chunksize=rows)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise IngestError(f"{source} is not a readable CSV file: {exc}") from exc
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        for batch in batches:
+            yield batch.to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise IngestError(f"{source} is not a readable Parquet file: {exc}") from exc
+
+
+def screen_file(
+    spec: ProjectSpec,
+    source: str,
+    valid_path: str | Path,
+    rejected_path: str | Path,
+    rejected_format: str,
+    max_rejected_share: float = MAX_REJECTED_SHARE,
+    chunk_rows: int = CHUNK_ROWS,
+) -> RowScreening:
+    """The validate step: the file at `source` read `chunk_rows` at a time, every row screened as
+    `screen` does; valid rows to Parquet (a row group per chunk), rejected rows with their
+    reasons to `rejected_format`. Memory holds one chunk, whatever the file's size."""
+    _check_share(max_rejected_share)
+    kind = table_format(source)
+    suffix = Path(urlsplit(source).path).suffix
+    try:
+        with engine.local_copy(source, suffix) as path:
+            if not path.is_file():
+                raise IngestError(f"data file not found: {path}")
+            sha256 = file_sha256(path)
+            tally, columns = _screen_chunks(
+                spec,
+                read_chunks(path, kind, source, chunk_rows),
+                source,
+                valid_path,
+                rejected_path,
+                rejected_format,
+            )
+    except OSError as exc:
+        raise IngestError(f"could not read {source}: {exc}") from exc
+    if tally.rows == 0:
+        raise IngestError(f"{source} has a header but no data rows")
+    tally.enforce(max_rejected_share, source)
+    identifiers, ignored = _check_columns(spec, columns, source)
+    return RowScreening(
+        source=source,
+        source_sha256=sha256,
+        source_format=kind,
+        rows=tally.rows,
+        valid_rows=tally.rows - tally.bad_rows,
+        rejected_rows=tally.bad_rows,
+        rejected_by_rule=tally.rules(),
+        max_rejected_share=max_rejected_share,
+        identifier_columns=identifiers,
+        ignored_columns=ignored,
+    )
+
+
+def _screen_chunks(
+    spec: ProjectSpec,
+    chunks: Iterator[pd.DataFrame],
+    source: str,
+    valid_path: str | Path,
+    rejected_path: str | Path,
+    rejected_format: str,
+) -> tuple[_Tally, list[str]]:
+    tally = _Tally()
+    columns: list[str] = []
+    valid: TableWriter | None = None
+    rejected: TableWriter | None = None
+    try:
+        for chunk in chunks:
+            if valid is None:
+                columns = list(chunk.columns)
+                identifiers, _ = _check_columns(spec, columns, source)
+                valid = TableWriter(valid_path, "parquet", valid_schema(spec, identifiers))
+                rejected = TableWriter(rejected_path, rejected_format, rejected_schema(identifiers))
+            assert rejected is not None
+            found = _screen_chunk(spec, chunk, tally.rows, identifiers)
+            tally.add(len(chunk), found)
+            valid.write(found.valid)
+            rejected.write(_as_written(found.rejected, rejected.schema))
+    finally:
+        for writer in (valid, rejected):
+            if writer is not None:
+                writer.close()
+    return tally, columns
+
+
+def _as_written(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """Rejected rows with the written file's types (text identifiers), for CSV and Parquet alike."""
+    return _typed(frame, schema).to_pandas() if len(frame) else frame
 
 
 def table_path(artifact: FileArtifact, kind: str) -> str:
@@ -410,18 +700,57 @@ def drift_verdict(found: DriftSummary, gate: str) -> str:
 # -- shards ------------------------------------------------------------------------------------
 
 
-def write_shards(valid: pd.DataFrame, path: str | Path, shard_rows: int) -> list[int]:
-    """The valid rows as one Parquet file, one row group per shard; returns the shard indices."""
-    if shard_rows < 1:
-        raise ScoringError(f"shard_rows must be at least 1; got {shard_rows}")
-    valid.to_parquet(path, index=False, row_group_size=shard_rows)
-    return list(range(math.ceil(len(valid) / shard_rows)))
-
-
-def read_shard(path: str | Path, index: int) -> pd.DataFrame:
+def row_count(path: str | Path) -> int:
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).read_row_group(index).to_pandas()
+    return int(pq.ParquetFile(str(path)).metadata.num_rows)
+
+
+def shard_indices(rows: int, shard_rows: int) -> list[int]:
+    """The shards of `rows` valid rows: shard i is rows i * shard_rows up to the next shard."""
+    if shard_rows < 1:
+        raise ScoringError(f"shard_rows must be at least 1; got {shard_rows}")
+    return list(range(math.ceil(rows / shard_rows)))
+
+
+def read_rows(
+    path: str | Path, start: int = 0, stop: int | None = None, batch_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Rows `start` to `stop` (0-based, stop excluded) of a Parquet file, `batch_rows` at a time:
+    only the row groups that hold them are read."""
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(str(path))
+    meta = file.metadata
+    stop = meta.num_rows if stop is None else min(stop, meta.num_rows)
+    first = 0
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        if first + rows > start and first < stop:
+            table = file.read_row_group(group)
+            low, high = max(start - first, 0), min(stop - first, rows)
+            for offset in range(low, high, batch_rows):
+                yield table.slice(offset, min(batch_rows, high - offset)).to_pandas()
+        first += rows
+        if first >= stop:
+            break
+
+
+def read_shard(path: str | Path, index: int, shard_rows: int) -> Iterator[pd.DataFrame]:
+    return read_rows(path, index * shard_rows, (index + 1) * shard_rows)
+
+
+def drift_sample(
+    path: str | Path, size: int = DRIFT_SAMPLE_ROWS, seed: int = 0
+) -> tuple[pd.DataFrame, int]:
+    """(a uniform sample of at most `size` valid rows in input order, all the valid rows'
+    count), drawn while the file streams by: a batch of at most `size` rows is its own sample."""
+    from components.core.window import Reservoir, uniform_keys
+
+    sample = Reservoir(size)
+    for frame in read_rows(path):
+        sample.offer(frame, uniform_keys(frame[[ROW_NUMBER]], seed))
+    return sample.rows(order=ROW_NUMBER), sample.offered
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -481,11 +810,13 @@ def score_frame(
     background: pd.DataFrame | None = None,
     scored_at: str | None = None,
     compiled: CompiledModel | None = None,
+    explainer: Any = None,
 ) -> pd.DataFrame:
     """Screened rows (row number, identifiers, inputs) scored: the row number and identifiers,
-    the project's output fields, the top reasons when a `background` for the explainer is given,
-    then the model's name and version and when it scored them. The output comes from the
-    version's `compiled` graph when given (the same figures, verified at registration and load)."""
+    the project's output fields, the top reasons when a `background` for the explainer (or the
+    `explainer` itself, built once for many chunks) is given, then the model's name and version
+    and when it scored them. The output comes from the version's `compiled` graph when given
+    (the same figures, verified at registration and load)."""
     inputs = frame[spec.input_columns]
     output = compiled.output(inputs) if compiled else model_output(spec, model, inputs)
     # Built in one go: inserting columns one by one costs about a tenth of a fast model's call.
@@ -493,46 +824,146 @@ def score_frame(
         name: frame[name].to_numpy() for name in frame.columns if name not in spec.input_columns
     }
     columns |= prediction_columns(spec, output, threshold)
-    if background is not None:
+    if explainer is None and background is not None:
         from components.core.explain import explainer_for  # SHAP: only for shards with reasons
 
-        explanation = explainer_for(spec, model, background).explain(inputs)
+        explainer = explainer_for(spec, model, background)
+    if explainer is not None:
+        explanation = explainer.explain(inputs)
         texts = reasons(spec, explanation.contributions, inputs)
         columns |= {name: texts[name].to_numpy() for name in texts.columns}
     columns |= {MODEL_NAME: spec.name, MODEL_VERSION: version, SCORED_AT: scored_at or utc_iso()}
     return pd.DataFrame(columns, index=frame.index)
 
 
-def risk_ranks(probability: np.ndarray, row_numbers: np.ndarray) -> np.ndarray:
-    """1 for the highest probability; ties in input order."""
-    order = np.lexsort((row_numbers, -probability))
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(1, len(order) + 1)
-    return ranks
+def merged_columns(spec: ProjectSpec, columns: Sequence[str]) -> list[str]:
+    """The scored shards' columns with the risk rank after the decision (and risk band) when
+    the project's output has one."""
+    output = spec.output
+    found = [c for c in columns if not (isinstance(output, BinaryFormat) and c == output.rank)]
+    if isinstance(output, BinaryFormat) and output.rank:
+        after = found.index("risk_band" if output.with_risk_band else output.decision)
+        found.insert(after + 1, output.rank)
+    return found
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str | Path) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def score_order(spec: ProjectSpec, con: Any, table: str, folder: Path) -> Path:
+    """Every row's (row number, score) sorted by score, highest first, ties in input order, as
+    a Parquet file: the risk rank is a row's place in it, the quantiles are read off it. DuckDB
+    sorts out of core, so this holds for any number of rows."""
+    path = folder / "order.parquet"
+    score = _quoted(score_field(spec))
+    con.execute(
+        f"COPY (SELECT {ROW_NUMBER}, {score} AS score FROM {table} "
+        f"ORDER BY score DESC, {ROW_NUMBER}) TO {_literal(path)} (FORMAT parquet)"
+    )
+    return path
+
+
+def merge_query(
+    spec: ProjectSpec, con: Any, columns: Sequence[str], table: str, folder: Path
+) -> tuple[str, Path | None]:
+    """(SQL of the merged output, the score order when it was made): `table`'s rows, in input
+    order already, with the risk rank (1 for the highest probability, ties in input order) when
+    the project's output has one, joined by position to the ranks sorted back into input order;
+    a row out of place stops the query."""
+    output = spec.output
+    names = merged_columns(spec, columns)
+    if not (isinstance(output, BinaryFormat) and output.rank):
+        return f"SELECT {', '.join(map(_quoted, names))} FROM {table}", None
+    order = score_order(spec, con, table, folder)
+    ranks = folder / "ranks.parquet"
+    con.execute(
+        f"COPY (SELECT {ROW_NUMBER}, file_row_number + 1 AS rank FROM "
+        f"read_parquet({_literal(order)}, file_row_number = true) ORDER BY {ROW_NUMBER}) "
+        f"TO {_literal(ranks)} (FORMAT parquet)"
+    )
+    selected = [
+        f"CASE WHEN s.{ROW_NUMBER} = r.{ROW_NUMBER} THEN r.rank ELSE "
+        f"error('scored rows out of input order at row ' || s.{ROW_NUMBER}) END AS "
+        f"{_quoted(name)}"
+        if name == output.rank
+        else f"s.{_quoted(name)}"
+        for name in names
+    ]
+    sql = (
+        f"SELECT {', '.join(selected)} FROM {table} s "
+        f"POSITIONAL JOIN read_parquet({_literal(ranks)}) r"
+    )
+    return sql, order
+
+
+def check_complete(con: Any, table: str, expected_rows: int) -> None:
+    """Every valid row in the shards exactly once."""
+    rows, distinct = con.execute(
+        f"SELECT count(*), count(DISTINCT {ROW_NUMBER}) FROM {table}"
+    ).fetchall()[0]
+    if rows == 0 or rows != expected_rows or distinct != rows:
+        raise ScoringError(
+            f"the shards hold {rows:,} scored rows ({rows - distinct} repeated); "
+            f"expected each of the {expected_rows:,} valid rows once"
+        )
 
 
 def merge(spec: ProjectSpec, parts: Sequence[pd.DataFrame], expected_rows: int) -> pd.DataFrame:
-    """The scored shards as one table in input order, with the risk rank when the project's
-    output has one. Every valid row must be there exactly once."""
-    merged = pd.concat(list(parts), ignore_index=True) if parts else pd.DataFrame()
-    if merged.empty or len(merged) != expected_rows or merged[ROW_NUMBER].duplicated().any():
-        raise ScoringError(
-            f"the shards hold {len(merged):,} scored rows "
-            f"({int(merged[ROW_NUMBER].duplicated().sum()) if not merged.empty else 0} repeated); "
-            f"expected each of the {expected_rows:,} valid rows once"
-        )
-    merged = merged.sort_values(ROW_NUMBER, kind="stable").reset_index(drop=True)
-    output = spec.output
-    if isinstance(output, BinaryFormat) and output.rank:
-        ranks = risk_ranks(
-            merged[output.probability].to_numpy(dtype=float),
-            merged[ROW_NUMBER].to_numpy(),
-        )
-        after = list(merged.columns).index(
-            "risk_band" if output.with_risk_band else output.decision
-        )
-        merged.insert(after + 1, output.rank, ranks)
-    return merged
+    """Scored shards held in memory as one table, by the merge step's own query."""
+    frames = [p for p in parts if len(p)]
+    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({ROW_NUMBER: []})
+    with tempfile.TemporaryDirectory(prefix="merge-") as folder:
+        con = engine.connect(Path(folder) / "spill")
+        con.execute("SET preserve_insertion_order = true")
+        con.register("parts", merged)
+        check_complete(con, "parts", expected_rows)
+        con.execute(f"CREATE TEMP TABLE scored AS SELECT * FROM parts ORDER BY {ROW_NUMBER}")
+        sql, _ = merge_query(spec, con, list(merged.columns), "scored", Path(folder))
+        found = con.execute(sql).df()
+        con.close()
+    return found
+
+
+def first_row_number(path: str | Path) -> int:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(str(path))
+    first = file.read_row_group(0, columns=[ROW_NUMBER]) if file.metadata.num_row_groups else None
+    return int(first[ROW_NUMBER][0].as_py()) if first is not None and first.num_rows else 0
+
+
+def merge_files(
+    spec: ProjectSpec,
+    con: Any,
+    parts: Sequence[str],
+    expected_rows: int,
+    out: str | Path,
+    output_format: str,
+    folder: Path,
+) -> tuple[list[str], Path | None]:
+    """The merge step: the scored shards' Parquet files (each a range of rows in input order)
+    as one file in input order, written by DuckDB within its memory cap; returns the output's
+    columns and the score order when it was made. Registers the shards as the view `scored`
+    for the summary's figures."""
+    import pyarrow.parquet as pq
+
+    check_choice("output_format", output_format, FORMATS)
+    if not parts:
+        raise ScoringError(f"no scored shards; expected each of the {expected_rows:,} rows once")
+    con.execute("SET preserve_insertion_order = true")
+    files = ", ".join(_literal(p) for p in sorted(parts, key=first_row_number))
+    con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet([{files}])")
+    check_complete(con, "scored", expected_rows)
+    columns = pq.ParquetFile(str(parts[0])).schema_arrow.names
+    sql, order = merge_query(spec, con, columns, "scored", folder)
+    options = "FORMAT csv, HEADER true" if output_format == "csv" else "FORMAT parquet"
+    con.execute(f"COPY ({sql}) TO {_literal(out)} ({options})")
+    return merged_columns(spec, columns), order
 
 
 def output_columns(spec: ProjectSpec, with_reasons: bool, identifiers: Sequence[str]) -> list[str]:
@@ -569,21 +1000,50 @@ def rejected_path(output: str | Path) -> Path:
 
 
 def score_shard(
-    spec: ProjectSpec, pinned: PinnedModel, shards: str | Path, index: int, with_reasons: bool
-) -> pd.DataFrame:
-    """The score step: one shard of the valid rows, by the pinned version."""
+    spec: ProjectSpec,
+    pinned: PinnedModel,
+    valid: str | Path,
+    index: int,
+    shard_rows: int,
+    with_reasons: bool,
+    out: str | Path,
+) -> int:
+    """The score step: shard `index` of the valid rows scored by the pinned version a chunk at
+    a time into a Parquet file at `out`; returns the rows scored."""
+    import pyarrow.parquet as pq
+
     loaded = load_pinned(spec, pinned)
-    frame = read_shard(shards, index)
-    background = loaded.background if with_reasons else None
-    return score_frame(
-        spec,
-        loaded.model,
-        loaded.threshold,
-        frame,
-        pinned.version,
-        background,
-        compiled=loaded.compiled,
-    )
+    explainer = None
+    if with_reasons:
+        from components.core.explain import explainer_for
+
+        explainer = explainer_for(spec, loaded.model, loaded.background)
+    scored_at = utc_iso()
+    writer: Any = None
+    rows = 0
+    try:
+        for frame in read_shard(valid, index, shard_rows):
+            scored = score_frame(
+                spec,
+                loaded.model,
+                loaded.threshold,
+                frame,
+                pinned.version,
+                scored_at=scored_at,
+                compiled=loaded.compiled,
+                explainer=explainer,
+            )
+            table = pa.Table.from_pandas(scored, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(str(out), table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += len(scored)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ScoringError(f"shard {index} holds no rows: the split and the valid rows disagree")
+    return rows
 
 
 # -- the summary -------------------------------------------------------------------------------
@@ -594,6 +1054,7 @@ def score_field(spec: ProjectSpec) -> str:
 
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
+    """The reference's figures (its scores are held in memory: a sample of training rows)."""
     if len(values) == 0:
         return {}
     found = {name: float(np.quantile(values, q)) for name, q in QUANTILES.items()}
@@ -602,12 +1063,73 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
+HISTOGRAM_ROWS = 100_000
+"""Scores drawn for the page's histogram: all of a smaller batch, else a uniform sample."""
+
+
+@dataclass
+class ScoreFigures:
+    """The scored rows' figures, computed by the engine over every row."""
+
+    rows: int
+    quantiles: dict[str, float]
+    positive_share: float | None
+    sample: np.ndarray
+    """The scores of at most HISTOGRAM_ROWS rows, for the histogram."""
+
+
+def score_figures(
+    spec: ProjectSpec, con: Any, table: str, folder: Path, order: Path | None = None
+) -> ScoreFigures:
+    """Quantiles (interpolated as numpy's), mean and the labelled share over every row of
+    `table` (a DuckDB view or registered frame), and a sample of the scores. The quantiles are
+    read off the score order (`order`, made when not given), never from the scores in memory."""
+    score = _quoted(score_field(spec))
+    share = "NULL"
+    if isinstance(spec.output, BinaryFormat):
+        positive = spec.label_names[1] if spec.output.decision_as_label else 1
+        literal = _literal(str(positive)) if isinstance(positive, str) else "1"
+        share = f"avg(CASE WHEN {_quoted(spec.output.decision)} = {literal} THEN 1.0 ELSE 0.0 END)"
+    rows, mean, positive_share = con.execute(
+        f"SELECT count(*), avg({score}), {share} FROM {table}"
+    ).fetchall()[0]
+    figures: dict[str, float] = {}
+    if rows:
+        order = order or score_order(spec, con, table, folder)
+        wanted = {"min": 1.0, **QUANTILES, "max": 0.0}  # of the order, highest first
+        at = {
+            name: (rows - 1) * (1.0 - q if name not in ("min", "max") else q)
+            for name, q in wanted.items()
+        }
+        places = sorted({p for h in at.values() for p in (math.floor(h), math.ceil(h))})
+        found = dict(
+            con.execute(
+                f"SELECT file_row_number, score FROM read_parquet({_literal(order)}, "
+                f"file_row_number = true) WHERE file_row_number IN ({', '.join(map(str, places))})"
+            ).fetchall()
+        )
+        for name, h in at.items():
+            # h counts from the highest: between places floor and ceil, nearer the lower score
+            high, low = found[math.floor(h)], found[math.ceil(h)]
+            figures[name] = float(low + (high - low) * (math.ceil(h) - h))
+        figures["mean"] = float(mean)
+    sample = con.execute(
+        f"SELECT {score} FROM {table} USING SAMPLE reservoir({HISTOGRAM_ROWS} ROWS) REPEATABLE (1)"
+    ).fetchnumpy()[score_field(spec)]
+    return ScoreFigures(
+        rows=int(rows),
+        quantiles=figures,
+        positive_share=None if positive_share is None else float(positive_share),
+        sample=np.asarray(sample, dtype=float),
+    )
+
+
 def summarise(
     spec: ProjectSpec,
     pinned: PinnedModel,
     screening: RowScreening,
     drift: DriftSummary,
-    merged: pd.DataFrame,
+    merged: pd.DataFrame | ScoreFigures,
     reference_scores: np.ndarray,
     *,
     shards: int,
@@ -615,14 +1137,22 @@ def summarise(
     gate: str,
     output_format: str,
     threshold: float | None = None,
+    columns: Sequence[str] | None = None,
 ) -> ScoringSummary:
-    """The run's record. `threshold` (the model's) gives the reference's labelled share."""
-    scores = merged[score_field(spec)].to_numpy(dtype=float)
+    """The run's record, from the merged rows or their figures (`columns`: the output's, when
+    only figures are given). `threshold` (the model's) gives the reference's labelled share."""
+    if isinstance(merged, pd.DataFrame):
+        with tempfile.TemporaryDirectory(prefix="summary-") as folder:
+            con = engine.connect(Path(folder) / "spill")
+            con.register("merged", merged)
+            figures = score_figures(spec, con, "merged", Path(folder))
+            con.close()
+        columns = list(merged.columns)
+    else:
+        figures = merged
     shares: dict[str, float | None] = {}
-    if isinstance(spec.output, BinaryFormat):
-        labelled = merged[spec.output.decision].to_numpy()
-        positive = spec.label_names[1] if spec.output.decision_as_label else 1
-        shares["positive_share"] = float(np.mean(labelled == positive))
+    if figures.positive_share is not None:
+        shares["positive_share"] = figures.positive_share
         if threshold is not None and len(reference_scores):
             shares["reference_positive_share"] = float(np.mean(reference_scores >= threshold))
     return ScoringSummary(
@@ -637,17 +1167,17 @@ def summarise(
         valid_rows=screening.valid_rows,
         rejected_rows=screening.rejected_rows,
         rejected_by_rule=screening.rejected_by_rule,
-        scored_rows=len(merged),
+        scored_rows=figures.rows,
         shards=shards,
         with_reasons=with_reasons,
         drift_gate=gate,
         drift_detected=drift.drift_detected,
         drifted_columns=drift.drifted_columns,
         drift_reason=drift_verdict(drift, gate),
-        output_columns=list(merged.columns),
+        output_columns=list(columns or []),
         output_format=output_format,
         score_field=score_field(spec),
-        score_quantiles=quantiles(scores),
+        score_quantiles=figures.quantiles,
         reference_score_quantiles=quantiles(reference_scores),
         finished=utc_iso(),
         **shares,
@@ -675,13 +1205,16 @@ def provenance(pinned: PinnedModel, summary: ScoringSummary, run: str) -> Proven
     )
 
 
-def _histogram(spec: ProjectSpec, scores: np.ndarray, reference_scores: np.ndarray) -> str:
+def _histogram(
+    spec: ProjectSpec, scores: np.ndarray, reference_scores: np.ndarray, rows: int
+) -> str:
     plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.5))
     both = np.concatenate([scores, reference_scores])
     low, high = float(both.min()), float(both.max())
     bins = np.linspace(low, high if high > low else low + 1.0, 30)
-    ax.hist(scores, bins=bins, density=True, alpha=0.6, label=f"this batch ({len(scores):,})")
+    drawn = f", a sample of {len(scores):,}" if len(scores) < rows else ""
+    ax.hist(scores, bins=bins, density=True, alpha=0.6, label=f"this batch ({rows:,}{drawn})")
     if len(reference_scores):
         ax.hist(
             reference_scores,
@@ -761,7 +1294,7 @@ def summary_html(
         ),
         (
             f"Scores ({score_field(spec)}, {spec.output_unit}) against the reference",
-            _histogram(spec, scores, reference_scores)
+            _histogram(spec, scores, reference_scores, summary.scored_rows)
             + report.table_html(figures)
             + report.paragraph(reference_note),
         ),
@@ -783,7 +1316,6 @@ def summary_html(
 
 @dataclass
 class Finished:
-    predictions: pd.DataFrame
     summary: ScoringSummary
     html: str
 
@@ -793,16 +1325,25 @@ def complete(
     pinned: PinnedModel,
     screening: RowScreening,
     drift: DriftSummary,
-    parts: Sequence[pd.DataFrame],
+    parts: Sequence[str],
+    out: str | Path,
     *,
     with_reasons: bool,
     gate: str,
     output_format: str,
     run: str,
 ) -> Finished:
-    """The merge step: the shards in input order, the same model's scores of its reference rows
-    (MLflow tracking URI set by the caller), the summary record and its page."""
-    merged = merge(spec, parts, screening.valid_rows)
+    """The merge step: the scored shards' files written to `out` in input order, the same
+    model's scores of its reference rows (MLflow tracking URI set by the caller), the summary
+    record and its page."""
+    with tempfile.TemporaryDirectory(prefix="merge-") as folder:
+        con = engine.connect(Path(folder) / "spill")
+        work = Path(folder)
+        columns, order = merge_files(
+            spec, con, parts, screening.valid_rows, out, output_format, work
+        )
+        figures = score_figures(spec, con, "scored", work, order)
+        con.close()
     found = reference_of(pinned)
     reference_scores = np.array([], dtype=float)
     threshold: float | None = None
@@ -815,17 +1356,18 @@ def complete(
         pinned,
         screening,
         drift,
-        merged,
+        figures,
         reference_scores,
         shards=len(parts),
         with_reasons=with_reasons,
         gate=gate,
         output_format=output_format,
         threshold=threshold,
+        columns=columns,
     )
-    scores = merged[score_field(spec)].to_numpy(dtype=float)
     where = provenance(pinned, summary, run)
-    return Finished(merged, summary, summary_html(spec, summary, scores, reference_scores, where))
+    page = summary_html(spec, summary, figures.sample, reference_scores, where)
+    return Finished(summary, page)
 
 
 def batch_provenance(pinned: PinnedModel, screening: RowScreening, run: str) -> Provenance:

@@ -310,6 +310,9 @@ def _log_batches(
     schema = flat.append(pa.field(KEY, pa.float64())).append(pa.field(ORDER, pa.int64()))
     con = engine.connect()
     _load_labels(con, spec, labels)
+    # The log streams by and its size is unknown to the planner, which would then build the
+    # join's hash table on it (all of the window) instead of on the labels.
+    con.execute("SET disabled_optimizers = 'build_side_probe_side'")
     con.register("log", con.from_arrow(pa.RecordBatchReader.from_batches(schema, keyed())))
     joined = con.sql(
         f'SELECT log.*, labels.target AS "{spec.target}" FROM log '

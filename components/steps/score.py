@@ -41,17 +41,20 @@ def validate_rows(
     rejected: Output[Dataset],
     screening: Output[Artifact],
 ):
-    """Reads the CSV or Parquet file at `source` (a path or URL the pod reads) and checks every
-    row against the project's schema. Valid rows go on (as Parquet, with their row number);
-    rejected rows are written with their reasons. Stops when more than `max_rejected_share` of
-    the rows are bad, or when an input column is missing."""
+    """Reads the CSV or Parquet file at `source` (a path or URL the pod reads) a chunk at a time
+    and checks every row against the project's schema. Valid rows go on (as Parquet, with their
+    row number); rejected rows are written with their reasons. Stops when more than
+    `max_rejected_share` of the rows are bad, or when an input column is missing."""
     from components.core import scoring
     from components.core.projects import get_spec
 
-    screened, record = scoring.screen_source(get_spec(project), source, max_rejected_share)
-    screened.valid.to_parquet(scoring.table_path(valid, "parquet"), index=False)
-    scoring.write_table(
-        screened.rejected, scoring.table_path(rejected, output_format), output_format
+    record = scoring.screen_file(
+        get_spec(project),
+        source,
+        scoring.table_path(valid, "parquet"),
+        scoring.table_path(rejected, output_format),
+        output_format,
+        max_rejected_share,
     )
     record.write(screening.path)
     print(
@@ -73,11 +76,10 @@ def drift_check(
     summary: Output[Artifact],
     report: Output[HTML],
 ):
-    """Drift of the valid rows against the pinned version's reference: the monitoring check.
-    Gate `warn` goes on and says so, `stop` stops the run naming the drifted columns, `off`
-    checks nothing."""
+    """Drift of the valid rows (all of them, or a uniform sample of DRIFT_SAMPLE_ROWS of a larger
+    batch) against the pinned version's reference: the monitoring check. Gate `warn` goes on and
+    says so, `stop` stops the run naming the drifted columns, `off` checks nothing."""
     import mlflow
-    import pandas as pd
 
     from components.core import scoring
     from components.core.contracts import PinnedModel, RowScreening
@@ -90,28 +92,31 @@ def drift_check(
     mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
     model = PinnedModel.read(pinned.path)
     found = scoring.reference_of(model) if gate != "off" else None
-    rows = pd.read_parquet(valid.path)
+    rows, total = scoring.drift_sample(valid.path, max(scoring.DRIFT_SAMPLE_ROWS, min_rows))
     result = scoring.check_drift(
         spec, rows, model.version, found, gate, DriftPolicy(min_rows=min_rows)
     )
     result.summary.write(summary.path)
     where = scoring.batch_provenance(model, RowScreening.read(screening.path), run_name)
-    write_document(report, report_html(spec, result, where, "this batch's valid rows"))
+    compared = (
+        "this batch's valid rows"
+        if len(rows) == total
+        else f"a uniform sample of {len(rows):,} of this batch's {total:,} valid rows"
+    )
+    write_document(report, report_html(spec, result, where, compared))
     print(scoring.drift_verdict(result.summary, gate))
     scoring.enforce(spec, result.summary, gate)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def split(valid: Input[Dataset], shard_rows: int, shards: Output[Dataset]) -> list[int]:
-    """The valid rows cut into shards of `shard_rows` rows (one Parquet row group each); the one
-    output is the list of shard indices the scoring fans out over."""
-    import pandas as pd
-
+def split(valid: Input[Dataset], shard_rows: int) -> list[int]:
+    """The shards of the valid rows, `shard_rows` each (read from the file's footer): the list
+    of shard indices the scoring fans out over. Shard i is rows i * shard_rows onwards."""
     from components.core import scoring
 
-    frame = pd.read_parquet(valid.path)
-    indices = scoring.write_shards(frame, scoring.table_path(shards, "parquet"), shard_rows)
-    print(f"{len(frame):,} valid rows in {len(indices)} shard(s) of up to {shard_rows:,}")
+    rows = scoring.row_count(valid.path)
+    indices = scoring.shard_indices(rows, shard_rows)
+    print(f"{rows:,} valid rows in {len(indices)} shard(s) of up to {shard_rows:,}")
     return indices
 
 
@@ -119,14 +124,16 @@ def split(valid: Input[Dataset], shard_rows: int, shards: Output[Dataset]) -> li
 def score(
     project: str,
     pinned: Input[Artifact],
-    shards: Input[Dataset],
+    valid: Input[Dataset],
+    shard_rows: int,
     index: int,
     with_reasons: bool,
     mlflow_tracking_uri: str,
     scored: Output[Dataset],
 ):
-    """Shard `index` scored by the pinned version, its model file verified against the pinned
-    digest before it is unpickled; with the top reasons per row when `with_reasons`."""
+    """Shard `index` of the valid rows scored by the pinned version a chunk at a time, its model
+    file verified against the pinned digest before it is unpickled; with the top reasons per
+    row when `with_reasons`."""
     import mlflow
 
     from components.core import scoring
@@ -136,10 +143,12 @@ def score(
 
     mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
     model = PinnedModel.read(pinned.path)
-    frame = scoring.score_shard(get_spec(project), model, shards.path, index, with_reasons)
-    frame.to_parquet(scoring.table_path(scored, "parquet"), index=False)
-    scored.metadata.update({"shard": index, "rows": len(frame)})
-    print(f"shard {index}: {len(frame):,} rows scored by {model.uri}")
+    path = scoring.table_path(scored, "parquet")
+    rows = scoring.score_shard(
+        get_spec(project), model, valid.path, index, shard_rows, with_reasons, path
+    )
+    scored.metadata.update({"shard": index, "rows": rows})
+    print(f"shard {index}: {rows:,} rows scored by {model.uri}")
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -158,10 +167,10 @@ def merge(
     summary: Output[Artifact],
     report: Output[HTML],
 ):
-    """The scored shards as one file in input order (`output_format`), the run's summary record
-    and its page: counts, rejected rows by rule, scores against the reference, drift."""
+    """The scored shards as one file in input order (`output_format`), written by DuckDB within
+    its memory cap, the run's summary record and its page: counts, rejected rows by rule,
+    scores against the reference, drift."""
     import mlflow
-    import pandas as pd
 
     from components.core import scoring
     from components.core.contracts import DriftSummary, PinnedModel, RowScreening
@@ -175,14 +184,16 @@ def merge(
         PinnedModel.read(pinned.path),
         RowScreening.read(screening.path),
         DriftSummary.read(drift_summary.path),
-        [pd.read_parquet(part.path) for part in parts],
+        [part.path for part in parts],
+        scoring.table_path(predictions, output_format),
         with_reasons=with_reasons,
         gate=gate,
         output_format=output_format,
         run=run_name,
     )
-    path = scoring.table_path(predictions, output_format)
-    scoring.write_table(done.predictions, path, output_format)
     done.summary.write(summary.path)
     write_document(report, done.html)
-    print(f"{done.summary.scored_rows:,} rows scored in {done.summary.shards} shard(s): {path}")
+    print(
+        f"{done.summary.scored_rows:,} rows scored in {done.summary.shards} shard(s): "
+        f"{predictions.path}"
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components.core import engine
 from components.core.projects import PROJECTS
 from pipelines import resources
 from pipelines.compile import KINDS, load_compiled
@@ -90,6 +91,9 @@ def test_the_compiled_figures_are_the_measured_table(project: str, kind: str) ->
         assert given["resourceMemoryLimit"] == sized.memory_limit, name
         if name in NETWORK_STEPS:
             assert task["retryPolicy"]["maxRetryCount"] == resources.RETRIES, name
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        cap = None if sized.engine_mb is None else str(sized.engine_mb)
+        assert env.get(engine.MEMORY_ENV) == cap, name
 
 
 def test_a_task_without_them_is_caught() -> None:
@@ -108,6 +112,7 @@ def test_a_task_without_them_is_caught() -> None:
 
 
 def test_the_table_sizes_each_step_once_with_requests_within_limits() -> None:
+    assert resources.ENGINE_MEMORY_ENV == engine.MEMORY_ENV
     assert {name for name, sized in resources.STEPS.items() if sized.network} == NETWORK_STEPS
     for name, sized in resources.STEPS.items():
         assert resources.cores(sized.cpu_request) <= resources.cores(sized.cpu_limit), name

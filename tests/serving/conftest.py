@@ -16,6 +16,7 @@ from tests.serving.support import (
     GUARDED_BODY_LIMIT,
     LOGGED_VERSION,
     PLANTED_FAULT,
+    SAMPLED_RATE,
     SLOW_RELEASE,
     ApiToken,
     FailsOn,
@@ -99,7 +100,11 @@ def inference_logs(models_root: Path) -> dict[str, str]:
     """Inference log roots: one the logging server writes, one it cannot (a path under a file)."""
     blocker = models_root / "a-file"
     blocker.write_text("not a folder")
-    return {"logged": str(models_root / "inference"), "unwritable": str(blocker / "inference")}
+    return {
+        "logged": str(models_root / "inference"),
+        "sampled": str(models_root / "sampled-inference"),
+        "unwritable": str(blocker / "inference"),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +140,13 @@ def processes(
         logs / "logged.log",
         inference_log=inference_logs["logged"],
         extra_args=["--model_version", LOGGED_VERSION],
+    )
+    started["sampled"] = launch(
+        "bankchurn",
+        bankchurn,
+        logs / "sampled.log",
+        inference_log=inference_logs["sampled"],
+        extra_args=["--inference_log_sample", str(SAMPLED_RATE)],
     )
     started["dropping"] = launch(
         "bankchurn",

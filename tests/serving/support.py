@@ -26,6 +26,8 @@ CANDIDATES = {
     "carvision": "random_forest",
 }
 LOGGED_VERSION = "7"
+SAMPLED_RATE = 0.25
+"""The share of requests the `sampled` server logs."""
 """The version the logging server reports (--model_version) and writes in its log."""
 GUARDED_BODY_LIMIT = 64 * 1024
 """The guarded server's --max_request_bytes: small, so that the tests send small bodies."""

@@ -8,16 +8,19 @@ import datetime as dt
 import math
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
 
-from components.core.inference_log import OUTPUT_PREFIX, read_window
+from components.core.inference_log import OUTPUT_PREFIX, keeps, read_window
+from serving.__main__ import main
 from tests.serving.support import (
     JSON,
     LOGGED_VERSION,
+    SAMPLED_RATE,
     START_WAIT_SECONDS,
     Served,
     instances,
@@ -183,3 +186,46 @@ def test_a_full_or_unwritable_log_drops_rows_and_never_fails_a_request(
     assert metric(server, "mlops_inference_log_records_total", project="bankchurn") == 0
     assert "inference log: cannot write" in server.log_tail(50_000)
     assert server.status("/v2/health/ready") == 200
+
+
+def test_a_sampled_log_keeps_the_requests_its_rate_chooses_and_says_so_on_every_row(
+    processes: dict[str, ServerProcess], served: dict[str, Served], inference_logs: dict[str, str]
+) -> None:
+    """The `sampled` server logs SAMPLED_RATE of the requests, by a hash of the request id."""
+    server = processes["sampled"]
+    server.wait_ready(timeout=START_WAIT_SECONDS)
+    rows = _rows(served, 2)
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"s-{tag}-{i}" for i in range(120)]
+    for rid in ids:
+        assert _predict(server, rows, rid).status_code == 200
+    kept = {rid for rid in ids if keeps(rid, SAMPLED_RATE)}
+    assert 10 < len(kept) < 50  # about a quarter of 120
+    found = wait_until(
+        lambda: _logged_rows(inference_logs["sampled"], kept), FLUSH_WAIT_SECONDS, "rows", server
+    )
+    assert len(found) == 2 * len(kept) and set(found["sample_rate"]) == {SAMPLED_RATE}
+    everything = read_window(inference_logs["sampled"], "bankchurn")
+    mine = everything[everything["request_id"].str.startswith(f"s-{tag}-")]
+    assert set(mine["request_id"]) == kept  # and none of the others
+    left_out = metric(server, "mlops_inference_log_sampled_out_total", project="bankchurn")
+    assert left_out == 2 * (len(ids) - len(kept))
+
+
+@pytest.mark.parametrize("rate", ["0", "1.5", "nan"])
+def test_a_sample_rate_outside_0_to_1_is_refused(
+    rate: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "--model_name",
+                "telecom",
+                "--model_uri",
+                str(tmp_path),
+                "--inference_log_sample",
+                rate,
+            ]
+        )
+    assert exit_.value.code == 2
+    assert "--inference_log_sample" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from sklearn.model_selection import FixedThresholdClassifier
 from components.core import drift, scoring
 from components.core.contracts import PinnedModel, Reference
 from components.core.explain import explainer_for
+from components.core.ingest import IngestError
 from components.core.loading import decision_threshold
 from components.core.outputs import BinaryFormat, reason_fields
 from components.core.projects import PROJECTS
@@ -223,18 +224,88 @@ def test_files_by_extension_and_the_rejected_file_beside_the_output(tmp_path: Pa
         scoring.write_table(source, tmp_path / "out.json", "json")
 
 
-def test_shards_are_row_groups_that_give_back_the_valid_rows(tmp_path: Path) -> None:
-    frame, _, _ = scoring.read_table(str(with_bad_rows(batch_file(tmp_path, BANKCHURN))))
+def test_shards_are_row_ranges_that_give_back_the_valid_rows(tmp_path: Path) -> None:
+    source = with_bad_rows(batch_file(tmp_path, BANKCHURN))
+    frame, _, _ = scoring.read_table(str(source))
     valid = scoring.screen(BANKCHURN, frame).valid
     path = tmp_path / "valid.parquet"
-    assert scoring.write_shards(valid, path, 50) == [0, 1, 2]
-    parts = [scoring.read_shard(path, i) for i in range(3)]
+    # chunks of 40 rows: the shards of 50 cut across them
+    record = scoring.screen_file(
+        BANKCHURN, str(source), path, tmp_path / "rejected.csv", "csv", chunk_rows=40
+    )
+    assert record.valid_rows == scoring.row_count(path) == 117
+    assert scoring.shard_indices(117, 50) == [0, 1, 2]
+    parts = [pd.concat(list(scoring.read_shard(path, i, 50))) for i in range(3)]
     assert [len(p) for p in parts] == [50, 50, 17]
-    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), valid)
+    together = pd.concat(parts, ignore_index=True)
+    assert together["row_number"].tolist() == valid["row_number"].tolist()
+    np.testing.assert_array_equal(together["Age"], valid["Age"].astype(float))
+    assert together["CustomerId"].tolist() == valid["CustomerId"].astype(str).tolist()
     with pytest.raises(scoring.ScoringError, match="shard_rows must be at least 1"):
-        scoring.write_shards(valid, path, 0)
+        scoring.shard_indices(117, 0)
     with pytest.raises(scoring.ScoringError, match=r"expected each of the 117 valid rows once"):
         scoring.merge(BANKCHURN, parts[:2], len(valid))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_file_screened_in_chunks_gives_what_screening_it_whole_gives(
+    tmp_path: Path, kind: str
+) -> None:
+    source = with_bad_rows(batch_file(tmp_path, BANKCHURN, rows=300))
+    if kind == "parquet":
+        parquet = source.with_suffix(".parquet")
+        pd.read_csv(source).to_parquet(parquet)
+        source = parquet
+    whole, record = scoring.screen_source(BANKCHURN, str(source))
+    valid, rejected = tmp_path / "valid.parquet", tmp_path / f"rejected.{kind}"
+    streamed = scoring.screen_file(BANKCHURN, str(source), valid, rejected, kind, chunk_rows=7)
+    assert streamed == record
+    read = pd.read_csv if kind == "csv" else pd.read_parquet
+    expected = whole.rejected.astype({n: str for n in ("RowNumber", "CustomerId")})
+    found = read(rejected).astype({n: str for n in ("RowNumber", "CustomerId")})
+    pd.testing.assert_frame_equal(found, expected, check_dtype=False)
+    rows = pd.read_parquet(valid)
+    assert rows["row_number"].tolist() == whole.valid["row_number"].tolist()
+    np.testing.assert_array_equal(rows["Balance"], whole.valid["Balance"].astype(float))
+
+
+def test_a_batch_streamed_stops_at_the_share_naming_the_first_bad_row(tmp_path: Path) -> None:
+    frame = pd.read_csv(batch_file(tmp_path, BANKCHURN, rows=100))
+    frame.loc[40:, "Age"] = 7
+    frame.to_csv(tmp_path / "young.csv", index=False)
+    out = tmp_path / "valid.parquet", tmp_path / "rejected.csv"
+    with pytest.raises(
+        scoring.ScoringError, match=r"60 of 100 rows \(60.0%\) failed .* the first: row 41"
+    ):
+        scoring.screen_file(BANKCHURN, str(tmp_path / "young.csv"), *out, "csv", chunk_rows=16)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(IngestError, match="empty.csv is empty"):
+        scoring.screen_file(BANKCHURN, str(tmp_path / "empty.csv"), *out, "csv")
+    (tmp_path / "header.csv").write_text(",".join(BANKCHURN.input_columns) + "\n")
+    with pytest.raises(IngestError, match="header.csv has a header but no data rows"):
+        scoring.screen_file(BANKCHURN, str(tmp_path / "header.csv"), *out, "csv")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(IngestError, match="broken.parquet is not a readable Parquet file"):
+        scoring.screen_file(BANKCHURN, str(tmp_path / "broken.parquet"), *out, "csv")
+    with pytest.raises(IngestError, match="data file not found"):
+        scoring.screen_file(BANKCHURN, str(tmp_path / "absent.csv"), *out, "csv")
+
+
+def test_the_drift_sample_is_every_row_of_a_small_batch_and_uniform_in_a_large_one(
+    tmp_path: Path,
+) -> None:
+    source = batch_file(tmp_path, BANKCHURN, rows=3000)
+    valid = tmp_path / "valid.parquet"
+    scoring.screen_file(BANKCHURN, str(source), valid, tmp_path / "r.csv", "csv", chunk_rows=500)
+    every, total = scoring.drift_sample(valid, 5000)
+    assert total == 3000 and every["row_number"].tolist() == list(range(1, 3001))
+    sample, total = scoring.drift_sample(valid, 600)
+    assert total == 3000 and len(sample) == 600 and sample["row_number"].is_monotonic_increasing
+    # drawn across the whole file, not its head: each sixth holds about a sixth
+    per_sixth = np.bincount((sample["row_number"].to_numpy() - 1) // 500, minlength=6)
+    assert per_sixth.min() > 60, per_sixth
+    again, _ = scoring.drift_sample(valid, 600)
+    pd.testing.assert_frame_equal(sample, again)
 
 
 def test_the_drift_gate_warns_stops_naming_the_columns_or_is_off() -> None:
@@ -331,3 +402,30 @@ def test_every_row_of_the_real_files_passes_the_row_checks(spec: ProjectSpec) ->
     assert record.rejected_rows == 0 and record.valid_rows == record.rows
     assert record.identifier_columns == list(spec.identifier_columns)
     assert spec.target in record.ignored_columns
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 1000])
+def test_the_summary_figures_and_ranks_come_out_of_core_as_numpy_gives_them(rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    # ties on purpose: a third of the rows share a handful of scores
+    probability = np.where(rng.random(rows) < 0.3, rng.integers(0, 3, rows) / 4, rng.random(rows))
+    out = pd.DataFrame(
+        {
+            "row_number": np.arange(1, rows + 1),
+            "churn_probability": probability,
+            "churn": (probability >= 0.5).astype(int),
+            "risk_band": "low",
+        }
+    )
+    shards = [out.iloc[i : i + 3] for i in range(0, rows, 3)][::-1]
+    merged = scoring.merge(BANKCHURN, shards, rows)
+    expected = np.lexsort((out["row_number"], -probability))
+    assert merged["row_number"].tolist() == out["row_number"].tolist()
+    assert merged["risk_rank"].to_numpy()[expected].tolist() == list(range(1, rows + 1))
+    with scoring.tempfile.TemporaryDirectory() as folder:
+        con = scoring.engine.connect()
+        con.register("merged", merged)
+        figures = scoring.score_figures(BANKCHURN, con, "merged", Path(folder))
+    assert figures.quantiles == pytest.approx(scoring.quantiles(probability), rel=0, abs=1e-12)
+    assert figures.positive_share == pytest.approx(float(np.mean(probability >= 0.5)))
+    assert figures.rows == rows and len(figures.sample) == rows
