@@ -64,6 +64,14 @@ class Verdicts:
         self.compared = self.agreed = 0
 
     def __call__(self, window: pd.DataFrame) -> DriftSummary:
+        # a shifted column is kept to what the server accepts (whole numbers, its range), as
+        # served rows are: collect validates the window as the server validates a request
+        window = window.copy()
+        for column in self.spec.columns:
+            if column.dtype not in ("float", "int") or column.name not in window:
+                continue
+            values = window[column.name].clip(column.minimum, column.maximum)
+            window[column.name] = values.round() if column.dtype == "int" else values
         path = self.folder / "window.csv"
         window.drop(columns=[self.spec.target], errors="ignore").to_csv(path, index=False)
         collected = collect_file(self.spec, str(path), self.folder / "labelled.parquet")

@@ -18,9 +18,16 @@ projects:
   ticks of 10 ms), rounded up to a whole core. The machine had 2 cores: train and explain used
   both, and would use more where there are more.
 
-The steps that read the whole batch (validate-rows, drift-check, split, merge) were measured on
-the real files (3,214 to 51,525 rows): a batch of a million rows needs more (reading and
-screening one took 0.6 to 0.7 GiB in the batch measurement). `score` holds one shard.
+The steps whose work grows with the traffic or the batch (compact-log, collect, check,
+validate-rows, drift-check, split, score, merge) stream it, so their memory does not grow with
+the rows; they were also measured at production volume by `make bench-scale` (telecom windows
+of 1M, 3M and 10M logged rows, bankchurn batches of 1M, 3M and 10M rows; .state/bench/scale.md,
+quoted in docs/monitoring.md and docs/batch.md). For them the memory request is the larger of
+the two rules' and the limit the larger of: the rule above on the real files, and 1.25x the
+largest max RSS at volume rounded up to 128 MiB (the headroom is for the allocator and the
+model, not for more rows: 10M rows take within a few per cent of the memory 1M take). collect's
+DuckDB is capped at 64 MiB (`engine_mb`): its labels join spills past it at no cost in time,
+where the default 160 MiB let its memory grow with the window's labels up to the cap.
 
 Retries: a step that talks to the network (a source URL, MLflow, the Kubernetes API, the
 Pushgateway) is retried RETRIES times, BACKOFF then BACKOFF_FACTOR times longer each time; the
@@ -88,30 +95,34 @@ STEPS: dict[str, Sized] = {
     "deploy": Sized("1", "2", "256Mi", "384Mi", network=True),
     # 270 (carvision), 0.75, 0.99
     "market": Sized("1", "1", "384Mi", "512Mi", network=True),
-    # -- monitoring
-    "compact-log": Sized("1", "1", "384Mi", "384Mi", network=True),
-    # 230 (carvision), 0.98, 1.00
-    "collect": Sized("1", "1", "768Mi", "896Mi", network=True, engine_mb=64),
-    # 501 (carvision), 0.97, 1.00
-    "check": Sized("1", "1", "768Mi", "896Mi", network=True),
-    # 200 (all three), 0.97, 0.99
-    "publish": Sized("1", "1", "256Mi", "384Mi", network=True),
+    # -- monitoring; "at volume": make bench-scale 2026-12-06 23:31 UTC, the largest of its
+    # telecom windows of 1M, 3M and 10M logged rows (max RSS MiB, mean cores, peak cores)
+    # at volume 353 (10M, first run), 1.02, 1.11
+    "compact-log": Sized("1", "2", "384Mi", "512Mi", network=True),
+    # 230 (carvision), 0.98, 1.00; at volume 684 (3M), 1.29, 1.47
+    "collect": Sized("1500m", "2", "768Mi", "896Mi", network=True, engine_mb=64),
+    # 501 (carvision), 0.97, 1.00; at volume 704 (10M), 1.24, 2.00
+    "check": Sized("1", "2", "768Mi", "896Mi", network=True),
+    # 200 (all three), 0.97, 0.99; at volume 236, 1.04, 1.10
+    "publish": Sized("1", "2", "256Mi", "384Mi", network=True),
     # Not measured (it runs only when a check calls for retraining): it re-reads the champion's
     # data as ingest does and reads MLflow as check does; sized as check.
-    "prepare-retraining": Sized("1", "1", "512Mi", "768Mi", network=True),
-    # -- batch scoring
-    # 317 (carvision, telecom), 0.99, 1.05
+    "prepare-retraining": Sized("1", "2", "768Mi", "896Mi", network=True),
+    # -- batch scoring; "at volume": make bench-scale 2026-12-06 23:31 UTC, the largest of its
+    # bankchurn batches of 1M, 3M and 10M rows, reasons off
+    # 317 (carvision, telecom), 0.99, 1.05; at volume 320, 1.02, 1.11
     "resolve": Sized("1", "2", "384Mi", "512Mi", network=True),
-    # 282 (carvision), 1.04, 1.10
+    # 282 (carvision), 1.04, 1.10; at volume 364 (10M), 1.02, 1.11
     "validate-rows": Sized("1", "2", "384Mi", "512Mi", network=True),
-    # 493 (carvision), 1.00, 1.38
+    # 493 (carvision), 1.00, 1.38; at volume 573 (1M), 1.08, 1.63
     "drift-check": Sized("1", "2", "640Mi", "768Mi", network=True),
-    # 296 (carvision), 0.99, 1.02
-    "split": Sized("1", "1", "384Mi", "512Mi"),
-    # 493 (bankchurn, 10,000 rows with reasons), 0.99, 1.06
-    "score": Sized("1", "2", "640Mi", "896Mi", network=True),
-    # 465 (carvision), 0.98, 1.00
-    "merge": Sized("1", "1", "640Mi", "768Mi", network=True),
+    # 296 (carvision), 0.99, 1.02; at volume 239, 1.04, 1.10
+    "split": Sized("1", "2", "384Mi", "512Mi"),
+    # 493 (bankchurn, 10,000 rows with reasons), 0.99, 1.06; at volume 659 (a shard of 1M rows,
+    # 3M), 1.04, 1.15
+    "score": Sized("1", "2", "768Mi", "896Mi", network=True),
+    # 465 (carvision), 0.98, 1.00; at volume 524 (10M), 1.18, 1.97
+    "merge": Sized("1", "2", "640Mi", "768Mi", network=True),
 }
 
 # kfp.local runs the steps as local processes and says, once per task, that requests and limits
