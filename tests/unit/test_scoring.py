@@ -279,13 +279,13 @@ def test_a_batch_streamed_stops_at_the_share_naming_the_first_bad_row(tmp_path: 
     ):
         scoring.screen_file(BANKCHURN, str(tmp_path / "young.csv"), *out, "csv", chunk_rows=16)
     (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(IngestError, match="empty.csv is empty"):
+    with pytest.raises(IngestError, match=r"empty\.csv is empty"):
         scoring.screen_file(BANKCHURN, str(tmp_path / "empty.csv"), *out, "csv")
     (tmp_path / "header.csv").write_text(",".join(BANKCHURN.input_columns) + "\n")
-    with pytest.raises(IngestError, match="header.csv has a header but no data rows"):
+    with pytest.raises(IngestError, match=r"header\.csv has a header but no data rows"):
         scoring.screen_file(BANKCHURN, str(tmp_path / "header.csv"), *out, "csv")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
-    with pytest.raises(IngestError, match="broken.parquet is not a readable Parquet file"):
+    with pytest.raises(IngestError, match=r"broken\.parquet is not a readable Parquet file"):
         scoring.screen_file(BANKCHURN, str(tmp_path / "broken.parquet"), *out, "csv")
     with pytest.raises(IngestError, match="data file not found"):
         scoring.screen_file(BANKCHURN, str(tmp_path / "absent.csv"), *out, "csv")
