@@ -505,10 +505,11 @@ class TableWriter:
         if not len(frame):
             return
         self.rows += len(frame)
+        table = _typed(frame, self.schema)  # one type per column, CSV and Parquet alike
         if self.kind == "parquet":
-            self._parquet.write_table(_typed(frame, self.schema))
+            self._parquet.write_table(table)
         else:
-            frame[[f.name for f in self.schema]].to_csv(self._csv, index=False, header=False)
+            table.to_pandas().to_csv(self._csv, index=False, header=False)
 
     def close(self) -> None:
         if self.kind == "parquet":
@@ -619,17 +620,12 @@ def _screen_chunks(
             found = _screen_chunk(spec, chunk, tally.rows, identifiers)
             tally.add(len(chunk), found)
             valid.write(found.valid)
-            rejected.write(_as_written(found.rejected, rejected.schema))
+            rejected.write(found.rejected)
     finally:
         for writer in (valid, rejected):
             if writer is not None:
                 writer.close()
     return tally, columns
-
-
-def _as_written(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
-    """Rejected rows with the written file's types (text identifiers), for CSV and Parquet alike."""
-    return _typed(frame, schema).to_pandas() if len(frame) else frame
 
 
 def table_path(artifact: FileArtifact, kind: str) -> str:
