@@ -36,7 +36,6 @@ import numpy as np
 from benchmarks.options import champion_benchmark_parser
 from components.core import scoring
 from components.core.explain import explainer_for
-from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from pipelines.local import project_list
 
@@ -96,7 +95,7 @@ def bench_project(name: str, data_dir: Path) -> str:
     one_core = graph.with_threads(1) if graph is not None else None
 
     def bare() -> object:
-        return model_output(spec, model, inputs)
+        return spec.task.model_output(model, inputs)
 
     def step() -> object:
         return scoring.score_frame(spec, model, threshold, valid, version, compiled=graph)
@@ -105,7 +104,9 @@ def bench_project(name: str, data_dir: Path) -> str:
     if graph is not None and one_core is not None:
         calls |= {"compiled, 1 core": lambda: one_core.output(inputs)}
         calls |= {f"compiled, {graph.threads} cores": lambda: graph.output(inputs)}
-        difference = float(np.max(np.abs(graph.output(inputs) - model_output(spec, model, inputs))))
+        difference = float(
+            np.max(np.abs(graph.output(inputs) - spec.task.model_output(model, inputs)))
+        )
     seconds: dict[str, list[float]] = {label: [] for label in calls}
     for measured in calls.values():
         measured()  # warm
@@ -124,7 +125,7 @@ def bench_project(name: str, data_dir: Path) -> str:
     )
     # The step's own work, apart from the model: the same call with the model's answers replayed,
     # which the machine's other load disturbs far less than a call of a second.
-    replay = Replay(model_output(spec, model, inputs))
+    replay = Replay(spec.task.model_output(model, inputs))
     own_s = timed(lambda: scoring.score_frame(spec, replay, threshold, valid, version))
 
     # Reasons on growing heads of the rows: all of them when that fits the budget, else the
@@ -143,7 +144,7 @@ def bench_project(name: str, data_dir: Path) -> str:
     method = explainer_for(spec, model, loaded.background).method
     reasons_rate = sample / reasons_s
     checked = "" if pinned.verified else ", unverified"
-    call = "predict_proba" if spec.task == "binary" else "predict"
+    call = "predict_proba" if spec.task.probabilistic else "predict"
     return (
         f"| {name} v{version}{checked} | {type(model).__name__} | {rows:,} of {len(frame):,} | "
         f"{rows / screen_s:,.0f} | {bare_rate:,.0f} ({call}) | {compiled_text} | {step_rate:,.0f} | "

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -248,7 +248,7 @@ def pipelines(projects: list[str], parts: set[str], data_dir: Path, store: str) 
     found: dict[str, Any] = {}
     for project in projects:
         source = str(data_dir / PROJECTS[project].data_file)
-        runs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+        runs: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = {
             "training": (training.PIPELINES, {"seed": SEED}),
             "monitoring": (monitoring.PIPELINES, {"retrain": False}),
             "batch-scoring": (batch_scoring.PIPELINES, {"allow_unverified_model": True}),
@@ -402,7 +402,7 @@ def score_driver(project: str, rows: int, reasons: bool, data_dir: Path, trackin
 def batch(project: str, data_dir: Path, tracking: str, rows: int) -> list[dict[str, Any]]:
     spec = PROJECTS[project]
     found = []
-    for reasons in dict.fromkeys([spec.output.with_reasons, False]):
+    for reasons in dict.fromkeys([spec.task.with_reasons, False]):
         command = [
             *(sys.executable, "-m", "benchmarks.cost", "--score-driver", project),
             *("--rows", str(rows), "--reasons", str(int(reasons))),

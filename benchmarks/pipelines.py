@@ -142,7 +142,7 @@ def candidate_rows(spec: ProjectSpec, result: train.TrainResult) -> list[dict[st
             {
                 "candidate": cand.name,
                 "trials": len(tried),
-                **{m: best.cv_mean[m] for m in metrics.CV_METRICS[spec.task]},
+                **{m: best.cv_mean[m] for m in spec.task.cv_metrics},
                 "params": best.params,
             }
         )

@@ -74,7 +74,6 @@ from benchmarks.batch import rate, timed
 from benchmarks.options import champion_benchmark_parser
 from components.core import compiled as compiled_graph
 from components.core.compiled import Agreement
-from components.core.outputs import BinaryFormat, RegressionFormat, model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from pipelines.local import project_list
@@ -449,17 +448,18 @@ def served_agreement(
             answers.extend(response.json()["predictions"])
     if len(answers) != len(rows):
         raise RuntimeError(f"{url} answered {len(answers)} rows of {len(rows)}")
-    fmt = spec.output
-    if isinstance(fmt, BinaryFormat):
-        served = np.array([a[fmt.probability] for a in answers], dtype=float)
-        wanted = fmt.columns(spec.label_names, expected, threshold)[fmt.decision]
-        decisions = np.array([a[fmt.decision] for a in answers], dtype=object)
+    task = spec.task
+    served = np.array([a[task.explained_field] for a in answers], dtype=float)
+    differ = 0
+    if task.decision:
+        wanted = task.columns(expected, threshold)[task.decision]
+        decisions = np.array([a[task.decision] for a in answers], dtype=object)
         differ = int(np.sum(decisions != wanted.astype(object)))
-        tolerance = compiled_graph.PROBABILITY_TOLERANCE
-    else:
-        assert isinstance(fmt, RegressionFormat)
-        served = np.array([a[fmt.value] for a in answers], dtype=float)
-        differ, tolerance = 0, compiled_graph.PRICE_TOLERANCE
+    tolerance = (
+        compiled_graph.PROBABILITY_TOLERANCE
+        if task.probabilistic
+        else compiled_graph.PRICE_TOLERANCE
+    )
     difference = float(np.max(np.abs(served - expected))) if len(rows) else 0.0
     if not np.all(np.isfinite(served)):
         difference = math.inf
@@ -526,7 +526,7 @@ def stages(
         found.append(
             (
                 "model output (sklearn pipeline)",
-                p50_ms(lambda: model_output(spec, loaded.model, model_frame), calls),
+                p50_ms(lambda: spec.task.model_output(loaded.model, model_frame), calls),
             )
         )
     whole = p50_ms(lambda: predictor.run_group([parsed]), calls)
@@ -630,7 +630,7 @@ def bench_mlserver(
     spec: ProjectSpec, model: Any, python: Path, singles: list[pd.DataFrame], requests: int
 ) -> tuple[list[Row], list[str]]:
     rows, notes = [], []
-    outputs = ["predict_proba"] if spec.task == "binary" else None
+    outputs = ["predict_proba"] if spec.task.probabilistic else None
     bodies = [v2_body(spec, frame, outputs) for frame in singles]
     for workers, label in ((None, "defaults"), (0, "parallel_workers=0")):
         path = f"MLServer {MLSERVER_VERSION} sklearn runtime ({label}), v2"
@@ -665,7 +665,7 @@ def in_process(
     graph = loaded.compiled
 
     def sklearn(frame: pd.DataFrame) -> np.ndarray:
-        return model_output(spec, loaded.model, frame)
+        return spec.task.model_output(loaded.model, frame)
 
     seconds = timed(lambda: sklearn(rows), BATCH_REPEATS)
     bench.table.append(
@@ -723,7 +723,7 @@ def bench_champion(
     picked = rows.sample(min(requests, len(rows)), random_state=0).index
     singles = [rows.iloc[[i]] for i in picked]
     threshold = loaded.threshold if loaded.threshold is not None else 0.5
-    expected = model_output(spec, loaded.model, rows)
+    expected = spec.task.model_output(loaded.model, rows)
 
     # in process, on the server's core, with one OpenMP thread as the server has
     os.sched_setaffinity(0, {SERVER_CPU})

@@ -32,7 +32,6 @@ import pandas as pd
 
 from benchmarks.options import champion_benchmark_parser
 from components.core import compiled, metrics, retraining, scoring, train
-from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 
@@ -136,9 +135,9 @@ def bench_project(spec: ProjectSpec, data_dir: Path) -> list[str]:
             fitted = train.build_pipeline(spec, candidate, champion.seed, params).fit(X, y)
         else:
             fitted = model
-        test = metrics.regression_metrics(y_test.to_numpy(), model_output(spec, fitted, X_test))
+        test = metrics.regression_metrics(y_test.to_numpy(), spec.task.model_output(fitted, X_test))
         compilation = compiled.compile_model(spec, fitted, test_frame, "test split")
-        sklearn_s = fastest(functools.partial(model_output, spec, fitted, valid))
+        sklearn_s = fastest(functools.partial(spec.task.model_output, fitted, valid))
         if compilation.graph is not None:
             graph = compiled.CompiledModel(
                 spec, fitted, compilation.graph, compiled.serving_threads()

@@ -130,13 +130,18 @@ def error_ratio() -> dict[str, Any]:
     )
 
 
-def quantiles(histogram: str, wanted: dict[str, str]) -> list[dict[str, Any]]:
-    """One target per quantile of a histogram, per project; `wanted` maps legend to quantile."""
+def quantiles(
+    histogram: str, wanted: dict[str, str], by: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """One target per quantile of a histogram, per project (and per label in `by`); `wanted`
+    maps legend to quantile."""
+    labels = ", ".join(("isvc", *by, "le"))
+    shown = "".join(f" ({{{{{label}}}}})" for label in by)
     return [
         target(
-            f"histogram_quantile({q}, sum by (isvc, le) "
+            f"histogram_quantile({q}, sum by ({labels}) "
             f"(rate({histogram}_bucket{{{SELECTOR}}}[$__rate_interval])))",
-            f"{{{{isvc}}}} {name}",
+            f"{{{{isvc}}}} {name}{shown}",
             chr(ord("A") + i),
         )
         for i, (name, q) in enumerate(wanted.items())
@@ -190,13 +195,13 @@ def class_share() -> dict[str, Any]:
     )
 
 
-def predicted_price() -> dict[str, Any]:
+def predicted_value() -> dict[str, Any]:
     return panel(
-        "Predicted price (regression)",
-        "Median and 90th percentile of the prices a regression model predicts (USD).",
-        quantiles("mlops_predicted_price_usd", {"median": "0.5", "p90": "0.9"}),
+        "Predicted value (regression)",
+        "Median and 90th percentile of the values a regression model predicts, in its target's "
+        "unit (the series' `unit` label).",
+        quantiles("mlops_predicted_value", {"median": "0.5", "p90": "0.9"}, by=("unit",)),
         (0, 21, 12, 8),
-        unit="currencyUSD",
     )
 
 
@@ -208,7 +213,7 @@ PANELS = (
     predict_latency,
     validation_failures,
     class_share,
-    predicted_price,
+    predicted_value,
 )
 
 # --- Data and model quality: what the monitoring runs push, and the inference log ------------

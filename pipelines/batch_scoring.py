@@ -16,7 +16,6 @@ from components.core.contracts import CHAMPION
 from components.core.deploy import MLFLOW_SECRET
 from components.core.drift import MIN_ROWS
 from components.core.outputs import REASONS
-from components.core.projects import PROJECTS
 from components.core.scoring import (
     DRIFT_GATES,
     FORMATS,
@@ -26,7 +25,7 @@ from components.core.scoring import (
 )
 from components.core.spec import ProjectSpec
 from components.steps import drift_check, merge, resolve, score, split, validate_rows
-from pipelines.kinds import BATCH_SCORING
+from pipelines.kinds import BATCH_SCORING, PipelinesByProject
 from pipelines.resources import sized
 from pipelines.training import described, use_mlflow_credentials
 
@@ -44,7 +43,7 @@ class BatchOutputs(NamedTuple):
 
 
 def batch_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
-    reasons = "on" if spec.output.with_reasons else "off"
+    reasons = "on" if spec.task.with_reasons else "off"
     return {
         "mlflow_tracking_uri": "MLflow tracking server holding the model and its reference, as "
         "the pipeline's pods reach it, e.g. http://mlflow.mlflow.svc:5000 (credentials, if it "
@@ -89,7 +88,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         output_format: str = "csv",
         max_rejected_share: float = MAX_REJECTED_SHARE,
         shard_rows: int = SHARD_ROWS,
-        with_reasons: bool = spec.output.with_reasons,
+        with_reasons: bool = spec.task.with_reasons,
         drift_gate: str = "warn",
         drift_min_rows: int = MIN_ROWS,
         allow_unverified_model: bool = False,
@@ -174,4 +173,4 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
     return pipeline
 
 
-PIPELINES = {name: build(spec) for name, spec in PROJECTS.items()}
+PIPELINES = PipelinesByProject(build)

@@ -4,6 +4,7 @@ regenerates and compares)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pipelines.kinds import BATCH_SCORING, KINDS, MONITORING, TRAINING
 COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
-def pipelines_of(kind: str) -> dict[str, Any]:
+def pipelines_of(kind: str) -> Mapping[str, Any]:
     """The pipelines of a kind, by project. Imported here, not above: building them takes
     seconds, and submitting or scheduling reads only the compiled files."""
     from pipelines import batch_scoring, monitoring, training

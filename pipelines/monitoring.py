@@ -19,14 +19,15 @@ from components.core.deploy import MLFLOW_SECRET
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.inference_log import RETENTION_DAYS
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
-from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.core.window import SAMPLE_ROWS
 from components.steps import check, collect, compact_log, prepare_retraining, publish
+from pipelines.kinds import PipelinesByProject
 from pipelines.resources import sized
 from pipelines.training import (
     DEFAULT_TARGET,
+    TrainingInputs,
     add_training,
     described,
     shared_parameter_docs,
@@ -185,22 +186,24 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             use_mlflow_credentials(prepared)
             add_training(
                 spec,
-                train=prepared.outputs["train"],
-                test=prepared.outputs["test"],
-                current=prepared.outputs["holdout"],
-                source_info=prepared.outputs["source_info"],
-                seed=prepared.outputs["seed"],
-                test_size=prepared.outputs["test_size"],
-                gate_overrides=gate_overrides,
-                trials_per_candidate=trials_per_candidate,
-                time_budget_s=time_budget_s,
-                explained_rows=explained_rows,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                deploy_mode=deploy_mode,
-                deploy_namespace=deploy_namespace,
-                serving_image=serving_image,
-                holdout=prepared.outputs["holdout"],
-                monitoring=checked.outputs["summary"],
+                TrainingInputs(
+                    train=prepared.outputs["train"],
+                    test=prepared.outputs["test"],
+                    current=prepared.outputs["holdout"],
+                    source_info=prepared.outputs["source_info"],
+                    seed=prepared.outputs["seed"],
+                    test_size=prepared.outputs["test_size"],
+                    gate_overrides=gate_overrides,
+                    trials_per_candidate=trials_per_candidate,
+                    time_budget_s=time_budget_s,
+                    explained_rows=explained_rows,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    deploy_mode=deploy_mode,
+                    deploy_namespace=deploy_namespace,
+                    serving_image=serving_image,
+                    holdout=prepared.outputs["holdout"],
+                    monitoring=checked.outputs["summary"],
+                ),
             )
         return MonitoringOutputs(
             window=window.outputs["window"],
@@ -212,4 +215,4 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
     return pipeline
 
 
-PIPELINES = {name: build(spec) for name, spec in PROJECTS.items()}
+PIPELINES = PipelinesByProject(build)

@@ -43,12 +43,14 @@ import copy
 import functools
 import hashlib
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kfp.dsl import PipelineTask
+from kfp.dsl import pipeline_task as kfp_pipeline_task
 
 ENGINE_MEMORY_ENV = "MLOPS_ENGINE_MEMORY_MB"
 """components.core.engine.MEMORY_ENV (this module imports no step code)."""
@@ -131,6 +133,26 @@ warnings.filterwarnings(
     "ignore",
     message=r"Task '[^']*': settings \[('(cpu|memory)_(request|limit)'(, )?)+\] have no effect",
 )
+
+
+class _CallerNames:
+    """What kfp 2.17's PipelineTask needs of `inspect`: `stack()[1][3]`, the name of the method
+    that set a resource, for its error message. `inspect.stack()` reads the source file of every
+    frame to get it, which cost about 5 s per pipeline built (a minute to compile them all); the
+    frames alone give the same name."""
+
+    @staticmethod
+    def stack(context: int = 1) -> list[tuple[Any, None, None, str]]:
+        frame = sys._getframe(1)
+        frames = []
+        while frame is not None:
+            frames.append((frame, None, None, frame.f_code.co_name))
+            frame = frame.f_back  # type: ignore[assignment]
+        return frames
+
+
+if getattr(kfp_pipeline_task, "inspect", None) is not None:
+    kfp_pipeline_task.inspect = _CallerNames
 
 
 def sized(task: PipelineTask, step: str) -> PipelineTask:

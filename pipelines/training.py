@@ -5,6 +5,7 @@ No `from __future__ import annotations` here: KFP reads the parameter annotation
 
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
@@ -12,13 +13,12 @@ from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
 
 from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, MODES, Target
 from components.core.ingest import SYNTHETIC_PREFIX
-from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.steps import (
-    EVALUATE,
     deploy,
     drift,
+    evaluate,
     explain,
     features,
     ingest,
@@ -27,6 +27,7 @@ from components.steps import (
     validate,
 )
 from components.steps import train as train_step
+from pipelines.kinds import PipelinesByProject
 from pipelines.resources import sized
 
 DEFAULT_TARGET = Target()
@@ -75,67 +76,78 @@ class TrainingTasks(NamedTuple):
     deployed: PipelineTask
 
 
-def add_training(
-    spec: ProjectSpec,
-    *,
-    train: Any,
-    test: Any,
-    current: Any,
-    source_info: Any,
-    seed: Any,
-    test_size: Any,
-    gate_overrides: Any,
-    trials_per_candidate: Any,
-    time_budget_s: Any,
-    explained_rows: Any,
-    mlflow_tracking_uri: Any,
-    deploy_mode: Any,
-    deploy_namespace: Any,
-    serving_image: Any,
-    holdout: Any = None,
-    monitoring: Any = None,
-    source: Any = None,
-) -> TrainingTasks:
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What the steps from validate to deploy read: the splits and their record (from ingest, or
+    from prepare-retraining), and the pipeline parameters the steps take. Both pipelines build
+    one; fields are KFP channels or constants."""
+
+    train: Any
+    test: Any
+    current: Any
+    source_info: Any
+    seed: Any
+    test_size: Any
+    gate_overrides: Any
+    trials_per_candidate: Any
+    time_budget_s: Any
+    explained_rows: Any
+    mlflow_tracking_uri: Any
+    deploy_mode: Any
+    deploy_namespace: Any
+    serving_image: Any
+    holdout: Any = None
+    """The new labelled rows a retraining is also judged on (monitoring pipeline)."""
+    monitoring: Any = None
+    """The monitoring summary that called for the retraining (monitoring pipeline)."""
+    source: Any = None
+    """The data ingest read, for the market analysis of a project that asks for it."""
+
+
+def add_training(spec: ProjectSpec, inputs: TrainingInputs) -> TrainingTasks:
     """The steps from validate to deploy, on splits made by ingest (training pipeline) or by
     prepare-retraining (monitoring pipeline, which also hands register the new labelled holdout
     and the monitoring summary that called for the retraining). Given the `source` ingest read,
     a project whose spec asks for it also gets the market analysis, which register logs with
     the other reports."""
     name = spec.name
-    checked = sized(validate(project=name, train=train, test=test, current=current), "validate")
+    checked = sized(
+        validate(project=name, train=inputs.train, test=inputs.test, current=inputs.current),
+        "validate",
+    )
     reports = {}
-    if spec.market_analysis and source is not None:
+    if spec.market_analysis and inputs.source is not None:
         analysed = sized(
             market(
                 project=name,
-                source=source,
-                seed=seed,
-                source_info=source_info,
+                source=inputs.source,
+                seed=inputs.seed,
+                source_info=inputs.source_info,
                 run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             ).after(checked),
             MARKET_STEP,
         )
         reports["market_report"] = analysed.outputs["report"]
-    sized(features(project=name, train=train, test=test).after(checked), "features")
+    sized(features(project=name, train=inputs.train, test=inputs.test).after(checked), "features")
     fitted = sized(
         train_step(
             project=name,
-            train=train,
-            seed=seed,
-            trials_per_candidate=trials_per_candidate,
-            time_budget_s=time_budget_s,
+            train=inputs.train,
+            seed=inputs.seed,
+            trials_per_candidate=inputs.trials_per_candidate,
+            time_budget_s=inputs.time_budget_s,
         ).after(checked),
         "train",
     )
     model = fitted.outputs["model"]
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     scored = sized(
-        EVALUATE[spec.task](
+        evaluate(
             project=name,
             model=model,
-            test=test,
-            source_info=source_info,
-            gate_overrides=gate_overrides,
+            test=inputs.test,
+            source_info=inputs.source_info,
+            gate_overrides=inputs.gate_overrides,
             run_name=run_name,
         ),
         "evaluate",
@@ -144,11 +156,11 @@ def add_training(
         explain(
             project=name,
             model=model,
-            train=train,
-            test=test,
-            source_info=source_info,
+            train=inputs.train,
+            test=inputs.test,
+            source_info=inputs.source_info,
             run_name=run_name,
-            rows=explained_rows,
+            rows=inputs.explained_rows,
         ),
         "explain",
     )
@@ -156,23 +168,27 @@ def add_training(
     drifted = sized(
         drift(
             project=name,
-            current=train,
-            source_info=source_info,
+            current=inputs.train,
+            source_info=inputs.source_info,
             run_name=run_name,
-            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_tracking_uri=inputs.mlflow_tracking_uri,
         ).after(checked),
         "drift",
     )
     # The champion it compares with changes between runs: never served from the cache.
     drifted.set_caching_options(False)
-    retraining = {} if holdout is None else {"holdout": holdout, "monitoring": monitoring}
+    retraining = (
+        {}
+        if inputs.holdout is None
+        else {"holdout": inputs.holdout, "monitoring": inputs.monitoring}
+    )
     registered = sized(
         register(
             project=name,
             model=model,
-            train=train,
-            test=test,
-            source_info=source_info,
+            train=inputs.train,
+            test=inputs.test,
+            source_info=inputs.source_info,
             selection=fitted.outputs["selection"],
             trials=fitted.outputs["trials"],
             evaluation=scored.outputs["evaluation"],
@@ -182,9 +198,9 @@ def add_training(
             explanation_report=explained.outputs["report"],
             drift_report=drifted.outputs["report"],
             run_name=run_name,
-            seed=seed,
-            test_size=test_size,
-            mlflow_tracking_uri=mlflow_tracking_uri,
+            seed=inputs.seed,
+            test_size=inputs.test_size,
+            mlflow_tracking_uri=inputs.mlflow_tracking_uri,
             **retraining,
             **reports,
         ),
@@ -203,9 +219,9 @@ def add_training(
         deploy(
             project=name,
             registration=registered.outputs["registration"],
-            mode=deploy_mode,
-            namespace=deploy_namespace,
-            serving_image=serving_image,
+            mode=inputs.deploy_mode,
+            namespace=inputs.deploy_namespace,
+            serving_image=inputs.serving_image,
         ),
         "deploy",
     )
@@ -310,21 +326,23 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         )
         tasks = add_training(
             spec,
-            train=data.outputs["train"],
-            test=data.outputs["test"],
-            current=data.outputs["current"],
-            source_info=data.outputs["source_info"],
-            seed=seed,
-            test_size=test_size,
-            gate_overrides=gate_overrides,
-            trials_per_candidate=trials_per_candidate,
-            time_budget_s=time_budget_s,
-            explained_rows=explained_rows,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            deploy_mode=deploy_mode,
-            deploy_namespace=deploy_namespace,
-            serving_image=serving_image,
-            source=source,
+            TrainingInputs(
+                train=data.outputs["train"],
+                test=data.outputs["test"],
+                current=data.outputs["current"],
+                source_info=data.outputs["source_info"],
+                seed=seed,
+                test_size=test_size,
+                gate_overrides=gate_overrides,
+                trials_per_candidate=trials_per_candidate,
+                time_budget_s=time_budget_s,
+                explained_rows=explained_rows,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                deploy_mode=deploy_mode,
+                deploy_namespace=deploy_namespace,
+                serving_image=serving_image,
+                source=source,
+            ),
         )
         return TrainingOutputs(
             model_card=tasks.registered.outputs["model_card"],
@@ -341,4 +359,4 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
     return pipeline
 
 
-PIPELINES = {name: build(spec) for name, spec in PROJECTS.items()}
+PIPELINES = PipelinesByProject(build)

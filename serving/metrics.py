@@ -37,11 +37,16 @@ PREDICTIONS = Counter(
     "Instances predicted by a classifier, by predicted class",
     ["project", "class"],
 )
-PREDICTED_PRICE = Histogram(
-    "mlops_predicted_price_usd",
-    "Prices predicted by a regression model (USD)",
-    ["project"],
-    buckets=(1_000, 2_500, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000),
+VALUE_BUCKETS = tuple(
+    round(step * 10.0**power, 6) for power in range(-2, 7) for step in (1, 1.5, 2, 3, 5, 7.5)
+)
+"""From 0.01 to 7.5 million in steps of at most 2x: one set of buckets for any regression
+target, fine enough for a median between two neighbours to read within half a step."""
+PREDICTED_VALUE = Histogram(
+    "mlops_predicted_value",
+    "Values predicted by a regression model, in the unit of its target",
+    ["project", "unit"],
+    buckets=VALUE_BUCKETS,
 )
 REFERENCE_CLASS_SHARE = Gauge(
     "mlops_reference_class_share",
@@ -107,10 +112,10 @@ def record_classes(project: str, labels: tuple[str, str], positive: np.ndarray) 
         PREDICTIONS.labels(project, labels[0]).inc(len(positive) - hits)
 
 
-def record_prices(project: str, prices: np.ndarray) -> None:
-    histogram = PREDICTED_PRICE.labels(project)
-    for price in prices:
-        histogram.observe(float(price))
+def record_values(project: str, unit: str, values: np.ndarray) -> None:
+    histogram = PREDICTED_VALUE.labels(project, unit)
+    for value in values:
+        histogram.observe(float(value))
 
 
 class RequestMetrics:

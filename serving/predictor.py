@@ -17,7 +17,7 @@ from kserve.utils.numpy_codec import from_np_dtype
 from kserve.utils.utils import get_predict_response
 
 from components.core.explain import Explainer, explainer_for
-from components.core.inference_log import utc_now
+from components.core.lineage import utc_now
 from components.core.loading import (
     UNCHECKED_WHEN_UNKNOWN,
     LoadedModel,
@@ -27,7 +27,6 @@ from components.core.loading import (
 )
 from components.core.model_uri import MODELS_SCHEME
 from components.core.model_uri import parse as parse_model_uri
-from components.core.outputs import BinaryFormat, RegressionFormat
 from components.core.projects import get_spec
 from serving import metrics
 from serving.batching import Grouper
@@ -112,7 +111,7 @@ class ProjectPredictor(Model):
         # KServe passes `response_headers` to predict() only when asked (X-Request-ID)
         super().__init__(name, return_response_headers=True)
         self.spec = get_spec(name)
-        self.format = self.spec.output
+        self.task = self.spec.task
         self.model_uri = model_uri
         self.model_version = model_version
         self.inference_log = inference_log
@@ -306,18 +305,12 @@ class ProjectPredictor(Model):
         # P(positive) for classifiers, the price for regression: the same output explain() explains.
         output = loaded.output(self.spec, frame)
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
-        if isinstance(self.format, BinaryFormat):
-            metrics.record_classes(self.name, self.spec.label_names, output >= threshold)
-        else:
-            metrics.record_prices(self.name, output)
+        self.task.record_served(metrics, self.name, output, threshold)
         return self._columns(output, threshold)
 
     def _columns(self, output: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
         """The response's fields for the model's outputs, in the project's output format."""
-        if isinstance(self.format, BinaryFormat):
-            return self.format.columns(self.spec.label_names, output, threshold)
-        assert isinstance(self.format, RegressionFormat)
-        return self.format.columns(output)
+        return self.task.columns(output, threshold)
 
     def _response(
         self, request: Parsed, part: dict[str, np.ndarray], version: str
@@ -373,7 +366,7 @@ class ProjectPredictor(Model):
                 }
                 for value, row in zip(served, contributions.to_dict("records"), strict=True)
             ],
-            "explained_output": self.format.explained_field,
+            "explained_output": self.task.explained_field,
             "method": explanation.method,
             **({"ignored_fields": ignored_fields} if ignored_fields else {}),
         }

@@ -263,7 +263,7 @@ def estimator(settings: Settings) -> None:
     car = form.instance(SPEC, entered)
     predictor = Predictor(settings, SPEC.name)
     try:
-        price = predictor.price(car, SPEC.output.explained_field)
+        price = predictor.price(car, SPEC.task.explained_field)
     except RequestRefused as refused:
         st.error(f"The predictor refused this car: {refused.message}")
         for problem in refused.problems:

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from components.core.derived import ColumnFeatures, columns_of
-from components.core.outputs import model_output
 from components.core.spec import ProjectSpec
 
 logger = logging.getLogger(__name__)
@@ -399,7 +398,7 @@ def to_graph(spec: ProjectSpec, model: Any, sample: pd.DataFrame, dtype: str) ->
     names = list(rest[0][1].feature_names_in_)
     pipeline = convertible(rest[:-1] if native_tail(rest) else rest)
     options: dict[Any, Any] = {}
-    if spec.task == "binary" and not native_tail(rest):
+    if spec.task.probabilistic and not native_tail(rest):
         options = {id(pipeline.steps[-1][1]): {"zipmap": False}}
     graph = to_onnx(
         pipeline,
@@ -429,7 +428,7 @@ def native_tail(rest: list[tuple[str, Any]]) -> Any:
 
 class CompiledModel:
     """Runs the graph: the feature step in numpy, then ONNX Runtime. `output(frame)` is
-    `model_output` of the sklearn pipeline (P(positive) or the price), computed faster."""
+    the task's output of the sklearn pipeline (P(positive) or the price), computed faster."""
 
     def __init__(self, spec: ProjectSpec, model: Any, graph: bytes, threads: int = 1) -> None:
         import onnxruntime
@@ -481,7 +480,7 @@ class CompiledModel:
             result = np.asarray(
                 self.tail.predict_proba(np.asfortranarray(result), thread_count=self.threads)
             )
-        if self.spec.task != "binary":
+        if not self.spec.task.probabilistic:
             return result.reshape(-1).astype(np.float64)
         probability = result[:, 1].astype(np.float64)
         # Within the tolerance of the threshold the graph's rounding may take the other side (a
@@ -489,19 +488,19 @@ class CompiledModel:
         # rare but real, are answered by the pipeline itself, so decisions are always its own.
         near = np.abs(probability - self.threshold) <= PROBABILITY_TOLERANCE
         if near.any():
-            probability[near] = model_output(self.spec, self._model, frame[near])
+            probability[near] = self.spec.task.model_output(self._model, frame[near])
         return probability
 
 
 def agreement(
     spec: ProjectSpec, model: Any, compiled: CompiledModel, frame: pd.DataFrame
 ) -> Agreement:
-    expected = model_output(spec, model, frame)
+    expected = spec.task.model_output(model, frame)
     found = compiled.output(frame)
     difference = float(np.max(np.abs(found - expected))) if len(frame) else 0.0
     if not np.all(np.isfinite(found)):
         difference = float("inf")
-    if spec.task == "binary":
+    if spec.task.probabilistic:
         threshold = threshold_of(model)
         differ = int(np.sum((found >= threshold) != (expected >= threshold)))
         return Agreement(len(frame), difference, PROBABILITY_TOLERANCE, differ)

@@ -298,7 +298,7 @@ class MonitoringSummary(Contract):
     """One monitoring run: the window, drift, live quality and the verdict."""
 
     SCHEMA: ClassVar[str] = "monitoring"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     project: str
     time: str
@@ -309,14 +309,9 @@ class MonitoringSummary(Contract):
     rows: int
     """Every row of the window (version 2 on; before, the rows read whole)."""
     labelled_rows: int
-    enough_data: bool
-    drift_detected: bool
-    drifted_columns: list[str]
-    drifted_important_columns: list[str]
-    drift_share: float
-    weighted_drift_share: float
-    drift_reason: str
-    reference: str
+    drift: DriftSummary
+    """The window's sample against the champion's reference (version 3 on; before, eight of
+    its fields were copied here)."""
     live_metrics: dict[str, float]
     registered_metrics: dict[str, float]
     quality_ok: bool | None
@@ -339,6 +334,24 @@ class MonitoringSummary(Contract):
     def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
         if version < 2:  # the window was read whole: every row was compared
             data.setdefault("rows_sampled", data.get("rows", 0))
+        if version < 3:  # the drift fields were copied flat; what they did not copy is unknown
+            drifted = data.get("drifted_columns", [])
+            data["drift"] = {
+                "rows": data.get("rows_sampled", data.get("rows", 0)),
+                "reference_rows": 0,
+                "reference": data.pop("reference", ""),
+                "enough_data": data.pop("enough_data", False),
+                "drift_detected": data.pop("drift_detected", False),
+                "drifted_columns": data.pop("drifted_columns", []),
+                "drift_share": data.pop("drift_share", 0.0),
+                "weighted_drift_share": data.pop("weighted_drift_share", 0.0),
+                "important_columns": [],
+                "drifted_important_columns": data.pop("drifted_important_columns", []),
+                "column_scores": {},
+                "column_methods": {},
+                "column_drifted": dict.fromkeys(drifted, True),
+                "reason": data.pop("drift_reason", ""),
+            }
         return data
 
 

@@ -10,13 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.metrics import confusion_matrix, roc_curve
 
 from components.core import report
 from components.core.contracts import EvaluationSummary, GroupFigures
 from components.core.lineage import Provenance
-from components.core.metrics import task_metrics
-from components.core.outputs import model_output
 from components.core.spec import Gate, ProjectSpec
 from components.core.train import split_xy
 
@@ -41,7 +38,7 @@ def bootstrap_intervals(
     draws: dict[str, list[float]] = {m: [] for m in metrics}
     for _ in range(resamples):
         idx = rng.integers(0, len(y), len(y))
-        figures = task_metrics(spec.task, y[idx], score[idx], threshold)
+        figures = spec.task.metrics(y[idx], score[idx], threshold)
         for m in metrics:
             draws[m].append(figures[m])
     tail = (1.0 - level) / 2
@@ -68,46 +65,28 @@ class Evaluation:
         )
 
 
-GROUP_FIGURES = {
-    "binary": ("roc_auc", "precision", "recall", "f1"),
-    "regression": ("rmse", "mae", "mape"),
-}
-
-
 def evaluate(
     spec: ProjectSpec, model: BaseEstimator, test_frame: pd.DataFrame
 ) -> tuple[Evaluation, np.ndarray]:
     """Figures on the test split; returns them with the model's output (probability or price)."""
     X, y_series = split_xy(spec, test_frame)
     y = y_series.to_numpy()
-    score = model_output(spec, model, X)
-    threshold = float(getattr(model, "threshold", 0.5)) if spec.task == "binary" else 0.5
-    metrics = task_metrics(spec.task, y, score, threshold)
-    curves: dict[str, Any] = {}
-    if spec.task == "binary":
-        fpr, tpr, thr = roc_curve(y, score)
-        # The first ROC threshold is +inf, which JSON cannot carry: cap it at 1.
-        thr = np.minimum(thr, 1.0)
-        cm = confusion_matrix(y, (score >= threshold).astype(int), labels=[0, 1])
-        curves = {
-            "fpr": fpr.tolist(),
-            "tpr": tpr.tolist(),
-            "thresholds": thr.tolist(),
-            "confusion_matrix": cm.tolist(),
-        }
+    task = spec.task
+    score = task.model_output(model, X)
+    threshold = task.threshold_of(model)
+    metrics = task.metrics(y, score, threshold)
+    curves = task.curves(y, score, threshold)
     groups = []
     for col in spec.group_columns:
         for value, idx in X.groupby(col).indices.items():
-            figures = task_metrics(spec.task, y[idx], score[idx], threshold)
-            if spec.task == "binary":
-                figures["positive_rate"] = float(y[idx].mean())
-            kept = ("positive_rate", *GROUP_FIGURES[spec.task])
+            extra = task.group_extra(y[idx])
+            figures = task.metrics(y[idx], score[idx], threshold) | extra
             groups.append(
                 GroupFigures(
                     column=col,
                     group=str(value),
                     rows=len(idx),
-                    figures={k: figures[k] for k in kept if k in figures},
+                    figures={k: figures[k] for k in (*extra, *task.group_figures) if k in figures},
                 )
             )
     return Evaluation(metrics, groups, len(y), curves), score
@@ -140,30 +119,13 @@ def enforce_gates(
     return lines
 
 
-SMALL_GROUP_ROWS = 100
-"""Groups with fewer rows (or, for classifiers, fewer than SMALL_GROUP_CLASS rows of a class)
-are listed but not judged: their figures move too much by chance."""
-SMALL_GROUP_CLASS = 20
-INTERVAL_FIGURES = {
-    "binary": ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1"),
-    "regression": ("r2", "rmse", "mae", "mape"),
-}
-GAP_FIGURE = {"binary": "recall", "regression": "mape"}
-"""The figure whose spread across groups the card and the report call out."""
-
-
 def small_group(spec: ProjectSpec, group: GroupFigures) -> bool:
-    if group.rows < SMALL_GROUP_ROWS:
-        return True
-    if spec.task == "binary":
-        positives = group.rows * group.figures.get("positive_rate", 0.0)
-        return min(positives, group.rows - positives) < SMALL_GROUP_CLASS
-    return False
+    return spec.task.small_group(group.rows, group.figures)
 
 
 def group_gaps(spec: ProjectSpec, groups: list[GroupFigures]) -> list[str]:
     """Per group column, the spread of the gap figure across the groups large enough to judge."""
-    figure = GAP_FIGURE[spec.task]
+    figure = spec.task.gap_figure
     lines = []
     for column in dict.fromkeys(g.column for g in groups):
         judged = [
@@ -188,29 +150,7 @@ def reading_facts(
     spec: ProjectSpec, y: np.ndarray, score: np.ndarray, threshold: float
 ) -> dict[str, float]:
     """The counts a business reading is written from (the fields `spec.reading` may use)."""
-    if spec.task == "binary":
-        flagged = score >= threshold
-        found = int(np.sum(flagged & (y == 1)))
-        return {
-            "rows": len(y),
-            "positives": int(np.sum(y == 1)),
-            "flagged": int(np.sum(flagged)),
-            "found": found,
-            "precision": found / max(int(np.sum(flagged)), 1),
-            "recall": found / max(int(np.sum(y == 1)), 1),
-            "accuracy": float(np.mean(flagged == (y == 1))),
-            "threshold": threshold,
-        }
-    error = np.abs(score - y)
-    share = error / np.maximum(np.abs(y), 1e-9)
-    return {
-        "rows": len(y),
-        "median_abs_error": float(np.median(error)),
-        "p90_abs_error": float(np.quantile(error, 0.9)),
-        "within_10pct": float(np.mean(share <= 0.10)),
-        "within_20pct": float(np.mean(share <= 0.20)),
-        "mape": float(np.mean(share)),
-    }
+    return spec.task.reading_facts(y, score, threshold)
 
 
 def business_reading(spec: ProjectSpec, y: np.ndarray, score: np.ndarray, threshold: float) -> str:
@@ -238,161 +178,6 @@ def figures_table(
     return pd.DataFrame(rows)
 
 
-def _binary_figures(
-    spec: ProjectSpec, y: np.ndarray, score: np.ndarray, threshold: float
-) -> list[tuple[str, str]]:
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import precision_recall_curve
-
-    plt = report.pyplot()
-    negative, positive = spec.label_names
-    sections = []
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    fpr, tpr, _ = roc_curve(y, score)
-    axes[0].plot(fpr, tpr, color="#2563eb")
-    axes[0].plot([0, 1], [0, 1], "--", color="grey", label="guessing")
-    axes[0].set(
-        title="ROC curve", xlabel="false positive rate", ylabel="true positive rate (recall)"
-    )
-    axes[0].legend(loc="lower right")
-    precision, recall, _ = precision_recall_curve(y, score)
-    axes[1].plot(recall, precision, color="#2563eb")
-    axes[1].axhline(y.mean(), ls="--", color="grey", label=f"guessing ({y.mean():.0%} {positive})")
-    flagged = score >= threshold
-    at = (
-        np.sum(flagged & (y == 1)) / max(y.sum(), 1),
-        np.sum(flagged & (y == 1)) / max(flagged.sum(), 1),
-    )
-    axes[1].plot(*at, "o", color="#dc2626", label=f"threshold {threshold:.2f}")
-    axes[1].set(title="Precision-recall curve", xlabel="recall", ylabel="precision", ylim=(0, 1.02))
-    axes[1].legend(loc="lower left")
-    sections.append(
-        (
-            "ROC and precision-recall curves",
-            report.figure_to_html(fig, "ROC and precision-recall curves")
-            + report.paragraph(
-                f"The precision-recall curve matters most when the class '{positive}' is the "
-                f"rarer one: guessing scores its share of the rows ({y.mean():.0%}). The red dot "
-                "is the stored decision threshold."
-            ),
-        )
-    )
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    observed, predicted = calibration_curve(y, score, n_bins=10, strategy="quantile")
-    axes[0].plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    axes[0].plot(predicted, observed, "o-", color="#2563eb", label="model")
-    axes[0].set(
-        title="Calibration (10 bins of equal size)",
-        xlabel=f"mean predicted P({positive})",
-        ylabel=f"observed share of {positive}",
-    )
-    axes[0].legend(loc="upper left")
-    grid = np.linspace(0.01, 0.99, 99)
-    curves = {
-        name: [task_metrics(spec.task, y, score, t)[name] for t in grid]
-        for name in ("precision", "recall", "f1")
-    }
-    for name, values in curves.items():
-        axes[1].plot(grid, values, label=name)
-    axes[1].axvline(threshold, color="#dc2626", ls="--", label=f"stored threshold {threshold:.2f}")
-    axes[1].set(title="Figures against the threshold", xlabel="threshold", ylim=(0, 1.02))
-    axes[1].legend(loc="best")
-    sections.append(
-        (
-            "Calibration and threshold",
-            report.figure_to_html(fig, "Calibration and threshold")
-            + report.paragraph(
-                "Left: where the dots sit on the diagonal, a predicted probability can be read "
-                f"as the share of {positive} among similar rows. Right: precision, recall and F1 "
-                "if the label were drawn at another threshold; the dashed line is the one the "
-                "served model applies."
-            ),
-        )
-    )
-
-    cm = confusion_matrix(y, flagged.astype(int), labels=[0, 1])
-    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), value in np.ndenumerate(share):
-        ax.text(
-            j,
-            i,
-            f"{value:.0%}\n({cm[i, j]:,})",
-            ha="center",
-            va="center",
-            color="white" if value > 0.5 else "#111827",
-            fontsize=12,
-        )
-    ax.set(
-        title="Confusion matrix (share of each actual class)",
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=[negative, positive],
-        yticklabels=[negative, positive],
-        xlabel="predicted",
-        ylabel="actual",
-    )
-    sections.append(
-        (
-            "Confusion matrix",
-            report.figure_to_html(fig, "Confusion matrix")
-            + report.paragraph(
-                f"Each row is an actual class and adds up to 100%; counts in brackets. Threshold "
-                f"{threshold:.2f}."
-            ),
-        )
-    )
-    return sections
-
-
-def _regression_figures(
-    spec: ProjectSpec, y: np.ndarray, score: np.ndarray
-) -> list[tuple[str, str]]:
-    plt = report.pyplot()
-    unit = spec.target_unit or spec.target
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    axes[0].scatter(y, score, s=3, alpha=0.3)
-    top = float(max(y.max(), score.max()))
-    axes[0].plot([0, top], [0, top], "--", color="grey")
-    axes[0].set(
-        title="Predicted against actual", xlabel=f"actual ({unit})", ylabel=f"predicted ({unit})"
-    )
-    axes[1].hist(score - y, bins=60, color="#2563eb")
-    axes[1].set(title="Residuals", xlabel=f"predicted - actual ({unit})", ylabel="rows")
-    bands = pd.qcut(pd.Series(y), 5, duplicates="drop")
-    error = pd.Series(np.abs(score - y) / np.maximum(np.abs(y), 1e-9))
-    by_band = error.groupby(bands, observed=True).median()
-    fig2, ax = plt.subplots(figsize=(11, 3.6))
-    labels = [f"{band.left:,.0f} to {band.right:,.0f}" for band in by_band.index]
-    ax.bar(labels, by_band.to_numpy(), color="#2563eb")
-    ax.set(
-        title=f"Median absolute percentage error by actual {spec.target} (fifths of the test rows)",
-        xlabel=unit,
-        ylabel="median |error| / actual",
-    )
-    return [
-        (
-            "Predictions and residuals",
-            report.figure_to_html(fig, "Predicted against actual")
-            + report.paragraph(
-                "Left: each dot is one test row; on the dashed line the estimate equals the "
-                f"actual value. Right: how far estimates miss, in {unit}."
-            ),
-        ),
-        (
-            f"Error by {spec.target} band",
-            report.figure_to_html(fig2, "Error by band")
-            + report.paragraph(
-                f"Relative errors by fifths of the actual value ({unit}): where the estimate is "
-                "least to be trusted."
-            ),
-        ),
-    ]
-
-
 def groups_html(spec: ProjectSpec, groups: list[GroupFigures]) -> str:
     frame = pd.DataFrame(
         [
@@ -411,9 +196,8 @@ def groups_html(spec: ProjectSpec, groups: list[GroupFigures]) -> str:
     if small:
         notes.append(
             report.paragraph(
-                f"Too small to judge (under {SMALL_GROUP_ROWS} rows"
-                + (f" or under {SMALL_GROUP_CLASS} of a class" if spec.task == "binary" else "")
-                + f"): {', '.join(small)}. Their figures move a lot by chance.",
+                f"Too small to judge ({spec.task.small_group_rule}): {', '.join(small)}. Their "
+                "figures move a lot by chance.",
                 "warning",
             )
         )
@@ -444,10 +228,7 @@ def html_report(
             ),
         ),
     ]
-    if spec.task == "binary":
-        sections += _binary_figures(spec, y.astype(int), score, threshold)
-    else:
-        sections += _regression_figures(spec, y, score)
+    sections += spec.task.report_sections(spec.target, y, score, threshold)
     if evaluation.groups:
         sections.append(("By group", groups_html(spec, evaluation.groups)))
     return report.page(
@@ -492,7 +273,7 @@ def assess(
     y = split_xy(spec, test_frame)[1].to_numpy()
     threshold = float(result.metrics.get("threshold", 0.5))
     intervals = bootstrap_intervals(
-        spec, y, score, threshold, list(INTERVAL_FIGURES[spec.task]), resamples
+        spec, y, score, threshold, list(spec.task.interval_figures), resamples
     )
     reading = business_reading(spec, y, score, threshold)
     summary = EvaluationSummary(

@@ -33,7 +33,6 @@ from sklearn.pipeline import Pipeline
 
 from components.core.contracts import ExplanationSummary
 from components.core.lineage import Provenance
-from components.core.outputs import model_output
 from components.core.spec import ProjectSpec
 from components.core.train import BACKGROUND_ROWS, background_sample
 
@@ -118,7 +117,7 @@ class RawInputExplainer:
         return frame
 
     def _predict(self, values: np.ndarray) -> np.ndarray:
-        return model_output(self.spec, self.model, self._decode(values))
+        return self.spec.task.model_output(self.model, self._decode(values))
 
     def vocabulary_size(self) -> int:
         """Distinct text values collected so far (the server rebuilds past a limit)."""
@@ -213,7 +212,7 @@ def _take_apart(spec: ProjectSpec, model: Any) -> _Model:
             f"{name} with native categorical splits, which tree SHAP's implementation does "
             "not follow"
         )
-    if spec.task == "regression":
+    if not spec.task.probabilistic:
         if name not in TREE_REGRESSORS and not isinstance(last, LINEAR):
             raise UnsupportedModel(f"no exact method for {name}")
         return _Model(front, last, _identity, True)
@@ -326,7 +325,7 @@ class TreeInputExplainer:
 
     def _check(self, rows: pd.DataFrame) -> None:
         explained = self.explain(rows).output
-        served = model_output(self.spec, self.model, rows)
+        served = self.spec.task.model_output(self.model, rows)
         scale = np.maximum(1.0, np.abs(served))
         worst = float(np.max(np.abs(explained - served) / scale))
         if worst > ADDITIVITY_TOLERANCE:

@@ -44,6 +44,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from components.core.contracts import LogMaintenance
+from components.core.lineage import utc_now
 
 if TYPE_CHECKING:
     from components.core.spec import ProjectSpec
@@ -73,10 +74,6 @@ _HASH_SPACE = float(1 << 64)
 
 class InferenceLogError(ValueError):
     """The log cannot be used as asked; the message names the path and the problem."""
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def check_sample_rate(rate: float, name: str = "the inference log's sample rate") -> float:
@@ -172,7 +169,7 @@ class LogSchema:
             c.name: pa.float64() if c.dtype in ("float", "int") else pa.string()
             for c in spec.columns
         }
-        outputs = {name: _ARROW[kind] for name, kind in spec.output.fields().items()}
+        outputs = {name: _ARROW[kind] for name, kind in spec.task.fields().items()}
         return cls(inputs, outputs)
 
     def json_schema(self) -> pa.Schema:

@@ -117,7 +117,7 @@ def split(spec: ProjectSpec, frame: pd.DataFrame, test_size: float, seed: int) -
     if len(frame) < 4:
         raise IngestError(f"only {len(frame)} rows: too few to split into train and test")
     stratify = None
-    if spec.task == "binary" and spec.target in frame:
+    if spec.task.stratified and spec.target in frame:
         counts = frame[spec.target].value_counts()
         if len(counts) > 1 and counts.min() >= 2:
             stratify = frame[spec.target]

@@ -4,6 +4,7 @@ carries in the same words (project, data kind, source and hash, model, run, date
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -38,8 +39,23 @@ def code_version() -> str:
     return found.stdout.strip() or "unknown"
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def utc_now() -> datetime:
+    """The time, in UTC: every record, log row and page of the platform stamps it."""
+    return datetime.now(UTC)
+
+
+def utc_stamp() -> str:
+    """The time as a page shows it, to the minute."""
+    return utc_now().strftime("%Y-%m-%d %H:%M UTC")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read a megabyte at a time (model files, batch inputs, graphs)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def data_kind(synthetic: bool | None) -> str:
@@ -80,7 +96,7 @@ class Provenance:
             ("model", self.model),
             ("model version", self.model_version),
             ("run", self.run or "not given"),
-            ("created", self.created or utc_now()),
+            ("created", self.created or utc_stamp()),
             ("code", self.code or code_version()),
         ]
 

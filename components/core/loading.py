@@ -30,7 +30,7 @@ import pandas as pd
 from components.core import compiled as compiled_graph
 from components.core import model_uri
 from components.core.compiled import CompiledModel
-from components.core.outputs import HasTask, model_output
+from components.core.lineage import file_sha256
 from components.core.spec import ProjectSpec
 from components.core.train import single_threaded
 
@@ -74,14 +74,6 @@ UNCHECKED_WHEN_UNKNOWN = Verification()
 line refuses that case unless --allow-unverified-model)."""
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Provenance:
     uri: str
@@ -108,11 +100,11 @@ class LoadedModel:
     compiled_note: str = "no compiled graph"
     """Why the compiled graph serves, or why it does not."""
 
-    def output(self, spec: HasTask, frame: pd.DataFrame) -> np.ndarray:
-        """`model_output` of the model: through the compiled graph when there is one."""
+    def output(self, spec: ProjectSpec, frame: pd.DataFrame) -> np.ndarray:
+        """The task's output of the model: through the compiled graph when there is one."""
         if self.compiled is not None:
             return self.compiled.output(frame)
-        return model_output(spec, self.model, frame)
+        return spec.task.model_output(self.model, frame)
 
 
 def _mlflow() -> Any:
@@ -227,7 +219,7 @@ def verify(
 
 
 def decision_threshold(spec: ProjectSpec, model: Any, uri: str) -> float | None:
-    if spec.task != "binary":
+    if not spec.task.probabilistic:
         return None
     if not hasattr(model, "predict_proba"):
         raise ModelLoadError(

@@ -100,23 +100,12 @@ _ALL = (
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 
-CV_METRICS = {
-    "binary": ("roc_auc", "pr_auc", "accuracy", "f1"),
-    "regression": ("r2", "rmse", "mae"),
-}
-"""What cross-validation scores for each task (every trial, every candidate)."""
-
 
 def metric(name: str) -> Metric:
     try:
         return METRICS[name]
     except KeyError:
         raise KeyError(f"unknown metric {name!r}; known metrics: {sorted(METRICS)}") from None
-
-
-def cv_scoring(task: str) -> dict[str, str]:
-    """Metric name -> scikit-learn scorer, for `cross_validate`."""
-    return {name: str(metric(name).scorer) for name in CV_METRICS[task]}
 
 
 def lift_at(y: np.ndarray, score: np.ndarray, share: float = 0.1) -> float:
@@ -156,15 +145,6 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "r2": float(r2_score(y, pred)) if len(y) > 1 else float("nan"),
         "mape": float(mean_absolute_percentage_error(y, pred)),
     }
-
-
-def task_metrics(
-    task: str, y: np.ndarray, output: np.ndarray, threshold: float
-) -> dict[str, float]:
-    """The task's figures of a model output: P(positive) at `threshold`, or the prediction."""
-    if task == "binary":
-        return binary_metrics(y, output, threshold)
-    return regression_metrics(y, output)
 
 
 def finite(values: Mapping[str, object]) -> dict[str, float]:
@@ -260,10 +240,3 @@ def regression_metrics_sql(con: object, table: str) -> dict[str, float]:
         "r2": r2,
         "mape": relative / n,
     }
-
-
-def task_metrics_sql(task: str, con: object, table: str, threshold: float) -> dict[str, float]:
-    """`task_metrics` of the rows of `table` (y, score, ordinal), out of core."""
-    if task == "binary":
-        return binary_metrics_sql(con, table, threshold)
-    return regression_metrics_sql(con, table)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from components.core.contracts import Registration, RunRecord
-from components.core.evaluate import SMALL_GROUP_CLASS, SMALL_GROUP_ROWS, group_gaps, small_group
-from components.core.lineage import code_version, data_kind, utc_now
+from components.core.evaluate import group_gaps, small_group
+from components.core.lineage import code_version, data_kind, utc_stamp
 from components.core.metrics import METRICS
 from components.core.spec import ProjectSpec
 from components.core.train import CV_FOLDS
@@ -39,22 +39,12 @@ def _fmt(value: Any, metric: str = "") -> str:
 def protocol(spec: ProjectSpec, record: RunRecord) -> str:
     """How the model and its threshold were chosen, true for this project's task."""
     split = f"{1 - record.test_size:.0%}/{record.test_size:.0%}"
-    kind = "stratified " if spec.task == "binary" else ""
+    kind = "stratified " if spec.task.stratified else ""
     text = (
         f"{kind}{split} split, seed {record.seed}; candidate and hyperparameters chosen by "
         f"{CV_FOLDS}-fold CV on the training part"
     )
-    threshold = record.selection.threshold
-    if spec.task == "binary" and threshold is not None:
-        if spec.tune_threshold:
-            text += (
-                f"; decision threshold {threshold:.4f} chosen to maximise F1 on out-of-fold "
-                "training predictions"
-            )
-        else:
-            text += f"; decision threshold {threshold:g} (fixed, not tuned)"
-        if spec.calibrate:
-            text += f"; probabilities calibrated (sigmoid, {CV_FOLDS} folds)"
+    text += spec.task.protocol(CV_FOLDS, record.selection.threshold)
     return text + "; test part used once, for the figures below"
 
 
@@ -76,11 +66,7 @@ def summary(spec: ProjectSpec, record: RunRecord, registration: Registration) ->
 
 def _metrics_table(spec: ProjectSpec, record: RunRecord) -> list[str]:
     selection, evaluation = record.selection, record.evaluation
-    at = (
-        f" at threshold {selection.threshold:.4f}"
-        if spec.task == "binary" and selection.threshold is not None
-        else ""
-    )
+    at = f" at threshold {selection.threshold:.4f}" if selection.threshold is not None else ""
     gates = {line.split(" ", 1)[0]: line for line in evaluation.gates}
     lines = [
         f"| metric | test | 95% interval | CV mean ± std{at} | gate | meaning |",
@@ -114,10 +100,7 @@ def _groups(spec: ProjectSpec, record: RunRecord) -> list[str]:
         cells = " | ".join(_fmt(g.rows if k == "rows" else g.figures.get(k, "")) for k in keys)
         note = "too small to judge" if small_group(spec, g) else ""
         lines.append(f"| {g.column} | {g.group} | {cells} | {note} |")
-    rule = f"under {SMALL_GROUP_ROWS} rows" + (
-        f" or under {SMALL_GROUP_CLASS} of a class" if spec.task == "binary" else ""
-    )
-    lines += ["", f"Groups {rule} are listed but too small to judge."]
+    lines += ["", f"Groups {spec.task.small_group_rule} are listed but too small to judge."]
     gaps = group_gaps(spec, groups)
     lines += [f"- **Gap** in {gap}." for gap in gaps] or ["- No gap to call out."]
     return lines
@@ -136,8 +119,8 @@ def render(spec: ProjectSpec, record: RunRecord, registration: Registration) -> 
         f"- owner: {card.owner if card else 'not stated'}",
         f"- registry: `{spec.name}` version {registration.version}, aliases "
         f"{', '.join(registration.aliases)}; decision: {registration.decision}",
-        f"- date: {utc_now()}",
-        f"- task: {spec.task}; target `{spec.target}`; output {spec.output_unit}; primary "
+        f"- date: {utc_stamp()}",
+        f"- task: {spec.task.name}; target `{spec.target}`; output {spec.output_unit}; primary "
         f"metric `{spec.primary_metric}`",
         f"- estimator: {selection.candidate} with {selection.params}",
     ]

@@ -24,15 +24,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.core import engine, inference_log, loading, report, retraining
+from components.core import engine, loading, report, retraining
 from components.core import window as window_module
 from components.core.compiled import serving_threads
 from components.core.contracts import MonitoringSummary, WindowStats
 from components.core.drift import DriftPolicy, DriftResult, detect, no_reference, reference_label
 from components.core.drift import report_html as drift_report_html
-from components.core.lineage import Provenance
+from components.core.lineage import Provenance, utc_now
 from components.core.loading import LoadedModel
-from components.core.metrics import task_metrics, task_metrics_sql
 from components.core.spec import ProjectSpec
 from components.core.validate import DataValidationError, frame_violations
 from components.core.window import SAMPLE_ROWS
@@ -108,7 +107,7 @@ class Window:
 def window_span(hours: float, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     if hours <= 0:
         raise MonitoringError(f"the window must reach back more than 0 hours; got {hours}")
-    end = now or inference_log.utc_now()
+    end = now or utc_now()
     return end - dt.timedelta(hours=hours), end
 
 
@@ -186,19 +185,18 @@ def live_quality(
             return LiveQuality()
         con = engine.connect(Path(folder) / "spill")
         con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet('{scored}')")
-        figures = task_metrics_sql(spec.task, con, "scored", threshold)
+        figures = spec.task.metrics_sql(con, "scored", threshold)
         drawn = con.execute(
             f"SELECT y, score FROM scored ORDER BY {window_module.KEY} DESC LIMIT {INTERVAL_ROWS}"
         ).fetchnumpy()
         con.close()
-    y, score = np.asarray(drawn["y"], dtype=float), np.asarray(drawn["score"], dtype=float)
-    if spec.task == "binary":
-        y = y.astype(int)
+    score = np.asarray(drawn["score"], dtype=float)
+    y = spec.task.target(pd.Series(drawn["y"], dtype=float)).to_numpy()
     finite = {k: float(v) for k, v in figures.items() if np.isfinite(v)}
     from components.core.evaluate import bootstrap_intervals
 
     names = [m for m in finite if m != "threshold"]
-    drawn_figures = task_metrics(spec.task, y, score, threshold)
+    drawn_figures = spec.task.metrics(y, score, threshold)
     widen = math.sqrt(len(y) / rows)
     intervals = {}
     for name, (low, high) in bootstrap_intervals(
@@ -333,22 +331,14 @@ def check(
     )
     retrain = retrain and version is not None
     retrain_now, plan = retraining_plan(policy, retrain, labelled)
-    found = drift_result.summary
     summary = MonitoringSummary(
         project=spec.name,
-        time=inference_log.utc_now().isoformat(timespec="seconds"),
+        time=utc_now().isoformat(timespec="seconds"),
         champion_version=version,
         window=window.description,
         rows=window.rows,
         labelled_rows=labelled,
-        enough_data=found.enough_data,
-        drift_detected=found.drift_detected,
-        drifted_columns=found.drifted_columns,
-        drifted_important_columns=found.drifted_important_columns,
-        drift_share=found.drift_share,
-        weighted_drift_share=found.weighted_drift_share,
-        drift_reason=found.reason,
-        reference=found.reference,
+        drift=drift_result.summary,
         live_metrics=live.figures,
         registered_metrics={k: registered[k] for k in live.figures if k in registered},
         quality_ok=quality_ok,
@@ -414,7 +404,7 @@ def html_report(spec: ProjectSpec, summary: MonitoringSummary, drift_result: Dri
     drift = drift_report_html(spec, drift_result, provenance, "the served window")
     sections.append(
         (
-            f"Drift against {summary.reference}",
+            f"Drift against {summary.drift.reference}",
             f'<iframe title="drift" srcdoc="{html.escape(drift, quote=True)}" '
             'style="width:100%;height:1100px;border:0"></iframe>',
         )
@@ -504,20 +494,22 @@ def publish(summary: MonitoringSummary, gateway: str, timeout: float = 10.0) -> 
         summary.labelled_rows
     )
     gauge("enough_data", "1 when the window was large enough to judge drift").labels(p).set(
-        summary.enough_data
+        summary.drift.enough_data
     )
     gauge("drift_detected", "1 when the window drifted from the champion's reference").labels(
         p
-    ).set(summary.drift_detected)
-    gauge("drift_share", "Share of input columns that drifted").labels(p).set(summary.drift_share)
+    ).set(summary.drift.drift_detected)
+    gauge("drift_share", "Share of input columns that drifted").labels(p).set(
+        summary.drift.drift_share
+    )
     gauge("weighted_drift_share", "Share of importance carried by drifted columns").labels(p).set(
-        summary.weighted_drift_share
+        summary.drift.weighted_drift_share
     )
     gauge("drifted_important_columns", "Drifted columns among the most important").labels(p).set(
-        len(summary.drifted_important_columns)
+        len(summary.drift.drifted_important_columns)
     )
     drifted = gauge("column_drifted", "1 for each input column that drifted", ("column",))
-    for column in summary.drifted_columns:
+    for column in summary.drift.drifted_columns:
         drifted.labels(p, column).set(1)
     live = gauge("live_metric", "Champion's figure on the labelled rows", ("metric",))
     registered = gauge("registered_metric", "Champion's registered test figure", ("metric",))

@@ -28,7 +28,7 @@ def sample(spec: ProjectSpec, train_frame: pd.DataFrame, rows: int, seed: int) -
     """Up to `rows` training rows, stratified by the target for classifiers."""
     if len(train_frame) <= rows:
         return train_frame.reset_index(drop=True)
-    stratify = train_frame[spec.target] if spec.task == "binary" else None
+    stratify = train_frame[spec.target] if spec.task.stratified else None
     kept, _ = train_test_split(train_frame, train_size=rows, random_state=seed, stratify=stratify)
     return kept.reset_index(drop=True)
 

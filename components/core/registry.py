@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,13 +95,11 @@ MODEL_REQUIREMENTS = (
 
 def reference_class_share(
     spec: ProjectSpec, model: BaseEstimator, reference_frame: pd.DataFrame
-) -> dict[str, float]:
-    """Share of each class the model predicts on held-out rows: what the served share should
-    stay near while the inputs look like the data the model was evaluated on."""
+) -> dict[str, float] | None:
+    """Share of each class the model predicts on held-out rows (None for a regression): what the
+    served share should stay near while the inputs look like the data the model was evaluated on."""
     X_ref, _ = split_xy(spec, reference_frame)
-    positive = float(np.mean(np.asarray(model.predict(X_ref)) == 1))
-    negative_label, positive_label = spec.label_names
-    return {negative_label: round(1.0 - positive, 6), positive_label: round(positive, 6)}
+    return spec.task.class_shares(np.asarray(model.predict(X_ref)))
 
 
 def model_files(
@@ -119,8 +118,11 @@ def model_files(
 
     background = background_sample(spec, train_frame, rows)
     metadata: dict[str, Any] = {"project": spec.name}
-    if spec.task == "binary" and reference_frame is not None:
-        metadata["reference_class_share"] = reference_class_share(spec, model, reference_frame)
+    shares = (
+        None if reference_frame is None else reference_class_share(spec, model, reference_frame)
+    )
+    if reference_frame is not None and shares is not None:
+        metadata["reference_class_share"] = shares
         metadata["reference_rows"] = len(reference_frame)
     return {
         "metadata": metadata,
@@ -429,15 +431,19 @@ def register(
     reports: dict[str, str],
     uri: str = "",
     retraining: Retraining | None = None,
+    on_card: Callable[[str], None] | None = None,
 ) -> Registration:
     """Logs the run, its trials, its reports, the model card and the model; sets `challenger`,
     and `champion` when `decide` says the model beats the current champion on the test split
-    (and, when retraining, on the new labelled holdout too)."""
+    (and, when retraining, on the new labelled holdout too). The card is rendered once: logged
+    with the version and handed to `on_card` (the register step writes it as its artifact)."""
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(spec.name, uri)
     previous = already_registered(spec, exp, record.model_sha256)
     if previous is not None:
+        if on_card is not None:
+            on_card(model_card.render(spec, record, previous))
         return previous
     splits = {TEST_SPLIT: test_frame}
     challenger = {TEST_SPLIT: record.evaluation.metrics[spec.primary_metric]}
@@ -491,7 +497,10 @@ def register(
             compiled_model=compilation.tag,
             compiled_model_sha256=compilation.graph_sha256,
         )
-        mlflow.log_text(model_card.render(spec, record, registration), "model_card/model_card.md")
+        card = model_card.render(spec, record, registration)
+        mlflow.log_text(card, "model_card/model_card.md")
+        if on_card is not None:
+            on_card(card)
         mlflow.MlflowClient().update_model_version(
             spec.name, version, description=model_card.summary(spec, record, registration)
         )

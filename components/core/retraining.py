@@ -156,7 +156,7 @@ def champion_splits(
             sha256=data_sha256(*raw),
             removed_rows={},
             notice=SYNTHETIC_NOTICE if champion.synthetic else "",
-            stratified=spec.task == "binary",
+            stratified=spec.task.stratified,
             train_rows=len(train),
             test_rows=len(test),
         )
@@ -230,7 +230,7 @@ def prepare(
             sha256=data_sha256(csv_bytes(train), csv_bytes(test)),
             removed_rows=info.removed_rows,
             notice=info.notice,
-            stratified=spec.task == "binary",
+            stratified=spec.task.stratified,
             train_rows=len(train),
             test_rows=len(test),
         ),

@@ -43,15 +43,11 @@ from components.core.contracts import (
 )
 from components.core.drift import DriftPolicy, DriftResult, detect, no_reference, reference_label
 from components.core.ingest import IngestError, parse_csv, read_bytes
-from components.core.lineage import Provenance
+from components.core.lineage import Provenance, file_sha256
 from components.core.metrics import QUANTILES
-from components.core.outputs import (
-    BinaryFormat,
-    RegressionFormat,
-    model_output,
-    reason_fields,
-)
+from components.core.outputs import reason_fields
 from components.core.spec import ProjectSpec
+from components.core.tasks import fields_of
 from components.core.validate import column_violations, parse_number
 
 ROW_NUMBER = "row_number"
@@ -176,7 +172,7 @@ def file_digest(uri: str) -> str:
 
     path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     description = mlflow.models.Model.load(str(path))
-    return loading.file_sha256(loading.model_file(path, description, uri))
+    return file_sha256(loading.model_file(path, description, uri))
 
 
 def load_pinned(spec: ProjectSpec, pinned: PinnedModel) -> loading.LoadedModel:
@@ -518,14 +514,6 @@ class TableWriter:
             self._csv.close()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_chunks(
     path: Path, kind: str, source: str, rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
@@ -752,12 +740,6 @@ def drift_sample(
 # -- scoring -----------------------------------------------------------------------------------
 
 
-def contribution_text(spec: ProjectSpec, value: float) -> str:
-    if spec.task == "binary":
-        return f"{value:+.2f}"
-    return f"{value:+,.0f}" + (f" {spec.target_unit}" if spec.target_unit else "")
-
-
 def value_text(value: object) -> str:
     text = shown(value)
     if text == "":
@@ -777,7 +759,7 @@ def reasons(spec: ProjectSpec, contributions: pd.DataFrame, inputs: pd.DataFrame
     raw = inputs[names].to_numpy(dtype=object)
     texts = [
         [
-            f"{names[j]} {value_text(raw[i, j])}: {contribution_text(spec, values[i, j])}"
+            f"{names[j]} {value_text(raw[i, j])}: {spec.task.contribution_text(values[i, j])}"
             for j in top[i]
         ]
         for i in range(len(values))
@@ -789,12 +771,7 @@ def prediction_columns(
     spec: ProjectSpec, output: np.ndarray, threshold: float | None
 ) -> dict[str, np.ndarray]:
     """The project's fields for the model's outputs, as the server answers them."""
-    if isinstance(spec.output, BinaryFormat):
-        return spec.output.columns(
-            spec.label_names, output, 0.5 if threshold is None else threshold
-        )
-    assert isinstance(spec.output, RegressionFormat)
-    return spec.output.columns(output)
+    return spec.task.columns(output, threshold)
 
 
 def score_frame(
@@ -814,7 +791,7 @@ def score_frame(
     and when it scored them. The output comes from the version's `compiled` graph when given
     (the same figures, verified at registration and load)."""
     inputs = frame[spec.input_columns]
-    output = compiled.output(inputs) if compiled else model_output(spec, model, inputs)
+    output = compiled.output(inputs) if compiled else spec.task.model_output(model, inputs)
     # Built in one go: inserting columns one by one costs about a tenth of a fast model's call.
     columns: dict[str, Any] = {
         name: frame[name].to_numpy() for name in frame.columns if name not in spec.input_columns
@@ -835,12 +812,7 @@ def score_frame(
 def merged_columns(spec: ProjectSpec, columns: Sequence[str]) -> list[str]:
     """The scored shards' columns with the risk rank after the decision (and risk band) when
     the project's output has one."""
-    output = spec.output
-    found = [c for c in columns if not (isinstance(output, BinaryFormat) and c == output.rank)]
-    if isinstance(output, BinaryFormat) and output.rank:
-        after = found.index("risk_band" if output.with_risk_band else output.decision)
-        found.insert(after + 1, output.rank)
-    return found
+    return fields_of(spec.task, columns)
 
 
 def _quoted(name: str) -> str:
@@ -871,9 +843,8 @@ def merge_query(
     order already, with the risk rank (1 for the highest probability, ties in input order) when
     the project's output has one, joined by position to the ranks sorted back into input order;
     a row out of place stops the query."""
-    output = spec.output
     names = merged_columns(spec, columns)
-    if not (isinstance(output, BinaryFormat) and output.rank):
+    if not spec.task.rank:
         return f"SELECT {', '.join(map(_quoted, names))} FROM {table}", None
     order = score_order(spec, con, table, folder)
     ranks = folder / "ranks.parquet"
@@ -886,7 +857,7 @@ def merge_query(
         f"CASE WHEN s.{ROW_NUMBER} = r.{ROW_NUMBER} THEN r.rank ELSE "
         f"error('scored rows out of input order at row ' || s.{ROW_NUMBER}) END AS "
         f"{_quoted(name)}"
-        if name == output.rank
+        if name == spec.task.rank
         else f"s.{_quoted(name)}"
         for name in names
     ]
@@ -964,12 +935,7 @@ def merge_files(
 
 def output_columns(spec: ProjectSpec, with_reasons: bool, identifiers: Sequence[str]) -> list[str]:
     """The columns of a project's batch output, in order."""
-    output = spec.output
-    if isinstance(output, BinaryFormat):
-        fields = [output.probability, output.decision]
-        fields += ["risk_band"] * output.with_risk_band + [output.rank] * bool(output.rank)
-    else:
-        fields = [output.value]
+    fields = spec.task.batch_fields()
     return [
         ROW_NUMBER,
         *identifiers,
@@ -1046,7 +1012,7 @@ def score_shard(
 
 
 def score_field(spec: ProjectSpec) -> str:
-    return spec.output.explained_field
+    return spec.task.explained_field
 
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
@@ -1082,10 +1048,10 @@ def score_figures(
     read off the score order (`order`, made when not given), never from the scores in memory."""
     score = _quoted(score_field(spec))
     share = "NULL"
-    if isinstance(spec.output, BinaryFormat):
-        positive = spec.label_names[1] if spec.output.decision_as_label else 1
-        literal = _literal(str(positive)) if isinstance(positive, str) else "1"
-        share = f"avg(CASE WHEN {_quoted(spec.output.decision)} = {literal} THEN 1.0 ELSE 0.0 END)"
+    positive = spec.task.positive_decision
+    if positive is not None:
+        literal = _literal(positive) if isinstance(positive, str) else str(positive)
+        share = f"avg(CASE WHEN {_quoted(spec.task.decision)} = {literal} THEN 1.0 ELSE 0.0 END)"
     rows, mean, positive_share = con.execute(
         f"SELECT count(*), avg({score}), {share} FROM {table}"
     ).fetchall()[0]
@@ -1257,7 +1223,7 @@ def summary_html(
     if summary.positive_share is not None:
         labelled = pd.DataFrame(
             {
-                "figure": [f"share labelled {spec.label_names[1]}"],
+                "figure": [f"share labelled {spec.task.positive_label}"],
                 "this batch": [summary.positive_share],
                 "reference": [summary.reference_positive_share],
             }

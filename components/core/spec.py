@@ -10,9 +10,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from components.core.metrics import Metric, metric
-from components.core.outputs import OutputFormat
+from components.core.tasks import Task
 
-Task = Literal["binary", "regression"]
 ColumnType = Literal["float", "int", "category", "string", "date"]
 Preprocessing = Literal["linear", "tree", "tree_onehot"]
 
@@ -94,6 +93,8 @@ class ProjectSpec:
     name: str
     title: str
     task: Task
+    """The kind of model, with everything that depends on it: the output and how consumers read
+    it, the figures, the threshold (components/core/tasks.py)."""
     target: str
     columns: tuple[Column, ...]
     """The raw input columns a served model accepts (the target excluded)."""
@@ -109,13 +110,6 @@ class ProjectSpec:
     synthetic_rows: int
     """Rows the generator makes when no count is given (`synthetic`)."""
     data_file: str
-    output: OutputFormat
-    """How a prediction reads to the project's consumers: field names, decisions, risk bands."""
-    class_labels: tuple[str, str] | None = None
-    """Names of the negative and positive class, for binary tasks."""
-    tune_threshold: bool = False
-    """Choose the decision threshold that maximises F1 on out-of-fold training predictions."""
-    calibrate: bool = False
     cleaning_rules: tuple[CleaningRule, ...] = ()
     group_columns: tuple[str, ...] = ()
     """Columns whose groups get their own metrics in the evaluation."""
@@ -130,8 +124,6 @@ class ProjectSpec:
     reading: str = ""
     """The test figures in the business's words: a format string over the fields of
     `components.core.evaluate.reading_facts` (counts for classifiers, error spread for prices)."""
-    target_unit: str = ""
-    """Unit of a regression target (e.g. USD): the unit of its errors and explanations."""
     identifier_columns: tuple[str, ...] = ()
     """Columns of the source file that name a row (ids, names): batch scoring carries them into
     its outputs and its rejected rows; the model never reads them."""
@@ -153,14 +145,7 @@ class ProjectSpec:
     @property
     def output_unit(self) -> str:
         """What a prediction and its explanation are measured in."""
-        if self.task == "binary":
-            return f"P({self.label_names[1]})"
-        return self.target_unit or self.target
-
-    @property
-    def label_names(self) -> tuple[str, str]:
-        """Names of the negative and positive class: `class_labels`, else "0" and "1"."""
-        return self.class_labels or ("0", "1")
+        return self.task.output_unit(self.target)
 
     @property
     def source_columns(self) -> list[str]:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from components.core.contracts import SourceInfo
-from components.core.lineage import Provenance
+from components.core.lineage import Provenance, file_sha256
 from components.core.projects import get_spec
 
 if TYPE_CHECKING:
@@ -63,10 +62,6 @@ def training_provenance(
     """The header of a training run's reports: its data, its run and the fitted model file."""
     model = f"fitted pipeline, sha256 {file_sha256(model_path)[:12]}" if model_path else "none"
     return Provenance.of_training(project, SourceInfo.read(source_info_path), run_name, model)
-
-
-def file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def evaluate_step(

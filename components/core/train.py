@@ -16,16 +16,10 @@ import numpy as np
 import pandas as pd
 from imblearn.over_sampling import SMOTE
 from imblearn.pipeline import Pipeline
-from sklearn.base import BaseEstimator, clone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.metrics import precision_recall_curve
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import (
     BaseCrossValidator,
-    FixedThresholdClassifier,
-    KFold,
     ParameterSampler,
-    StratifiedKFold,
-    cross_val_predict,
     cross_validate,
 )
 
@@ -33,6 +27,7 @@ from components.core import metrics
 from components.core.contracts import Selection
 from components.core.preprocessing import make_preprocessor
 from components.core.spec import Candidate, ProjectSpec
+from components.core.tasks import cv_scoring
 
 CV_FOLDS = 5
 TIME_BUDGET_S = 600.0
@@ -82,12 +77,7 @@ class TrainResult:
 
 
 def split_xy(spec: ProjectSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    y = (
-        frame[spec.target].astype(int)
-        if spec.task == "binary"
-        else frame[spec.target].astype(float)
-    )
-    return frame[spec.input_columns], y
+    return frame[spec.input_columns], spec.task.target(frame[spec.target])
 
 
 BACKGROUND_ROWS = 50
@@ -106,9 +96,7 @@ def background_sample(
 
 
 def folds(spec: ProjectSpec, seed: int) -> BaseCrossValidator:
-    if spec.task == "binary":
-        return StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
-    return KFold(CV_FOLDS, shuffle=True, random_state=seed)
+    return spec.task.folds(CV_FOLDS, seed)
 
 
 def build_pipeline(
@@ -125,27 +113,6 @@ def build_pipeline(
     if params:
         pipeline.set_params(**params)
     return pipeline
-
-
-def calibrated(pipeline: Pipeline, seed: int) -> Pipeline:
-    """The same pipeline with its estimator wrapped in sigmoid calibration (ranking unchanged).
-
-    The sigmoid is fitted on out-of-fold predictions and the estimator refitted on all the rows
-    (`ensemble=False`), rather than averaging fold models that each saw part of them: on the
-    telecom training folds that scored higher in CV on accuracy, ROC-AUC and log loss alike.
-    """
-    out = clone(pipeline)
-    estimator = out.steps[-1][1]
-    out.steps[-1] = (
-        "model",
-        CalibratedClassifierCV(
-            estimator,
-            method="sigmoid",
-            cv=StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed),
-            ensemble=False,
-        ),
-    )
-    return out
 
 
 def sample_trials(
@@ -174,7 +141,7 @@ def run_trial(
     y: pd.Series,
     seed: int,
 ) -> Trial:
-    scoring = metrics.cv_scoring(spec.task)
+    scoring = cv_scoring(spec.task)
     start = time.perf_counter()
     scores = cross_validate(
         build_pipeline(spec, cand, seed, params),
@@ -187,27 +154,6 @@ def run_trial(
     mean = {m: metrics.metric(m).from_cv(float(np.mean(scores[f"test_{m}"]))) for m in scoring}
     std = {m: float(np.std(scores[f"test_{m}"])) for m in scoring}
     return Trial(cand.name, params, mean, std, time.perf_counter() - start)
-
-
-def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> float:
-    precision, recall, thresholds = precision_recall_curve(y, proba)
-    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
-
-
-def fold_figures(
-    spec: ProjectSpec, X: pd.DataFrame, y: pd.Series, oof: np.ndarray, threshold: float, seed: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-fold figures of out-of-fold predictions at the chosen threshold."""
-    per_fold = [
-        metrics.binary_metrics(y.to_numpy()[idx], oof[idx], threshold)
-        for _, idx in folds(spec, seed).split(X, y)
-    ]
-    keys = ["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1"]
-    return (
-        {k: float(np.mean([f[k] for f in per_fold])) for k in keys},
-        {k: float(np.std([f[k] for f in per_fold])) for k in keys},
-    )
 
 
 def train(
@@ -234,45 +180,18 @@ def train(
     if exhausted:
         notes.append(f"time budget of {time_budget_s:g}s reached: later trials skipped")
 
-    if spec.task == "regression":
-        model = pipeline.fit(X, y)
-        single_threaded(model)
-        return TrainResult(
-            model,
-            best,
-            trials,
-            None,
-            best.cv_mean,
-            best.cv_std,
-            time.perf_counter() - start,
-            exhausted,
-            notes,
-        )
-
-    if spec.calibrate:
-        pipeline = calibrated(pipeline, seed)
-        notes.append(
-            f"probabilities calibrated (sigmoid on {CV_FOLDS}-fold out-of-fold predictions, inside the pipeline)"
-        )
-    oof = cross_val_predict(pipeline, X, y, cv=folds(spec, seed), method="predict_proba")[:, 1]
-    threshold = best_f1_threshold(y.to_numpy(), oof) if spec.tune_threshold else 0.5
-    if spec.tune_threshold:
-        notes.append(f"threshold {threshold:.4f} maximises F1 on out-of-fold training predictions")
-    cv_mean, cv_std = fold_figures(spec, X, y, oof, threshold, seed)
-    model = FixedThresholdClassifier(
-        pipeline, threshold=threshold, response_method="predict_proba"
-    ).fit(X, y)
-    single_threaded(model)
+    fitted = spec.task.fit(pipeline, X, y, folds(spec, seed))
+    single_threaded(fitted.model)
     return TrainResult(
-        model,
+        fitted.model,
         best,
         trials,
-        threshold,
-        cv_mean,
-        cv_std,
+        fitted.threshold,
+        fitted.cv_mean or best.cv_mean,
+        fitted.cv_std or best.cv_std,
         time.perf_counter() - start,
         exhausted,
-        notes,
+        notes + fitted.notes,
     )
 
 

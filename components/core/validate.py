@@ -186,14 +186,17 @@ def target_violations(spec: ProjectSpec, target: pd.Series) -> list[Violation]:
         _violation(name, "blank target", ~present, raw),
         _violation(name, "target is not a number", present & ~known, raw),
     ]
-    if spec.task == "binary":
+    allowed = spec.task.target_values
+    if allowed is not None:
+        named = " or ".join(map(str, allowed))
         found.append(
-            _violation(name, "target is not 0 or 1", known & ~np.isin(numbers, [0, 1]), raw)
+            _violation(name, f"target is not {named}", known & ~np.isin(numbers, allowed), raw)
         )
-        classes = sorted({int(c) for c in numbers[known] if c in (0, 1)})
-        if len(classes) < 2:
+        classes = sorted({int(c) for c in numbers[known] if c in allowed})
+        if len(classes) < len(allowed):
+            both = " and ".join(map(str, allowed))
             found.append(
-                Violation(name, f"target has a single class {classes}; both 0 and 1 are needed")
+                Violation(name, f"target has a single class {classes}; both {both} are needed")
             )
     return [v for v in found if v is not None]
 
@@ -253,11 +256,7 @@ def validate(
     if violations:
         raise DataValidationError(f"{spec.name} {dataset}", violations)
     known = set(spec.source_columns)
-    balance: dict[str, float] = {}
-    if with_target and spec.task == "binary":
-        shares = frame[spec.target].astype(int).value_counts(normalize=True)
-        labels = spec.label_names
-        balance = {f"{labels[k]} ({k})": float(shares.get(k, 0.0)) for k in (0, 1)}
+    balance = spec.task.target_balance(frame[spec.target]) if with_target else {}
     return ValidationReport(
         rows=len(frame),
         duplicate_rows=int(frame.duplicated().sum()),

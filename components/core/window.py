@@ -24,7 +24,6 @@ from components.core import engine, inference_log
 from components.core.contracts import OutputFigures, WindowStats
 from components.core.ingest import IngestError
 from components.core.metrics import QUANTILES
-from components.core.outputs import BinaryFormat
 from components.core.spec import ProjectSpec
 from components.core.validate import DataValidationError, frame_violations
 
@@ -200,13 +199,9 @@ class Collector:
         self.by_version: dict[str, int] = {}
         self.rates: set[float] = set()
         self.moments = _Moments()
-        output = spec.output
-        self.output_field = inference_log.OUTPUT_PREFIX + output.explained_field
-        self.decision = (
-            inference_log.OUTPUT_PREFIX + output.decision
-            if isinstance(output, BinaryFormat)
-            else ""
-        )
+        task = spec.task
+        self.output_field = inference_log.OUTPUT_PREFIX + task.explained_field
+        self.decision = inference_log.OUTPUT_PREFIX + task.decision if task.decision else ""
 
     def add(self, batch: pd.DataFrame) -> None:
         """`batch`: the inputs, and where known the target, the outputs, `sample_rate`,
@@ -233,14 +228,8 @@ class Collector:
                 self.by_version[str(version)] = self.by_version.get(str(version), 0) + int(count)
         if self.output_field in batch:
             positive = None
-            if self.decision in batch:
-                label = self.spec.label_names[1]
-                decided = batch[self.decision]
-                positive = (
-                    (decided.astype(str) == label).to_numpy()
-                    if decided.dtype == object
-                    else (decided.to_numpy(dtype=float) == 1)
-                )
+            if self.decision and self.decision in batch:
+                positive = self.spec.task.positive_of(batch[self.decision])
             values = pd.to_numeric(batch[self.output_field], errors="coerce").to_numpy(dtype=float)
             self.moments.add(values, weights, positive)
         self.sample.offer(batch.assign(**{WEIGHT: weights}), batch[KEY].to_numpy(), weights)
@@ -269,7 +258,7 @@ class Collector:
             values = pd.to_numeric(sample[self.output_field], errors="coerce").dropna()
             if len(values):
                 quantiles = {k: float(np.quantile(values, q)) for k, q in QUANTILES.items()}
-        label = self.spec.label_names[1] if self.decision else None
+        label = self.spec.task.positive_label
         field = self.output_field.removeprefix(inference_log.OUTPUT_PREFIX)
         return self.moments.figures(field, self.spec.output_unit, label, quantiles)
 

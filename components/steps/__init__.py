@@ -4,7 +4,6 @@ They run unchanged under `kfp.local.SubprocessRunner(use_venv=False)`, where the
 installed in the running venv, and on a cluster, where the component image carries it.
 """
 
-from components.steps import evaluate_regression
 from components.steps.deploy import deploy
 from components.steps.drift import drift
 from components.steps.evaluate import evaluate
@@ -19,11 +18,7 @@ from components.steps.score import drift_check, merge, resolve, score, split, va
 from components.steps.train import train
 from components.steps.validate import validate
 
-EVALUATE = {"binary": evaluate, "regression": evaluate_regression.evaluate}
-"""The evaluate step of each task."""
-
 __all__ = [
-    "EVALUATE",
     "check",
     "collect",
     "compact_log",

@@ -19,8 +19,8 @@ def evaluate(
 ):
     """Scores the test split once, with 95% bootstrap intervals, and enforces the quality gate:
     a failing model stops the run. `gate_overrides` is JSON such as {"roc_auc": 0.8}; unnamed
-    gates keep the project's thresholds. `classification` holds the ROC curve and the confusion
-    matrix for the KFP UI's viewers."""
+    gates keep the project's thresholds. For a classifier, `classification` holds the ROC curve
+    and the confusion matrix for the KFP UI's viewers; a regression leaves it empty."""
     from components.core.evaluate import enforce_gates
     from components.core.projects import get_spec
     from components.core.step_io import evaluate_step, write_metadata
@@ -28,9 +28,9 @@ def evaluate(
     done = evaluate_step(
         project, model, test, source_info, gate_overrides, run_name, metrics, report, evaluation
     )
-    spec = get_spec(project)
     curves = done.curves
-    classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
-    classification.log_confusion_matrix(list(spec.label_names), curves["confusion_matrix"])
+    if curves:
+        classification.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
+        classification.log_confusion_matrix(curves["labels"], curves["confusion_matrix"])
     write_metadata(classification)
-    enforce_gates(spec, done.gates, done.summary.metrics)
+    enforce_gates(get_spec(project), done.gates, done.summary.metrics)

@@ -148,13 +148,13 @@ def check(
     flags = {
         "rows": result.rows,
         "rows_sampled": result.rows_sampled,
-        "drift_share": result.drift_share,
+        "drift_share": result.drift.drift_share,
     }
     live = {f"live_{k}": v for k, v in result.live_metrics.items()}
     write_metrics(
         figures,
         flags
-        | {"retrain": result.retrain, "weighted_drift_share": result.weighted_drift_share}
+        | {"retrain": result.retrain, "weighted_drift_share": result.drift.weighted_drift_share}
         | live,
     )
     print(("RETRAIN: " if result.retrain else "") + result.reason)

@@ -45,9 +45,9 @@ def register(
     import pandas as pd
 
     from components.core import contracts, registry
-    from components.core.model_card import render
+    from components.core.lineage import file_sha256
     from components.core.projects import get_spec
-    from components.core.step_io import file_sha256, write_document
+    from components.core.step_io import write_document
 
     spec = get_spec(project)
     record = contracts.RunRecord.read(
@@ -76,8 +76,8 @@ def register(
         ),
         uri=mlflow_tracking_uri,
         retraining=registry.Retraining.read(holdout, monitoring, train.path, test.path),
+        on_card=lambda card: write_document(model_card, card, suffix=".md"),
     )
-    write_document(model_card, render(spec, record, result), suffix=".md")
     result.write(registration.path)
     model_card.metadata.update({"version": result.version, "aliases": result.aliases})
     print(result.decision)

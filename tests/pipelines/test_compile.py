@@ -247,5 +247,5 @@ def test_the_batch_pipeline_scores_shards_in_parallel_and_merges_them(project: s
     params = params_of(spec)
     assert "defaultValue" not in params["source"]
     assert params["drift_gate"]["defaultValue"] == "warn"
-    assert params["with_reasons"]["defaultValue"] is PROJECTS[project].output.with_reasons
+    assert params["with_reasons"]["defaultValue"] is PROJECTS[project].task.with_reasons
     assert params["allow_unverified_model"]["defaultValue"] is False

@@ -26,7 +26,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from components.core import explain, inference_log, ingest, registry
+from components.core import explain, inference_log, ingest, lineage, registry
 from components.core.projects import PROJECTS
 from components.core.train import train
 from grafana import local
@@ -60,7 +60,7 @@ class Loop:
     def send(self, frame: pd.DataFrame, seed: int) -> Path:
         """The rows of `frame` served, their labels appended to one file; returns once the
         server has written them to its log (off the request path)."""
-        since = inference_log.utc_now()
+        since = lineage.utc_now()
         rows = self.root / f"rows-{seed}.csv"
         frame.to_csv(rows, index=False)
         labels = self.root / "labels.csv"

@@ -1,6 +1,7 @@
 """A single step through kfp.local, on files made here: the regression evaluate step, which no
 project's test pipeline reaches on small data (carvision's pipeline is the slowest)."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from kfp.dsl import Artifact, Dataset, Model
 
 from components.core.contracts import EvaluationSummary, SourceInfo
 from components.core.projects import PROJECTS
-from components.steps import EVALUATE
+from components.steps import evaluate
 from tests.conftest import quick_model, small_split
 
 SPEC = PROJECTS["carvision"]
@@ -41,7 +42,7 @@ def test_the_regression_evaluate_step_writes_a_named_report_and_no_classificatio
         def imported(name: str, kind: type) -> dsl.PipelineTask:
             return dsl.importer(artifact_uri=str(tmp_path / name), artifact_class=kind)
 
-        EVALUATE["regression"](
+        evaluate(
             project=SPEC.name,
             model=imported("model.joblib", Model).output,
             test=imported("test.csv", Dataset).output,
@@ -54,7 +55,14 @@ def test_the_regression_evaluate_step_writes_a_named_report_and_no_classificatio
     evaluate_only()
     [folder] = (tmp_path / "kfp").glob("evaluate-regression-*/evaluate")
     outputs = {path.name for path in folder.iterdir()}
-    assert outputs - {"executor_output.json"} == {"metrics", "report.html", "evaluation"}
+    assert outputs - {"executor_output.json"} == {
+        "metrics",
+        "report.html",
+        "evaluation",
+        "classification",
+    }
+    # A regression has no curves: its classification artifact is written, and empty.
+    assert json.loads((folder / "classification").read_text()) == {}
     page = (folder / "report.html").read_text()
     assert "Used-car price (carvision): evaluation on the test split" in page
     assert "SYNTHETIC DATA" in page and "evaluate-only-run" in page

@@ -25,7 +25,7 @@ from components.core.contracts import MonitoringSummary
 from grafana import alerts, dashboard, local
 from tests.serving.support import Served, instances, predict
 from tests.support.observability import Prometheus, run_prometheus, run_pushgateway
-from tests.support.records import monitoring_summary
+from tests.support.records import drift_summary, monitoring_summary
 from tests.support.servers import ServerProcess
 
 WINDOW = "30s"
@@ -165,11 +165,14 @@ def run_summary(served: Served, when: dt.datetime, drifted: bool) -> MonitoringS
     return monitoring_summary(
         project=served.spec.name,
         time=when.isoformat(timespec="seconds"),
-        drift_detected=drifted,
-        drifted_columns=columns,
-        drifted_important_columns=columns[:1],
-        drift_share=0.25 if drifted else 0.0,
-        weighted_drift_share=0.6 if drifted else 0.0,
+        drift=drift_summary(
+            drift_detected=drifted,
+            drifted_columns=columns,
+            drifted_important_columns=columns[:1],
+            drift_share=0.25 if drifted else 0.0,
+            weighted_drift_share=0.6 if drifted else 0.0,
+            column_drifted={c: c in columns for c in served.spec.input_columns},
+        ),
         live_metrics=live,
         registered_metrics=registered,
         quality_ok=not drifted,

@@ -23,8 +23,8 @@ import yaml
 
 from components.core import compiled, loading
 from components.core import registry as core_registry
+from components.core.lineage import file_sha256
 from components.core.loading import ModelVerificationError, Verification, load
-from components.core.outputs import model_output
 from components.core.projects import get_spec
 from pipelines import traffic
 from serving import auth, limits
@@ -437,7 +437,7 @@ def with_graph(served: dict[str, Served], tmp_path_factory: pytest.TempPathFacto
 
 
 def graph_sha256(model_dir: Path) -> str:
-    return loading.file_sha256(model_dir / compiled.FOLDER / compiled.GRAPH_FILE)
+    return file_sha256(model_dir / compiled.FOLDER / compiled.GRAPH_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -529,7 +529,7 @@ def test_a_pinned_graph_serves_and_a_graph_of_another_digest_is_refused(
         response = predict(process, instances(s.spec, frame))
         assert response.status_code == 200, response.text
         got = [p["ultra_probability"] for p in response.json()["predictions"]]
-        expected = model_output(s.spec, s.model, frame[s.spec.input_columns])
+        expected = s.spec.task.model_output(s.model, frame[s.spec.input_columns])
         np.testing.assert_allclose(got, expected, atol=compiled.PROBABILITY_TOLERANCE)
     finally:
         process.stop()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from components.core.loading import ModelLoadError, load, single_threaded
-from components.core.outputs import model_output, risk_bands
+from components.core.outputs import risk_bands
 from components.core.projects import get_spec
 from serving.inputs import MAX_EXPLAIN_INSTANCES, MAX_INSTANCES
 
@@ -108,7 +108,7 @@ def test_served_predictions_equal_in_process_predictions_of_the_saved_model(
     response = predict(servers[project], instances(s.spec, frame))
     assert response.status_code == 200, response.text
     predictions = pd.DataFrame(response.json()["predictions"])
-    expected = model_output(s.spec, reference, frame[s.spec.input_columns])
+    expected = s.spec.task.model_output(reference, frame[s.spec.input_columns])
     if project == "carvision":
         np.testing.assert_allclose(predictions["price"], expected, rtol=1e-9)
         return
@@ -220,7 +220,7 @@ def test_explanations_add_up_to_the_served_prediction(
     body = response.json()
     field = body["explained_output"]
     served_values = [p[field] for p in predict(server, rows).json()["predictions"]]
-    scale = 1.0 if s.spec.task == "binary" else max(abs(v) for v in served_values)
+    scale = 1.0 if s.spec.task.probabilistic else max(abs(v) for v in served_values)
     for explanation, value in zip(body["explanations"], served_values, strict=True):
         assert set(explanation["contributions"]) == set(s.spec.input_columns)
         total = explanation["base_value"] + sum(explanation["contributions"].values())
@@ -499,7 +499,7 @@ def test_metrics_count_requests_rejections_and_predictions(
     carvision = servers["carvision"]
     assert predict(carvision, [_row(served, "carvision")]).status_code == 200
     prices = httpx.get(carvision.url + "/metrics").text
-    assert _sample(prices, "mlops_predicted_price_usd_count", project="carvision") >= 1
+    assert _sample(prices, "mlops_predicted_value_count", project="carvision", unit="USD") >= 1
 
 
 def test_classifiers_export_the_class_shares_they_predicted_on_the_held_out_split(
@@ -508,7 +508,7 @@ def test_classifiers_export_the_class_shares_they_predicted_on_the_held_out_spli
     for project in ("telecom", "bankchurn"):
         s = served[project]
         predicted = np.asarray(s.model.predict(s.test_frame[s.spec.input_columns]))
-        negative, positive = s.spec.label_names
+        negative, positive = s.spec.task.labels
         text = httpx.get(servers[project].url + "/metrics").text
         share = {
             label: _sample(text, "mlops_reference_class_share", project=project, **{"class": label})
@@ -545,8 +545,8 @@ def test_a_registry_uri_is_served_with_its_version_and_run_id(
             assert loaded.provenance.run_id == run.info.run_id
             rows = served["telecom"].test_frame.head(5)[spec.input_columns]
             np.testing.assert_allclose(
-                model_output(spec, loaded.model, rows),
-                model_output(spec, served["telecom"].model, rows),
+                spec.task.model_output(loaded.model, rows),
+                spec.task.model_output(served["telecom"].model, rows),
             )
         with pytest.raises(ModelLoadError, match="models:/telecom@nobody"):
             load(spec, "models:/telecom@nobody")
@@ -583,4 +583,6 @@ def test_served_predictions_equal_in_process_on_real_telecom_rows(
     response = predict(server, instances(spec, rows))
     assert response.status_code == 200, response.text
     served_p = [p["ultra_probability"] for p in response.json()["predictions"]]
-    np.testing.assert_allclose(served_p, model_output(spec, real_telecom.model, rows), rtol=1e-9)
+    np.testing.assert_allclose(
+        served_p, spec.task.model_output(real_telecom.model, rows), rtol=1e-9
+    )

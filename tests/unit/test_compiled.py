@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from components.core import compiled, loading, registry
-from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from tests.conftest import fitted_candidate, quick_model, small_split
@@ -58,8 +57,8 @@ def test_each_candidate_compiles_to_a_graph_with_the_same_outputs(
     for rows in (awkward_rows(spec), test.head(1)):
         check = compiled.agreement(spec, model, graph, rows)
         assert check.matches, check.text()
-        expected = model_output(spec, model, rows)
-        tolerance = compiled.PRICE_TOLERANCE if spec.task == "regression" else 1e-6
+        expected = spec.task.model_output(model, rows)
+        tolerance = compiled.PRICE_TOLERANCE if not spec.task.probabilistic else 1e-6
         np.testing.assert_allclose(graph.output(rows), expected, rtol=0, atol=tolerance)
 
 
@@ -92,7 +91,9 @@ def test_a_directory_graph_is_checked_before_it_serves(tmp_path: Path) -> None:
     assert loaded.compiled is not None and "onnxruntime graph" in loaded.compiled_note
     rows = awkward_rows(spec)
     np.testing.assert_allclose(
-        loaded.output(spec, rows), model_output(spec, model, rows), atol=compiled.PRICE_TOLERANCE
+        loaded.output(spec, rows),
+        spec.task.model_output(model, rows),
+        atol=compiled.PRICE_TOLERANCE,
     )
 
     graph_file = path / compiled.FOLDER / compiled.GRAPH_FILE
@@ -107,7 +108,7 @@ def test_a_directory_graph_is_checked_before_it_serves(tmp_path: Path) -> None:
     compiled.write(found, path / compiled.FOLDER)
     loaded = loading.load(spec, str(path))
     assert loaded.compiled is None and loaded.compiled_note.startswith("compiled graph not used")
-    np.testing.assert_array_equal(loaded.output(spec, rows), model_output(spec, model, rows))
+    np.testing.assert_array_equal(loaded.output(spec, rows), spec.task.model_output(model, rows))
 
 
 def test_a_pinned_graph_digest_is_checked_and_its_graph_required(tmp_path: Path) -> None:
@@ -163,7 +164,7 @@ def test_registration_logs_the_verified_graph_with_its_digest(mlflow_uri: str) -
     rows = parts.test[spec.input_columns]
     np.testing.assert_array_equal(
         loaded.output(spec, rows) >= loaded.threshold,
-        model_output(spec, trained.model, rows) >= loaded.threshold,
+        spec.task.model_output(trained.model, rows) >= loaded.threshold,
     )
 
 
@@ -212,7 +213,7 @@ def test_rows_at_the_threshold_get_the_pipelines_own_decision() -> None:
     X, y = split_xy(spec, small_split(spec).train)
     model = FixedThresholdClassifier(fitted.estimator_, threshold=0.3).fit(X, y)
     test = small_split(spec).test[spec.input_columns]
-    expected = model_output(spec, model, test)
+    expected = spec.task.model_output(model, test)
     assert np.sum(expected == 0.3) > 0  # the case is there
     found = compiled.compile_model(spec, model, test, "test split")
     assert found.graph is not None, found.reason

@@ -157,3 +157,29 @@ def test_a_record_of_an_older_version_missing_a_new_field_is_refused_by_name() -
         match="explanation \\(schema_version 1\\): field 'input_importance': field required",
     ):
         ExplanationSummary.from_json(json.dumps(older))
+
+
+def test_a_monitoring_record_of_version_2_is_read_with_its_drift_fields(tmp_path: Path) -> None:
+    from tests.support.records import monitoring_summary
+
+    now = monitoring_summary()
+    flat = json.loads(now.to_json())
+    drift = flat.pop("drift")
+    flat |= {
+        "schema_version": 2,
+        "enough_data": drift["enough_data"],
+        "drift_detected": drift["drift_detected"],
+        "drifted_columns": drift["drifted_columns"],
+        "drifted_important_columns": drift["drifted_important_columns"],
+        "drift_share": drift["drift_share"],
+        "weighted_drift_share": drift["weighted_drift_share"],
+        "drift_reason": drift["reason"],
+        "reference": drift["reference"],
+    }
+    (tmp_path / "old.json").write_text(json.dumps(flat))
+    old = contracts.MonitoringSummary.read(tmp_path / "old.json")
+    kept = ("drift_detected", "drifted_columns", "drifted_important_columns", "drift_share")
+    assert {k: getattr(old.drift, k) for k in kept} == {k: drift[k] for k in kept}
+    assert (old.drift.reason, old.drift.reference) == (drift["reason"], drift["reference"])
+    assert old.drift.column_drifted == {"mb_used": True}
+    assert old.live_metrics == now.live_metrics and old.rows == now.rows

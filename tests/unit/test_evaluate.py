@@ -31,7 +31,7 @@ def test_evaluation_is_json_safe_and_has_groups(spec: ProjectSpec) -> None:
     evaluation, score = logic.evaluate(spec, result.model, small_split(spec).test)
     json.dumps(evaluation.curves, allow_nan=False)
     assert len(score) == evaluation.rows
-    if spec.task == "binary":
+    if spec.task.probabilistic:
         assert max(evaluation.curves["thresholds"]) <= 1.0
         assert np.asarray(evaluation.curves["confusion_matrix"]).sum() == evaluation.rows
         assert {"roc_auc", "pr_auc", "f1", "lift_top10", "threshold"} <= set(evaluation.metrics)
@@ -73,7 +73,7 @@ def test_the_report_has_what_a_reviewer_of_the_task_looks_for(spec: ProjectSpec)
     assert "data-provenance" in page and "SYNTHETIC DATA" in page and "run-1" in page
     assert "95% interval" in page and metrics.metric(spec.primary_metric).meaning in page
     assert done.summary.reading and done.summary.reading in page
-    if spec.task == "binary":
+    if spec.task.probabilistic:
         for section in (
             "precision-recall curve",
             "Calibration and threshold",

@@ -4,7 +4,6 @@ import pytest
 
 from components.core import drift, explain, registry
 from components.core.lineage import Provenance
-from components.core.outputs import model_output
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
 from components.core.train import build_pipeline, split_xy
@@ -20,7 +19,7 @@ def test_raw_input_contributions_add_up_to_the_model_output(spec: ProjectSpec) -
     rows = parts.test.head(5)
     explanation = explainer.explain(rows)
     assert list(explanation.contributions.columns) == spec.input_columns
-    expected = model_output(spec, result.model, rows[spec.input_columns])
+    expected = spec.task.model_output(result.model, rows[spec.input_columns])
     np.testing.assert_allclose(
         explanation.base_value + explanation.contributions.sum(axis=1), expected, atol=1e-6
     )
@@ -52,7 +51,7 @@ def test_each_candidate_is_explained_in_raw_fields_adding_up_to_its_output(
     rows = parts.test.head(30 if isinstance(explainer, explain.TreeInputExplainer) else 3)
     explanation = explainer.explain(rows)
     assert list(explanation.contributions.columns) == spec.input_columns
-    served = model_output(spec, model, rows[spec.input_columns])
+    served = spec.task.model_output(model, rows[spec.input_columns])
     np.testing.assert_allclose(explanation.output, served, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(
         explanation.base_value + explanation.contributions.sum(axis=1), served, rtol=1e-6

@@ -25,6 +25,7 @@ from components.core.evaluate import evaluate
 from components.core.lineage import Provenance
 from components.core.projects import PROJECTS
 from components.core.registry import Incumbent
+from components.core.tasks import cv_scoring
 from components.core.train import selection_summary
 from tests.conftest import quick_model, small_split
 
@@ -97,7 +98,7 @@ def test_a_synthetic_model_never_displaces_a_real_champion() -> None:
 
 
 def test_every_metric_direction_agrees_with_its_cv_scorer() -> None:
-    for name, scorer in metrics.cv_scoring("regression").items():
+    for name, scorer in cv_scoring(PROJECTS["carvision"].task).items():
         assert scorer.startswith("neg_") == (not metrics.metric(name).higher_is_better)
     assert metrics.metric("rmse").from_cv(-3.0) == 3.0
     assert metrics.metric("r2").from_cv(0.5) == 0.5

@@ -17,9 +17,10 @@ from components.core.contracts import PinnedModel, Reference
 from components.core.explain import explainer_for
 from components.core.ingest import IngestError
 from components.core.loading import decision_threshold
-from components.core.outputs import BinaryFormat, reason_fields
+from components.core.outputs import reason_fields
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
+from components.core.tasks import Binary
 from components.core.train import build_pipeline, single_threaded, split_xy
 from tests.conftest import real_data_path, small_split
 
@@ -36,7 +37,7 @@ def fitted(spec: ProjectSpec) -> Any:
         pipeline = build_pipeline(spec, spec.candidate("random_forest"), 7)
         model = (
             FixedThresholdClassifier(pipeline, threshold=THRESHOLD, response_method="predict_proba")
-            if spec.task == "binary"
+            if spec.task.probabilistic
             else pipeline
         ).fit(X, y)
         single_threaded(model)
@@ -140,23 +141,24 @@ def test_a_missing_input_column_stops_naming_it(tmp_path: Path) -> None:
 def test_each_project_writes_its_fields_in_input_order(spec: ProjectSpec, tmp_path: Path) -> None:
     frame, _, _ = scoring.read_table(str(batch_file(tmp_path, spec)))
     screened = scoring.screen(spec, frame)
-    out = scored(spec, screened, reasons=spec.output.with_reasons)
+    out = scored(spec, screened, reasons=spec.task.with_reasons)
     identifiers = list(spec.identifier_columns)
-    assert list(out.columns) == scoring.output_columns(spec, spec.output.with_reasons, identifiers)
+    assert list(out.columns) == scoring.output_columns(spec, spec.task.with_reasons, identifiers)
     assert out["row_number"].tolist() == list(range(1, len(frame) + 1))
     assert (out[identifiers].to_numpy() == frame[identifiers].to_numpy()).all()
     assert set(out["model_name"]) == {spec.name} and set(out["model_version"]) == {"7"}
     assert all(pd.Timestamp(t).tzname() == "UTC" for t in out["scored_at"])
     model = fitted(spec)
     inputs = frame[spec.input_columns]
-    if isinstance(spec.output, BinaryFormat):
+    task = spec.task
+    if isinstance(task, Binary):
         expected = model.predict_proba(inputs)[:, 1]
-        np.testing.assert_allclose(out[spec.output.probability], expected, rtol=0, atol=1e-9)
-        labels = np.where(model.predict(inputs) == 1, *spec.label_names[::-1])
-        decision = out[spec.output.decision]
+        np.testing.assert_allclose(out[task.probability], expected, rtol=0, atol=1e-9)
+        labels = np.where(model.predict(inputs) == 1, *task.labels[::-1])
+        decision = out[task.decision]
         assert (
             (decision == labels).all()
-            if spec.output.decision_as_label
+            if task.decision_as_label
             else (decision == model.predict(inputs)).all()
         )
     else:

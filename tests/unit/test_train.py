@@ -6,6 +6,7 @@ import pytest
 from imblearn.over_sampling import SMOTE
 from sklearn.model_selection import cross_validate
 
+from components.core import tasks
 from components.core import train as logic
 from components.core.projects import PROJECTS
 from components.core.spec import ProjectSpec
@@ -54,7 +55,7 @@ def test_threshold_never_sees_the_test_split() -> None:
     np.testing.assert_array_equal(first.model.predict_proba(X), second.model.predict_proba(X))
     # The threshold is the F1-best cut of out-of-fold predictions on the training split only.
     assert first.threshold == pytest.approx(
-        logic.best_f1_threshold(*_oof(spec, parts.train, first))
+        tasks.best_f1_threshold(*_oof(spec, parts.train, first))
     )
 
 
@@ -67,8 +68,8 @@ def _oof(
     pipeline = logic.build_pipeline(
         spec, spec.candidate(result.best.candidate), 7, result.best.params
     )
-    if spec.calibrate:
-        pipeline = logic.calibrated(pipeline, 7)
+    if spec.task.calibrate:
+        pipeline = tasks.calibrated(pipeline, logic.folds(spec, 7))
     return y.to_numpy(), cross_val_predict(
         pipeline, X, y, cv=logic.folds(spec, 7), method="predict_proba"
     )[:, 1]

@@ -9,8 +9,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 
 from components.core.derived import Columns, DerivedFeatures
-from components.core.outputs import BinaryFormat
 from components.core.spec import Candidate, CardFacts, Column, Gate, ProjectSpec
+from components.core.tasks import Binary
 
 COLUMNS = (
     Column("CreditScore", "int", 300, 900, description="credit score"),
@@ -170,7 +170,16 @@ CANDIDATES = (
 SPEC = ProjectSpec(
     name="bankchurn",
     title="Bank customer churn",
-    task="binary",
+    # Batch lists rank customers by risk and say why, for the retention team to read.
+    task=Binary(
+        "churn_probability",
+        "churn",
+        labels=("stays", "churns"),
+        with_risk_band=True,
+        rank="risk_rank",
+        with_reasons=True,
+        tune_threshold=True,
+    ),
     target="Exited",
     columns=COLUMNS,
     ignored_columns=("RowNumber", "CustomerId", "Surname"),
@@ -182,12 +191,6 @@ SPEC = ProjectSpec(
     make_synthetic=make_synthetic,
     synthetic_rows=4_000,
     data_file="Churn.csv",
-    # Batch lists rank customers by risk and say why, for the retention team to read.
-    output=BinaryFormat(
-        "churn_probability", "churn", with_risk_band=True, rank="risk_rank", with_reasons=True
-    ),
-    class_labels=("stays", "churns"),
-    tune_threshold=True,
     group_columns=("Gender", "Geography"),
     # Three rounds of the search keep the three pipelines within their 3-minute target.
     search_trials=3,

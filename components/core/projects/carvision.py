@@ -10,8 +10,8 @@ from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
 from components.core.derived import ColumnFeatures, Columns
-from components.core.outputs import RegressionFormat
 from components.core.spec import Candidate, CardFacts, CleaningRule, Column, Gate, ProjectSpec
+from components.core.tasks import Regression
 
 CONDITIONS = ("salvage", "fair", "good", "excellent", "like new", "new")
 COLUMNS = (
@@ -300,7 +300,7 @@ CANDIDATES = (
 SPEC = ProjectSpec(
     name="carvision",
     title="Used-car price",
-    task="regression",
+    task=Regression("price", unit="USD"),
     target="price",
     columns=COLUMNS,
     ignored_columns=("days_listed",),
@@ -311,13 +311,11 @@ SPEC = ProjectSpec(
     make_synthetic=make_synthetic,
     synthetic_rows=6_000,
     data_file="vehicles_us.csv",
-    output=RegressionFormat("price"),
     cleaning_rules=(JUNK_LISTINGS,),
     group_columns=("condition", "type"),
     search_trials=2,
     reference_figures={"r2": 0.766, "rmse": 4794.0},
     targets={"r2": 0.89, "rmse": 2900.0},
-    target_unit="USD",
     reading=(
         "On the {rows:,} test listings, half of the estimates are within "
         "${median_abs_error:,.0f} of the asking price and 90% within ${p90_abs_error:,.0f}; "

@@ -10,8 +10,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 
 from components.core.derived import Columns, DerivedFeatures
-from components.core.outputs import BinaryFormat
 from components.core.spec import Candidate, CardFacts, Column, Gate, ProjectSpec
+from components.core.tasks import Binary
 
 COLUMNS = (
     Column("calls", "float", 0, 10_000, description="calls in the month"),
@@ -96,7 +96,13 @@ CANDIDATES = (
 SPEC = ProjectSpec(
     name="telecom",
     title="Telecom plan recommendation",
-    task="binary",
+    task=Binary(
+        "ultra_probability",
+        "recommended_plan",
+        labels=("Standard", "Ultra"),
+        decision_as_label=True,
+        calibrate=True,
+    ),
     target="is_ultra",
     columns=COLUMNS,
     ignored_columns=(),
@@ -107,9 +113,6 @@ SPEC = ProjectSpec(
     make_synthetic=make_synthetic,
     synthetic_rows=3_000,
     data_file="users_behavior.csv",
-    output=BinaryFormat("ultra_probability", "recommended_plan", decision_as_label=True),
-    class_labels=("Standard", "Ultra"),
-    calibrate=True,
     # Three rounds of the search keep the three pipelines within their 3-minute target.
     search_trials=3,
     reference_figures={"accuracy": 0.812, "roc_auc": 0.840, "f1": 0.618},
