@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -49,8 +50,8 @@ class NucleusFeatures(DerivedFeatures):
     input_columns: ClassVar[list[str]] = list(MEASURES)
     derived_columns: ClassVar[list[str]] = ["compactness_per_radius"]
 
-    def select(self, columns: object) -> Columns:
-        return {name: np.asarray(columns[name], dtype=float) for name in MEASURES}  # type: ignore[index]
+    def select(self, columns: Mapping[str, np.ndarray]) -> Columns:
+        return {name: np.asarray(columns[name], dtype=float) for name in MEASURES}
 
     def derive(self, columns: Columns) -> Columns:
         # clipped: an explainer may set a field to 0

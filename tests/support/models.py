@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from components.core.lineage import file_sha256
 from components.core.registry import model_files
 from components.core.spec import ProjectSpec
 
@@ -93,4 +93,4 @@ def model_file(path: Path) -> Path:
 
 def model_file_sha256(path: Path) -> str:
     """What a deploy passes as --model_sha256 for the model directory at `path`."""
-    return hashlib.sha256(model_file(path).read_bytes()).hexdigest()
+    return file_sha256(model_file(path))
