@@ -170,8 +170,8 @@ def test_a_project_defined_only_here_runs_the_whole_lifecycle(tmp_path: Path) ->
     ran = make("run", env, f"PROJECT={','.join(projects)}", f"DATA_DIR={tmp_path}")
     for project in projects:
         assert f"== {project}: OK" in ran
-        # Interleaved step lines still say which project they belong to.
-        assert re.search(rf"^ +{project} +register +[\d.]+ s  SUCCESS$", ran, re.M), ran
+        if beside:  # interleaved step lines still say which project they belong to
+            assert re.search(rf"^ +{project} +register +[\d.]+ s  SUCCESS$", ran, re.M), ran
         assert_reports_render_with_provenance(specs[project], ran, real=True)
     assert ("2 pipelines at a time" in ran) == bool(beside)
 
