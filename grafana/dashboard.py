@@ -69,7 +69,7 @@ def thresholds(base: str, *steps: tuple[float, str]) -> dict[str, Any]:
     }
 
 
-def serving_versions() -> dict[str, Any]:
+def _serving_versions() -> dict[str, Any]:
     return panel(
         "Model version served",
         "Registry version each project's pods serve (mlops_model_info). Two versions at once "
@@ -86,7 +86,7 @@ def serving_versions() -> dict[str, Any]:
     )
 
 
-def servers_up() -> dict[str, Any]:
+def _servers_up() -> dict[str, Any]:
     return panel(
         "Servers up",
         "Model server pods answering Prometheus scrapes.",
@@ -96,7 +96,7 @@ def servers_up() -> dict[str, Any]:
     )
 
 
-def request_rate() -> dict[str, Any]:
+def _request_rate() -> dict[str, Any]:
     return panel(
         "Requests per second by status",
         "HTTP requests to the model servers by status code (all routes).",
@@ -111,7 +111,7 @@ def request_rate() -> dict[str, Any]:
     )
 
 
-def error_ratio() -> dict[str, Any]:
+def _error_ratio() -> dict[str, Any]:
     return panel(
         "Server error ratio (5xx)",
         "Share of requests answered 5xx. Alert MLOpsServerErrors fires above 5% for 5 minutes.",
@@ -148,7 +148,7 @@ def quantiles(
     ]
 
 
-def predict_latency() -> dict[str, Any]:
+def _predict_latency() -> dict[str, Any]:
     return panel(
         "Predict latency",
         "KServe's request_predict_seconds: the model's predict call, per project. Alert "
@@ -159,7 +159,7 @@ def predict_latency() -> dict[str, Any]:
     )
 
 
-def validation_failures() -> dict[str, Any]:
+def _validation_failures() -> dict[str, Any]:
     return panel(
         "Rejected requests by field",
         "Requests refused with 400, by the input field that broke the schema ('request' for "
@@ -195,7 +195,7 @@ def class_share() -> dict[str, Any]:
     )
 
 
-def predicted_value() -> dict[str, Any]:
+def _predicted_value() -> dict[str, Any]:
     return panel(
         "Predicted value (regression)",
         "Median and 90th percentile of the values a regression model predicts, in its target's "
@@ -206,14 +206,14 @@ def predicted_value() -> dict[str, Any]:
 
 
 PANELS = (
-    serving_versions,
-    servers_up,
-    request_rate,
-    error_ratio,
-    predict_latency,
-    validation_failures,
+    _serving_versions,
+    _servers_up,
+    _request_rate,
+    _error_ratio,
+    _predict_latency,
+    _validation_failures,
     class_share,
-    predicted_value,
+    _predicted_value,
 )
 
 # --- Data and model quality: what the monitoring runs push, and the inference log ------------
@@ -264,7 +264,7 @@ def drifted_important_columns() -> dict[str, Any]:
     )
 
 
-def rows_monitored() -> dict[str, Any]:
+def _rows_monitored() -> dict[str, Any]:
     return panel(
         "Rows monitored",
         "Rows in the last monitoring run's window, and how many of them had ground truth (live "
@@ -282,7 +282,7 @@ def rows_monitored() -> dict[str, Any]:
     )
 
 
-def since_last_run() -> dict[str, Any]:
+def _since_last_run() -> dict[str, Any]:
     return panel(
         "Time since last monitoring run",
         f"Age of each project's last pushed monitoring run. Alert MLOpsMonitoringStale fires "
@@ -390,8 +390,8 @@ def inference_log() -> dict[str, Any]:
 QUALITY_PANELS = (
     drift_detected,
     drifted_important_columns,
-    rows_monitored,
-    since_last_run,
+    _rows_monitored,
+    _since_last_run,
     drift_share,
     live_quality,
     drifted_columns,

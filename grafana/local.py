@@ -70,14 +70,14 @@ def command(config: Path, data: Path, listen: str) -> list[str]:
     ]
 
 
-def parse_target(text: str) -> tuple[str, str]:
+def _parse_target(text: str) -> tuple[str, str]:
     project, sep, address = text.partition("=")
     if not sep or ":" not in address:
         raise argparse.ArgumentTypeError(f"expected PROJECT=HOST:PORT, got {text!r}")
     return project, address
 
 
-def parse_address(text: str) -> str:
+def _parse_address(text: str) -> str:
     if text and ":" not in text:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return text
@@ -85,12 +85,12 @@ def parse_address(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("targets", nargs="+", type=parse_target, help="PROJECT=HOST:PORT")
+    parser.add_argument("targets", nargs="+", type=_parse_target, help="PROJECT=HOST:PORT")
     parser.add_argument("--state", type=Path, default=Path(".state/prometheus"))
     parser.add_argument("--listen", default="127.0.0.1:9090")
     parser.add_argument(
         "--pushgateway",
-        type=parse_address,
+        type=_parse_address,
         default=os.environ.get("PUSHGATEWAY", ""),
         help="HOST:PORT of a Pushgateway to scrape too (default: env PUSHGATEWAY)",
     )

@@ -34,7 +34,7 @@ STEPS = ("resolve", "validate-rows", "drift-check", "split", "score", "merge")
 """The display name of every task, in the order a run reaches them (`score` once per shard)."""
 
 
-class BatchOutputs(NamedTuple):
+class _BatchOutputs(NamedTuple):
     predictions: Dataset
     rejected: Dataset
     summary: Artifact
@@ -42,7 +42,7 @@ class BatchOutputs(NamedTuple):
     drift_report: HTML
 
 
-def batch_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
+def _batch_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
     reasons = "on" if spec.task.with_reasons else "off"
     return {
         "mlflow_tracking_uri": "MLflow tracking server holding the model and its reference, as "
@@ -80,7 +80,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         "kept with their reasons), check drift against the version's reference, score the "
         "valid rows in parallel shards, merge them in input order.",
     )
-    @described(f"{spec.title}: the batch scoring pipeline.", batch_parameter_docs(spec))
+    @described(f"{spec.title}: the batch scoring pipeline.", _batch_parameter_docs(spec))
     def pipeline(
         mlflow_tracking_uri: str,
         source: str,
@@ -92,7 +92,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         drift_gate: str = "warn",
         drift_min_rows: int = MIN_ROWS,
         allow_unverified_model: bool = False,
-    ) -> BatchOutputs:
+    ) -> _BatchOutputs:
         name = spec.name
         run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         # The registry and the source change between runs: these are never served from the cache.
@@ -162,7 +162,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         )
         for task in (pinned, drifted, scored, merged):
             use_mlflow_credentials(task)
-        return BatchOutputs(
+        return _BatchOutputs(
             predictions=merged.outputs["predictions"],
             rejected=checked.outputs["rejected"],
             summary=merged.outputs["summary"],

@@ -16,7 +16,7 @@ from pipelines.kinds import BATCH_SCORING, KINDS, MONITORING, TRAINING
 COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
-def pipelines_of(kind: str) -> Mapping[str, Any]:
+def _pipelines_of(kind: str) -> Mapping[str, Any]:
     """The pipelines of a kind, by project. Imported here, not above: building them takes
     seconds, and submitting or scheduling reads only the compiled files."""
     from pipelines import batch_scoring, monitoring, training
@@ -48,7 +48,7 @@ def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in KINDS:
-        for project, pipeline in pipelines_of(kind).items():
+        for project, pipeline in _pipelines_of(kind).items():
             path = out_dir / compiled_name(project, kind)
             compiler.Compiler().compile(pipeline, str(path))
             written.append(path)

@@ -31,7 +31,7 @@ def default_tracking_uri() -> str:
     )
 
 
-def resolve_source(project: str, data: str | None, data_dir: str | None) -> str:
+def _resolve_source(project: str, data: str | None, data_dir: str | None) -> str:
     """DATA for one project, else DATA_DIR/<file>, else the synthetic generator."""
     if data:
         return data
@@ -127,7 +127,7 @@ def init_local_runner(args: argparse.Namespace) -> None:
     )
 
 
-def run_project(
+def _run_project(
     project: str, source: str, args: argparse.Namespace, concurrent: bool = False
 ) -> Outcome:
     from pipelines.resources import for_local_run
@@ -167,7 +167,7 @@ def run_project(
     )
 
 
-def run_in_worker(project: str, source: str, args: argparse.Namespace) -> Outcome:
+def _run_in_worker(project: str, source: str, args: argparse.Namespace) -> Outcome:
     """One project's pipeline in its own process: kfp.local's configuration is process-global.
 
     The steps inherit one OpenMP thread each: several pipelines already share the cores, and
@@ -175,10 +175,10 @@ def run_in_worker(project: str, source: str, args: argparse.Namespace) -> Outcom
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     init_local_runner(args)
-    return run_project(project, source, args, concurrent=True)
+    return _run_project(project, source, args, concurrent=True)
 
 
-def ensure_tracking_store(tracking_uri: str) -> None:
+def _ensure_tracking_store(tracking_uri: str) -> None:
     """Creates a new SQLite store's tables once, before concurrent runs would race to do it."""
     if not tracking_uri.startswith("sqlite:///"):
         return
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         f"MLflow: {args.tracking_uri}\nKFP pipeline root: {STATE_DIR / 'kfp'} (cache {'off' if args.no_cache else 'on'})"
         + (f"\n{jobs} pipelines at a time, each in its own process" if jobs > 1 else "")
     )
-    sources = {p: resolve_source(p, args.data, args.data_dir) for p in projects}
+    sources = {p: _resolve_source(p, args.data, args.data_dir) for p in projects}
 
     def announce(project: str) -> None:
         if sources[project] == "synthetic":
@@ -301,15 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         init_local_runner(args)
         for project in projects:
             announce(project)
-            outcomes.append(run_project(project, sources[project], args))
+            outcomes.append(_run_project(project, sources[project], args))
     else:
         for project in projects:
             announce(project)
-        ensure_tracking_store(args.tracking_uri)
+        _ensure_tracking_store(args.tracking_uri)
         # Forked workers start with this process's imports instead of paying for them again;
         # they only drive kfp.local, whose steps are fresh subprocesses.
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(run_in_worker, p, sources[p], args) for p in projects]
+            futures = [pool.submit(_run_in_worker, p, sources[p], args) for p in projects]
             outcomes = [future.result() for future in futures]
     print("\n" + "\n\n".join(summary(o) for o in outcomes))
     if args.timings:

@@ -49,14 +49,14 @@ RETRAINING_STEPS = (
 """The steps a run adds when it retrains."""
 
 
-class MonitoringOutputs(NamedTuple):
+class _MonitoringOutputs(NamedTuple):
     window: Dataset
     labelled: Dataset
     summary: Artifact
     report: HTML
 
 
-def monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
+def _monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
     training = shared_parameter_docs(spec)
     for name in ("gate_overrides", "trials_per_candidate", "time_budget_s", "explained_rows"):
         training[name] = f"when retraining: {training[name]}"
@@ -104,7 +104,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         "champion's reference and live quality against its registered figures, publish; retrain "
         "and promote only a better model when the policy calls for it.",
     )
-    @described(f"{spec.title}: the monitoring pipeline.", monitoring_parameter_docs(spec))
+    @described(f"{spec.title}: the monitoring pipeline.", _monitoring_parameter_docs(spec))
     def pipeline(
         mlflow_tracking_uri: str,
         source: str = LOG_SOURCE,
@@ -128,7 +128,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
-    ) -> MonitoringOutputs:
+    ) -> _MonitoringOutputs:
         # The log, the window and the champion change between runs: never served from the cache.
         compacted = sized(
             compact_log(
@@ -205,7 +205,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                     monitoring=checked.outputs["summary"],
                 ),
             )
-        return MonitoringOutputs(
+        return _MonitoringOutputs(
             window=window.outputs["window"],
             labelled=window.outputs["labelled"],
             summary=checked.outputs["summary"],

@@ -61,7 +61,7 @@ BACKOFF_MAX = "60s"
 
 
 @dataclass(frozen=True)
-class Sized:
+class _Sized:
     cpu_request: str
     cpu_limit: str
     memory_request: str
@@ -74,57 +74,57 @@ class Sized:
 
 
 # Per step: largest max RSS MiB (project), highest mean cores, most cores in any second.
-STEPS: dict[str, Sized] = {
+STEPS: dict[str, _Sized] = {
     # -- training (also the monitoring pipeline's retraining branch)
     # 229 (carvision), 0.98, 1.00
-    "ingest": Sized("1", "1", "256Mi", "384Mi", network=True),
+    "ingest": _Sized("1", "1", "256Mi", "384Mi", network=True),
     # 209 (carvision), 0.99, 0.99
-    "validate": Sized("1", "1", "256Mi", "384Mi"),
+    "validate": _Sized("1", "1", "256Mi", "384Mi"),
     # 240 (carvision), 1.06, 1.11
-    "features": Sized("1", "2", "256Mi", "384Mi"),
+    "features": _Sized("1", "2", "256Mi", "384Mi"),
     # 312 (carvision), 1.74 (carvision v2, 2026-11-30 19:37), 2.01: the search uses every core
-    "train": Sized("1500m", "2", "384Mi", "512Mi"),
+    "train": _Sized("1500m", "2", "384Mi", "512Mi"),
     # 288 (bankchurn), 1.02, 1.22
-    "evaluate": Sized("1", "2", "384Mi", "512Mi"),
+    "evaluate": _Sized("1", "2", "384Mi", "512Mi"),
     # 442 (carvision), 1.39 (carvision v2, 2026-11-30 19:37), 1.99: carvision's permutation SHAP
     # on both cores
-    "explain": Sized("1500m", "2", "512Mi", "768Mi"),
+    "explain": _Sized("1500m", "2", "512Mi", "768Mi"),
     # 459 (carvision), 1.00, 1.10
-    "drift": Sized("1", "2", "512Mi", "768Mi", network=True),
+    "drift": _Sized("1", "2", "512Mi", "768Mi", network=True),
     # 468 (carvision), 0.87, 1.05
-    "register": Sized("1", "2", "512Mi", "768Mi", network=True),
+    "register": _Sized("1", "2", "512Mi", "768Mi", network=True),
     # 209 (carvision), 1.04, 1.10
-    "deploy": Sized("1", "2", "256Mi", "384Mi", network=True),
+    "deploy": _Sized("1", "2", "256Mi", "384Mi", network=True),
     # 270 (carvision), 0.75, 0.99
-    "market": Sized("1", "1", "384Mi", "512Mi", network=True),
+    "market": _Sized("1", "1", "384Mi", "512Mi", network=True),
     # -- monitoring; "at volume": make bench-scale 2026-12-06 23:31 UTC, the largest of its
     # telecom windows of 1M, 3M and 10M logged rows (max RSS MiB, mean cores, peak cores)
     # at volume 353 (10M, first run), 1.02, 1.11
-    "compact-log": Sized("1", "2", "384Mi", "512Mi", network=True),
+    "compact-log": _Sized("1", "2", "384Mi", "512Mi", network=True),
     # 230 (carvision), 0.98, 1.00; at volume 684 (3M), 1.29, 1.47
-    "collect": Sized("1500m", "2", "768Mi", "896Mi", network=True, engine_mb=64),
+    "collect": _Sized("1500m", "2", "768Mi", "896Mi", network=True, engine_mb=64),
     # 501 (carvision), 0.97, 1.00; at volume 704 (10M), 1.24, 2.00
-    "check": Sized("1", "2", "768Mi", "896Mi", network=True),
+    "check": _Sized("1", "2", "768Mi", "896Mi", network=True),
     # 200 (all three), 0.97, 0.99; at volume 236, 1.04, 1.10
-    "publish": Sized("1", "2", "256Mi", "384Mi", network=True),
+    "publish": _Sized("1", "2", "256Mi", "384Mi", network=True),
     # Not measured (it runs only when a check calls for retraining): it re-reads the champion's
     # data as ingest does and reads MLflow as check does; sized as check.
-    "prepare-retraining": Sized("1", "2", "768Mi", "896Mi", network=True),
+    "prepare-retraining": _Sized("1", "2", "768Mi", "896Mi", network=True),
     # -- batch scoring; "at volume": make bench-scale 2026-12-06 23:31 UTC, the largest of its
     # bankchurn batches of 1M, 3M and 10M rows, reasons off
     # 317 (carvision, telecom), 0.99, 1.05; at volume 320, 1.02, 1.11
-    "resolve": Sized("1", "2", "384Mi", "512Mi", network=True),
+    "resolve": _Sized("1", "2", "384Mi", "512Mi", network=True),
     # 282 (carvision), 1.04, 1.10; at volume 364 (10M), 1.02, 1.11
-    "validate-rows": Sized("1", "2", "384Mi", "512Mi", network=True),
+    "validate-rows": _Sized("1", "2", "384Mi", "512Mi", network=True),
     # 493 (carvision), 1.00, 1.38; at volume 573 (1M), 1.08, 1.63
-    "drift-check": Sized("1", "2", "640Mi", "768Mi", network=True),
+    "drift-check": _Sized("1", "2", "640Mi", "768Mi", network=True),
     # 296 (carvision), 0.99, 1.02; at volume 239, 1.04, 1.10
-    "split": Sized("1", "2", "384Mi", "512Mi"),
+    "split": _Sized("1", "2", "384Mi", "512Mi"),
     # 493 (bankchurn, 10,000 rows with reasons), 0.99, 1.06; at volume 659 (a shard of 1M rows,
     # 3M), 1.04, 1.15
-    "score": Sized("1", "2", "768Mi", "896Mi", network=True),
+    "score": _Sized("1", "2", "768Mi", "896Mi", network=True),
     # 465 (carvision), 0.98, 1.00; at volume 524 (10M), 1.18, 1.97
-    "merge": Sized("1", "2", "640Mi", "768Mi", network=True),
+    "merge": _Sized("1", "2", "640Mi", "768Mi", network=True),
 }
 
 # kfp.local runs the steps as local processes and says, once per task, that requests and limits

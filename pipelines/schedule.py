@@ -27,7 +27,7 @@ KIND = "monitoring"
 CRON_EXAMPLE = "0 0 * * * *"
 
 
-def kfp_cron(value: str) -> str:
+def _kfp_cron(value: str) -> str:
     """`value` as KFP's 6-field cron (seconds first); a standard 5-field cron runs at second 0."""
     fields = value.split()
     if len(fields) == 5:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.max_concurrency < 1:
         parser.error(f"--max-concurrency must be at least 1, got {args.max_concurrency}")
     try:
-        cron = kfp_cron(args.cron)
+        cron = _kfp_cron(args.cron)
         arguments = schedule_arguments(
             args.project, args.mlflow_tracking_uri, args.pushgateway, args.log_root, args.params
         )

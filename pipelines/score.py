@@ -38,7 +38,7 @@ from pipelines.local import (
 )
 
 
-class ShardProgress(Progress):
+class _ShardProgress(Progress):
     """Progress where one task name runs several times at once (the shards, each in a thread of
     kfp.local's): writes are serialised, and each end is timed from the earliest start of that
     name still open."""
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = STATE_DIR / "logs" / f"{args.project}-{KIND}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     reasons = {} if args.reasons is None else {"with_reasons": bool(args.reasons)}
-    with log_path.open("w") as log, contextlib.redirect_stdout(ShardProgress(sys.stdout, log)):
+    with log_path.open("w") as log, contextlib.redirect_stdout(_ShardProgress(sys.stdout, log)):
         try:
             task = for_local_run(PIPELINES[spec.name])(
                 mlflow_tracking_uri=args.tracking_uri,

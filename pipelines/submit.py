@@ -107,7 +107,7 @@ def run_arguments(
     if kind == TRAINING:
         arguments["deploy_mode"] = deploy_mode
     else:
-        check_batch_source(source)
+        _check_batch_source(source)
         if deploy_mode != MODES[0]:
             raise ArgumentsError(
                 f"--deploy-mode {deploy_mode} is the training pipeline's; the {kind} pipeline "
@@ -118,7 +118,7 @@ def run_arguments(
     return arguments
 
 
-def check_batch_source(source: str) -> None:
+def _check_batch_source(source: str) -> None:
     """The batch scoring pipeline scores a file, read by its pods, with its format named by its
     extension: refused here rather than in the cluster's first step."""
     path = urlsplit(source).path if "://" in source else source
@@ -134,7 +134,7 @@ DEPLOYER_ACCOUNT = "mlops-deployer"
 runs as it as a whole."""
 
 
-def run_account(deploy_mode: str, explicit: str | None) -> str | None:
+def _run_account(deploy_mode: str, explicit: str | None) -> str | None:
     if explicit:
         return explicit
     return DEPLOYER_ACCOUNT if deploy_mode == "apply" else None
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         str(compiled_path(args.project, args.pipeline)),
         arguments=arguments,
         experiment_name=args.experiment or args.project,
-        service_account=run_account(args.deploy_mode, args.service_account),
+        service_account=_run_account(args.deploy_mode, args.service_account),
     )
     which = "" if args.pipeline == TRAINING else f" {args.pipeline}"
     print(f"submitted {args.project}{which}: run {run.run_id}")

@@ -149,7 +149,7 @@ def api_token(token_file: Path | None) -> str | None:
     return token
 
 
-def target_value(value: Any) -> Any:
+def _target_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if hasattr(value, "item") else value
@@ -214,17 +214,17 @@ def send(
         if targets is None:
             continue
         for row in range(len(rows)):
-            label = target_value(targets[start + row])
+            label = _target_value(targets[start + row])
             if label is not None:
                 tally.labels.append({"request_id": answered_id, "row": row, spec.target: label})
     return tally
 
 
-def labels_columns(spec: ProjectSpec) -> list[str]:
+def _labels_columns(spec: ProjectSpec) -> list[str]:
     return ["request_id", "row", spec.target]
 
 
-def write_labels(path: Path, labels: pd.DataFrame) -> None:
+def _write_labels(path: Path, labels: pd.DataFrame) -> None:
     """Appends to an existing labels file with the same columns (request ids are unique, so
     runs accumulate); otherwise writes a new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; stopped at the {args.deadline:g} s deadline" if tally.stopped_by_deadline else "")
     )
     if args.labels is not None:
-        write_labels(args.labels, pd.DataFrame(tally.labels, columns=labels_columns(spec)))
+        _write_labels(args.labels, pd.DataFrame(tally.labels, columns=_labels_columns(spec)))
         note = "" if tally.has_target else f" (no {spec.target} column in the source)"
         print(f"labels: {args.labels} ({len(tally.labels)} rows){note}")
     return 0 if tally.answered else 1

@@ -53,7 +53,7 @@ def steps_of(spec: ProjectSpec) -> tuple[str, ...]:
     return (*STEPS, MARKET_STEP) if spec.market_analysis else STEPS
 
 
-class TrainingOutputs(NamedTuple):
+class _TrainingOutputs(NamedTuple):
     """What a run hands back: the reports a user opens and the registration it made."""
 
     model_card: Markdown
@@ -264,7 +264,7 @@ def shared_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
     }
 
 
-def training_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
+def _training_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
     return {
         "mlflow_tracking_uri": "MLflow tracking server the drift and register steps use, as the "
         "pipeline's pods reach it, e.g. http://mlflow.mlflow.svc:5000 (credentials, if it needs "
@@ -307,7 +307,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         name=f"{spec.name}-training",
         description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift against the champion, register, deploy.",
     )
-    @described(f"{spec.title}: the training pipeline.", training_parameter_docs(spec))
+    @described(f"{spec.title}: the training pipeline.", _training_parameter_docs(spec))
     def pipeline(
         mlflow_tracking_uri: str,
         source: str = SYNTHETIC_PREFIX,
@@ -320,7 +320,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
-    ) -> TrainingOutputs:
+    ) -> _TrainingOutputs:
         data = sized(
             ingest(project=spec.name, source=source, seed=seed, test_size=test_size), "ingest"
         )
@@ -344,7 +344,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                 source=source,
             ),
         )
-        return TrainingOutputs(
+        return _TrainingOutputs(
             model_card=tasks.registered.outputs["model_card"],
             registration=tasks.registered.outputs["registration"],
             inference_service=tasks.deployed.outputs["manifest"],

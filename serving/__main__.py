@@ -40,7 +40,7 @@ from serving.server import ModelServer
 DEFAULT_MODEL_URI = "/mnt/models"
 
 
-def share_kserve_log(name: str) -> None:
+def _share_kserve_log(name: str) -> None:
     """A library logger's lines (the model loader's) in the server's log, in KServe's format."""
     shared = logging.getLogger(name)
     shared.handlers = list(kserve_logger.handlers)
@@ -143,7 +143,7 @@ parser.add_argument(
 )
 
 
-def grpc_wanted(args: argparse.Namespace) -> bool:
+def _grpc_wanted(args: argparse.Namespace) -> bool:
     """gRPC on when a port is given; contradictory or incomplete flags are an error."""
     if args.grpc_port is None:
         if args.enable_grpc:
@@ -158,7 +158,7 @@ def grpc_wanted(args: argparse.Namespace) -> bool:
     return True
 
 
-def pinned_digest(flag: str, given: str | None) -> str | None:
+def _pinned_digest(flag: str, given: str | None) -> str | None:
     """The digest a flag pins, in lower case, or None without the flag; anything but 64
     hexadecimal digits stops the server."""
     if not given:
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{MAX_REQUEST_FLAG} must be a positive number of bytes")
     if args.refresh_interval < 0:
         parser.error("--refresh_interval must be 0 (off) or a number of seconds")
-    grpc = grpc_wanted(args)
+    grpc = _grpc_wanted(args)
     # One request at a time: OpenMP's thread team (histogram boosting in sklearn, which
     # explanations call) would only spin against itself on the core or two a server is given.
     threadpool_limits(1)
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "authorization" in (args.access_log_format or "").lower():
             parser.error("--access_log_format would write the Authorization header to the log")
-    expected = pinned_digest("--model_sha256", args.model_sha256)
-    compiled = pinned_digest("--compiled_sha256", args.compiled_sha256)
+    expected = _pinned_digest("--model_sha256", args.model_sha256)
+    compiled = _pinned_digest("--compiled_sha256", args.compiled_sha256)
     log = None
     if args.inference_log:
         whole = [c.name for c in get_spec(args.model_name).columns if c.dtype == "int"]
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         log_setting(token, args.api_token_file)  # after ModelServer() has set up the logging
-        share_kserve_log(loading.__name__)
+        _share_kserve_log(loading.__name__)
         server.serve_while_loading(model, token, args.max_request_bytes)
     except ModelLoadError as exc:
         print(f"error: cannot serve {args.model_name}: {exc}", file=sys.stderr)

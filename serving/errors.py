@@ -41,7 +41,7 @@ KSERVE_HANDLERS = os.path.join("kserve", "errors.py")
 """Where KServe's exception handlers log."""
 
 
-def one_line(text: str) -> str:
+def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
@@ -64,7 +64,7 @@ class UnknownModel(ModelNotFound):
 
 
 def log_client_error(status: int, method: str, route: str, message: str) -> None:
-    logger.info("client error %d on %s %s: %s", status, method, route, one_line(message))
+    logger.info("client error %d on %s %s: %s", status, method, route, _one_line(message))
 
 
 async def refuse_unrouted(
@@ -92,17 +92,17 @@ def _answer(request: Request, status: int, body: dict[str, Any]) -> JSONResponse
     return JSONResponse(status_code=status, content=body)
 
 
-async def request_rejected_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _request_rejected_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestRejected)
     return _answer(request, 400, exc.body())
 
 
-async def unknown_model_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _unknown_model_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UnknownModel)
     return _answer(request, 404, exc.body())
 
 
-async def request_validation_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _request_validation_handler(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 (a v2 body that does not follow the protocol's schema), as a client error."""
     assert isinstance(exc, RequestValidationError)
     problems = []
@@ -131,7 +131,7 @@ HTTP_RULES = {403: "forbidden", 404: "route", 405: "method"}
 """The rule of a Starlette 4xx other than a body FastAPI could not read."""
 
 
-async def http_error_handler(request: Request, exc: Exception) -> Response:
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette's and FastAPI's own 4xx (a v2 body that is not readable JSON, an unknown route,
     a wrong method) in the server's error body; anything else as FastAPI answers it."""
     assert isinstance(exc, HTTPException)
@@ -152,7 +152,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return response
 
 
-class ClientErrorsAsInfo(logging.Filter):
+class _ClientErrorsAsInfo(logging.Filter):
     """Turns what KServe's exception handlers log for a client error or a not-ready answer into
     one INFO line: the exception's class and message, no traceback."""
 
@@ -165,7 +165,7 @@ class ClientErrorsAsInfo(logging.Filter):
         ):
             return True
         record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
-        record.msg, record.args = "%s: %s", (type(error).__name__, one_line(str(error)))
+        record.msg, record.args = "%s: %s", (type(error).__name__, _one_line(str(error)))
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 
@@ -173,9 +173,9 @@ class ClientErrorsAsInfo(logging.Filter):
 def install(app: FastAPI) -> None:
     """Adds the handlers to KServe's app and the filter to its logger (after KServe has set up
     its logging, which replaces the logger's handlers but keeps its filters)."""
-    app.add_exception_handler(RequestRejected, request_rejected_handler)
-    app.add_exception_handler(UnknownModel, unknown_model_handler)
-    app.add_exception_handler(RequestValidationError, request_validation_handler)
-    app.add_exception_handler(HTTPException, http_error_handler)
-    if not any(isinstance(f, ClientErrorsAsInfo) for f in logger.filters):
-        logger.addFilter(ClientErrorsAsInfo())
+    app.add_exception_handler(RequestRejected, _request_rejected_handler)
+    app.add_exception_handler(UnknownModel, _unknown_model_handler)
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.add_exception_handler(HTTPException, _http_error_handler)
+    if not any(isinstance(f, _ClientErrorsAsInfo) for f in logger.filters):
+        logger.addFilter(_ClientErrorsAsInfo())

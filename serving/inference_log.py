@@ -70,7 +70,7 @@ class Answered:
     rows: int
 
 
-def json_values(values: np.ndarray, whole: bool = False) -> list[Any]:
+def _json_values(values: np.ndarray, whole: bool = False) -> list[Any]:
     """Plain JSON values: blanks and non-finite numbers as None, and, for an integer column,
     whole numbers as int (the model frame holds every number as a float)."""
     out: list[Any] = values.tolist()
@@ -87,8 +87,8 @@ def records(
     project: str, answered: Answered, whole: Collection[str] = (), sample_rate: float = 1.0
 ) -> list[dict[str, Any]]:
     """The log records of one answered request: one per row, numbered within the request."""
-    inputs = {name: json_values(a, name in whole) for name, a in answered.inputs.items()}
-    outputs = {name: json_values(a) for name, a in answered.outputs.items()}
+    inputs = {name: _json_values(a, name in whole) for name, a in answered.inputs.items()}
+    outputs = {name: _json_values(a) for name, a in answered.outputs.items()}
     return [
         record(
             answered.request_id,

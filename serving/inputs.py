@@ -94,7 +94,7 @@ class Problem:
             "instance": self.instance,
             "field": self.field,
             "rule": self.rule,
-            "value": json_safe(self.value),
+            "value": _json_safe(self.value),
             "did_you_mean": self.suggestion,
         }
 
@@ -159,7 +159,7 @@ def _plain_json(value: object, depth: int = 0) -> bool:
     return False
 
 
-def json_safe(value: object) -> object:
+def _json_safe(value: object) -> object:
     """The offending value for the error body: as sent when it is plain JSON of modest size,
     else its JSON text (cut short): NaN, Infinity, huge integers, long texts and lists."""
     if isinstance(value, np.generic):
@@ -179,7 +179,7 @@ def closest(name: str, candidates: tuple[str, ...]) -> str | None:
     return lowered[found[0]] if found else None
 
 
-def field_problems(
+def _field_problems(
     spec: ProjectSpec, sent: Mapping[str, Any], instance: int | None, kind: str = "field"
 ) -> list[Problem]:
     """Required fields that `sent` lacks, and sent fields that look like misspellings of fields
@@ -379,7 +379,7 @@ def from_v1(spec: ProjectSpec, payload: object, limit: int) -> Parsed:
                 )
             )
             continue
-        found = field_problems(spec, instance, i) if any(n not in instance for n in names) else []
+        found = _field_problems(spec, instance, i) if any(n not in instance for n in names) else []
         problems.extend(found)
         if len(instance) > len(known) or not known.issuperset(instance):
             misspelt = {p.field for p in found if p.rule == UNKNOWN_FIELD}
@@ -411,7 +411,7 @@ def _decoded(value: Any) -> Any:
 def from_v2(spec: ProjectSpec, request: InferRequest, limit: int) -> Parsed:
     """Open Inference Protocol: one named input per field, each with one value per row."""
     inputs = {inp.name: [_decoded(v) for v in _flat(inp.data)] for inp in request.inputs}
-    missing = field_problems(spec, inputs, None, "input")
+    missing = _field_problems(spec, inputs, None, "input")
     if missing:
         raise RequestRejected(missing)
     lengths = {name: len(inputs[name]) for name in spec.input_columns if name in inputs}

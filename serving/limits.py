@@ -25,7 +25,7 @@ def too_large(limit: int) -> str:
     )
 
 
-def declared_length(scope: Scope) -> int | None:
+def _declared_length(scope: Scope) -> int | None:
     """The request's Content-Length, or None when it has none (chunked) or it is not a number
     (the HTTP server refuses that before the app sees it)."""
     for name, value in scope.get("headers", []):
@@ -50,7 +50,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = declared_length(scope)
+        declared = _declared_length(scope)
         if declared is not None and declared > self.limit:
             await self.refuse(scope, receive, send)
             return

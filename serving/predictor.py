@@ -71,7 +71,7 @@ def _is_json_media_type(content_type: str | None) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def parse_body(body: bytes | bytearray | str, content_type: str | None) -> Any:
+def _parse_body(body: bytes | bytearray | str, content_type: str | None) -> Any:
     """A body KServe handed over undecoded: it had a non-JSON content type, or was not JSON.
 
     Python's JSON reader accepts NaN and Infinity (as `json.dumps` writes them), so those reach
@@ -218,7 +218,7 @@ class ProjectPredictor(Model):
             if isinstance(payload, InferRequest):
                 return from_v2(self.spec, payload, MAX_INSTANCES)
             if isinstance(payload, bytes | bytearray | str):
-                payload = parse_body(payload, (headers or {}).get("content-type"))
+                payload = _parse_body(payload, (headers or {}).get("content-type"))
             return from_v1(self.spec, payload, MAX_INSTANCES)
         except RequestRejected as exc:
             metrics.record_rejection(self.name, exc.fields)

@@ -34,7 +34,7 @@ from serving.metrics import RequestMetrics
 from serving.predictor import ProjectPredictor
 
 
-class ReadinessDataPlane(DataPlane):
+class _ReadinessDataPlane(DataPlane):
     def _known(self, name: str) -> None:
         if self.model_registry.get_model(name) is None:
             raise errors.UnknownModel(name, list(self.model_registry.get_models()))
@@ -100,7 +100,7 @@ REPOSITORY_CLOSED = (
 )
 
 
-class FixedModelRepository(ModelRepositoryExtension):
+class _FixedModelRepository(ModelRepositoryExtension):
     """KServe's repository API (`POST /v2/repository/models/<name>/load` and `unload`) would let
     any client unload the served model, leaving the pod alive and never ready again: refused."""
 
@@ -118,8 +118,8 @@ class ModelServer(kserve.ModelServer):
             raise ValueError("serve one process per pod or core: --workers must be 1")
         # start() builds the REST server from self.dataplane and the repository extension, so
         # replacing them here is enough
-        self.dataplane = ReadinessDataPlane(model_registry=self.registered_models)
-        self.model_repository_extension = FixedModelRepository(self.registered_models)
+        self.dataplane = _ReadinessDataPlane(model_registry=self.registered_models)
+        self.model_repository_extension = _FixedModelRepository(self.registered_models)
         errors.install(app)  # after super().__init__, which sets up KServe's logging
 
     def serve_while_loading(

@@ -50,7 +50,7 @@ def analysis(source: str, filters: Filters) -> market.MarketAnalysis:
 
 
 @st.cache_data(ttl=CACHE_S, max_entries=256, show_spinner=False)
-def figure_png(source: str, filters: Filters, view: int) -> bytes:
+def _figure_png(source: str, filters: Filters, view: int) -> bytes:
     figure = market.VIEWS[view].draw(analysis(source, filters))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -154,7 +154,7 @@ def market_tab(settings: Settings) -> None:
     st.markdown(md(market.summary_line(found)))
     for index, view in enumerate(market.VIEWS):
         st.subheader(view.title)
-        st.image(figure_png(data.source, filters, index), caption=view.caption)
+        st.image(_figure_png(data.source, filters, index), caption=view.caption)
         with st.expander(f"{view.title}: the table"):
             st.dataframe(market.format_table(view.table(found)), hide_index=True)
     st.subheader("What the cleaning rules removed")
@@ -164,7 +164,7 @@ def market_tab(settings: Settings) -> None:
         st.dataframe(market.removed_prices(data), hide_index=True)
 
 
-def model_tab(settings: Settings) -> None:
+def _model_tab(settings: Settings) -> None:
     try:
         found = registered(settings.tracking_uri)
     except NoChampion as exc:
@@ -201,7 +201,7 @@ def model_tab(settings: Settings) -> None:
         st.caption(f"Gap: {line}.")
 
 
-def field_widget(field: form.Field, default: Any, models: list[str]) -> Any:
+def _field_widget(field: form.Field, default: Any, models: list[str]) -> Any:
     column = field.column
     if column.dtype == "category":
         choices = form.options(column)
@@ -231,7 +231,7 @@ def field_widget(field: form.Field, default: Any, models: list[str]) -> Any:
     )
 
 
-def reason_line(field: str, value: Any, amount: float) -> str:
+def _reason_line(field: str, value: Any, amount: float) -> str:
     shown = form.NOT_GIVEN if value is None else value
     way = "raises" if amount >= 0 else "lowers"
     return md(f"**{field}** = {shown}: {way} the estimate by ${abs(amount):,.0f}")
@@ -250,7 +250,7 @@ def estimator(settings: Settings) -> None:
     with st.form("car"):
         columns = st.columns(3)
         entered = {
-            field.column.name: field_widget_in(columns[i % 3], field, values, models)
+            field.column.name: _field_widget_in(columns[i % 3], field, values, models)
             for i, field in enumerate(form.fields(SPEC))
         }
         submitted = st.form_submit_button("Estimate the price", key=SUBMIT_KEY, type="primary")
@@ -292,7 +292,7 @@ def estimator(settings: Settings) -> None:
     if reasons is not None:
         st.subheader("Top reasons")
         for name, amount in reasons.top():
-            st.markdown(reason_line(name, car.get(name), amount))
+            st.markdown(_reason_line(name, car.get(name), amount))
         st.caption(
             md(f"Against an average car's ${reasons.base_value:,.0f}; method: {reasons.method}.")
         )
@@ -310,11 +310,11 @@ def estimator(settings: Settings) -> None:
         st.caption("From the listings, not from the model: asking prices, not sale prices.")
 
 
-def field_widget_in(
+def _field_widget_in(
     container: Any, field: form.Field, values: dict[str, Any], models: list[str]
 ) -> Any:
     with container:
-        return field_widget(field, values[field.column.name], models)
+        return _field_widget(field, values[field.column.name], models)
 
 
 # --- The page ----------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def main() -> None:
             st.markdown(f"**{name}**  \n`{value}`")
     requested = str(st.query_params.get(TAB_PARAM, "")).lower()
     tabs = st.tabs(list(TABS.values()), default=TABS.get(requested, TABS["overview"]))
-    renderers = (overview, market_tab, model_tab, estimator)
+    renderers = (overview, market_tab, _model_tab, estimator)
     for tab, render in zip(tabs, renderers, strict=True):
         with tab:
             guarded(lambda render=render: render(settings))  # type: ignore[misc]

@@ -113,11 +113,11 @@ def champion(spec: ProjectSpec, tracking_uri: str) -> Champion:
             for k, v in run.data.metrics.items()
             if k.startswith(TEST_PREFIX)
         },
-        evaluation=evaluation_record(client, run_id),
+        evaluation=_evaluation_record(client, run_id),
     )
 
 
-def evaluation_record(client: object, run_id: str) -> EvaluationSummary | None:
+def _evaluation_record(client: object, run_id: str) -> EvaluationSummary | None:
     """The run's logged evaluation record, or None when the run has none."""
     from mlflow.exceptions import MlflowException
 

@@ -63,7 +63,7 @@ def fields(spec: ProjectSpec) -> list[Field]:
     ]
 
 
-def is_number(column: Column) -> bool:
+def _is_number(column: Column) -> bool:
     return column.dtype in ("float", "int")
 
 
@@ -72,7 +72,7 @@ def defaults(spec: ProjectSpec, latest_posting: dt.date | None) -> dict[str, Any
     as the text of their fields."""
     values = {c.name: EXAMPLE.get(c.name) for c in spec.columns}
     for column in spec.columns:
-        if is_number(column):
+        if _is_number(column):
             value = values[column.name]
             values[column.name] = "" if value is None else str(value)
     values["date_posted"] = latest_posting or dt.date.today()

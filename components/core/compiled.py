@@ -120,7 +120,7 @@ def _bits(words: np.ndarray) -> list[int]:
     return [c for c in range(32 * len(words)) if (int(words[c // 32]) >> (c % 32)) & 1]
 
 
-def hist_gradient_boosting_attributes(estimator: Any) -> tuple[dict[str, Any], float]:
+def _hist_gradient_boosting_attributes(estimator: Any) -> tuple[dict[str, Any], float]:
     """The attributes of one ai.onnx.ml v5 `TreeEnsemble` computing the raw sum of a fitted
     single-output HistGradientBoosting's trees, and its baseline.
 
@@ -260,7 +260,7 @@ def _convert_hist_gradient_boosting(scope: Any, operator: Any, container: Any) -
     estimator = operator.raw_operator
     if estimator.loss != "squared_error":
         raise NotCompiled(f"histogram boosting with loss {estimator.loss!r} is not converted")
-    attributes, baseline = hist_gradient_boosting_attributes(estimator)
+    attributes, baseline = _hist_gradient_boosting_attributes(estimator)
     as_double = scope.get_unique_variable_name("as_double")
     container.add_node("Cast", [operator.inputs[0].full_name], [as_double], to=TensorProto.DOUBLE)
     mask = getattr(estimator, "is_categorical_", None)
@@ -277,7 +277,7 @@ def _convert_hist_gradient_boosting(scope: Any, operator: Any, container: Any) -
         container.add_node("Where", [is_code, nan, as_double], [cleaned])
         as_double = cleaned
     raw = scope.get_unique_variable_name("tree_sum")
-    # skl2onnx targets ai.onnx.ml 3 at most: `to_graph` moves this node to ai.onnx.ml 5
+    # skl2onnx targets ai.onnx.ml 3 at most: `_to_graph` moves this node to ai.onnx.ml 5
     container.add_node(
         "TreeEnsemble", [as_double], [raw], op_domain=PENDING_DOMAIN, op_version=1, **attributes
     )
@@ -323,7 +323,7 @@ def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
 _registered = False
 
 
-def register_converters() -> None:
+def _register_converters() -> None:
     """Adds the converters above to skl2onnx's registry (once per process)."""
     global _registered
     if _registered:
@@ -374,35 +374,35 @@ def _walk(obj: Any) -> list[Any]:
     return found
 
 
-def graph_inputs(engineered: dict[str, np.ndarray], names: Sequence[str], dtype: str) -> list[Any]:
+def _graph_inputs(engineered: dict[str, np.ndarray], names: Sequence[str], dtype: str) -> list[Any]:
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     number = DoubleTensorType if dtype == "float64" else FloatTensorType
     return [
-        (name, StringTensorType([None, 1]) if is_text(engineered[name]) else number([None, 1]))
+        (name, StringTensorType([None, 1]) if _is_text(engineered[name]) else number([None, 1]))
         for name in names
     ]
 
 
-def is_text(values: np.ndarray) -> bool:
+def _is_text(values: np.ndarray) -> bool:
     return not np.issubdtype(np.asarray(values).dtype, np.number)
 
 
-def to_graph(spec: ProjectSpec, model: Any, sample: pd.DataFrame, dtype: str) -> bytes:
+def _to_graph(spec: ProjectSpec, model: Any, sample: pd.DataFrame, dtype: str) -> bytes:
     """The ONNX graph of `model` after its feature step, with inputs of `dtype`."""
     from skl2onnx import to_onnx
 
-    register_converters()
+    _register_converters()
     _, features, rest = parts(model)
     engineered = features.transform_columns(columns_of(sample, features.input_columns))
     names = list(rest[0][1].feature_names_in_)
-    pipeline = convertible(rest[:-1] if native_tail(rest) else rest)
+    pipeline = convertible(rest[:-1] if _native_tail(rest) else rest)
     options: dict[Any, Any] = {}
-    if spec.task.probabilistic and not native_tail(rest):
+    if spec.task.probabilistic and not _native_tail(rest):
         options = {id(pipeline.steps[-1][1]): {"zipmap": False}}
     graph = to_onnx(
         pipeline,
-        initial_types=graph_inputs(engineered, names, dtype),
+        initial_types=_graph_inputs(engineered, names, dtype),
         target_opset={"": 18, "ai.onnx.ml": 3},
         options=options,
     )
@@ -418,7 +418,7 @@ def to_graph(spec: ProjectSpec, model: Any, sample: pd.DataFrame, dtype: str) ->
     return bytes(graph.SerializeToString())
 
 
-def native_tail(rest: list[tuple[str, Any]]) -> Any:
+def _native_tail(rest: list[tuple[str, Any]]) -> Any:
     """The estimator that evaluates itself after the graph, or None: CatBoost's own compiled
     evaluator scores a batch about ten times faster than ONNX Runtime runs its exported trees
     (bankchurn here), so the graph stops at its input."""
@@ -435,7 +435,7 @@ class CompiledModel:
 
         _, self.features, rest = parts(model)
         self.spec = spec
-        self.tail = native_tail(rest)
+        self.tail = _native_tail(rest)
         options = onnxruntime.SessionOptions()
         # a graph that only encodes the inputs of a tail: threads cost more than they share
         options.intra_op_num_threads = 1 if self.tail is not None else threads
@@ -539,7 +539,7 @@ def compile_model(
     tried: list[str] = []
     for dtype in dtypes:
         try:
-            graph = to_graph(spec, model, check.head(5), dtype)
+            graph = _to_graph(spec, model, check.head(5), dtype)
             found = agreement(spec, model, CompiledModel(spec, model, graph), check)
         except NotCompiled as exc:
             return Compilation(None, None, str(exc), [f"{dtype}: {exc}"])

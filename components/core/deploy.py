@@ -123,7 +123,7 @@ class Target:
             raise DeployError("; ".join(problems))
 
 
-def check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
+def _check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
     parts = model_uri_parts(model_uri)
     if parts is None or (parts.alias is not None and not ALIAS.match(parts.alias)):
         raise DeployError(
@@ -135,7 +135,7 @@ def check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
         )
 
 
-def check_sha256(given: str, name: str = "model_sha256") -> str:
+def _check_sha256(given: str, name: str = "model_sha256") -> str:
     digest = given.strip().lower()
     if digest and not SHA256_HEX.match(digest):
         raise DeployError(f"{name} {given!r} is not a sha256 (64 hex digits)")
@@ -152,9 +152,9 @@ def inference_service(
     """The InferenceService (KServe v1 protocol, raw deployment) serving `model_uri`; with
     `model_sha256` (and `compiled_sha256`), the server refuses a model file (a compiled graph)
     of any other digest."""
-    check_model_uri(spec, model_uri)
-    digest = check_sha256(model_sha256)
-    graph_digest = check_sha256(compiled_sha256, "compiled_sha256")
+    _check_model_uri(spec, model_uri)
+    digest = _check_sha256(model_sha256)
+    graph_digest = _check_sha256(compiled_sha256, "compiled_sha256")
     if graph_digest and not digest:
         raise DeployError("compiled_sha256 pins the graph of a model whose file is not pinned")
     target.check()

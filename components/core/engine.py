@@ -24,7 +24,7 @@ spills to disk: `make bench-scale` measures the steps at 10 million rows within 
 BLOCK = 1 << 20
 
 
-def memory_mb() -> int:
+def _memory_mb() -> int:
     given = os.environ.get(MEMORY_ENV, "")
     if not given:
         return DEFAULT_MEMORY_MB
@@ -44,7 +44,7 @@ def connect(
     spill = str(spill_dir or tempfile.mkdtemp(prefix="duckdb-spill-"))
     con = duckdb.connect(
         config={
-            "memory_limit": f"{memory or memory_mb()}MB",
+            "memory_limit": f"{memory or _memory_mb()}MB",
             "threads": threads,
             "temp_directory": spill,
             "preserve_insertion_order": False,
@@ -59,7 +59,7 @@ def is_local(source: str) -> bool:
     return "://" not in source or source.startswith("file://")
 
 
-def local_path(source: str) -> Path:
+def _local_path(source: str) -> Path:
     return Path(source.removeprefix("file://")).expanduser()
 
 
@@ -68,7 +68,7 @@ def local_copy(source: str, suffix: str = "") -> Iterator[Path]:
     """A local path holding the bytes of `source`: the file itself when it is local, else a
     temporary copy downloaded in blocks (http(s) or any fsspec URL) and removed afterwards."""
     if is_local(source):
-        yield local_path(source)
+        yield _local_path(source)
         return
     import fsspec
 

@@ -178,7 +178,7 @@ def figures_table(
     return pd.DataFrame(rows)
 
 
-def groups_html(spec: ProjectSpec, groups: list[GroupFigures]) -> str:
+def _groups_html(spec: ProjectSpec, groups: list[GroupFigures]) -> str:
     frame = pd.DataFrame(
         [
             {
@@ -230,13 +230,13 @@ def html_report(
     ]
     sections += spec.task.report_sections(spec.target, y, score, threshold)
     if evaluation.groups:
-        sections.append(("By group", groups_html(spec, evaluation.groups)))
+        sections.append(("By group", _groups_html(spec, evaluation.groups)))
     return report.page(
         f"{spec.title} ({spec.name}): evaluation on the test split", provenance, sections, intro
     )
 
 
-def parse_gate_overrides(text: str) -> dict[str, float]:
+def _parse_gate_overrides(text: str) -> dict[str, float]:
     """`{"roc_auc": 0.8}` -> thresholds by metric; a bad document is named, not ignored."""
     try:
         overrides = json.loads(text or "{}")
@@ -267,7 +267,7 @@ def assess(
 ) -> Assessment:
     """Scores the test split once, with bootstrap intervals, and checks the gates
     (`gate_overrides` as JSON)."""
-    gates = spec.with_gate_overrides(parse_gate_overrides(gate_overrides))
+    gates = spec.with_gate_overrides(_parse_gate_overrides(gate_overrides))
     result, score = evaluate(spec, model, test_frame)
     passed, gate_lines = check_gates(gates, result.metrics)
     y = split_xy(spec, test_frame)[1].to_numpy()

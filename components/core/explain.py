@@ -260,7 +260,7 @@ def _changed(before: pd.DataFrame, after: pd.DataFrame) -> np.ndarray:
     return np.asarray(~same.all(axis=0))
 
 
-def attribution(
+def _attribution(
     spec: ProjectSpec, front: list[Any], background: pd.DataFrame
 ) -> tuple[list[str], np.ndarray]:
     """Which raw fields each engineered column is built from, found by moving each raw field
@@ -299,7 +299,7 @@ class TreeInputExplainer:
         self.model = model
         self.parts = _take_apart(spec, model)
         sample = background_sample(spec, background)
-        self.names, self.weights = attribution(spec, self.parts.front, sample)
+        self.names, self.weights = _attribution(spec, self.parts.front, sample)
         estimator = self.parts.estimator
         if isinstance(estimator, LINEAR):
             self.method = "linear SHAP on the model's inputs, attributed to the raw fields"

@@ -257,7 +257,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def read_json_part(raw: bytes, schema: LogSchema | None) -> pa.Table:
+def _read_json_part(raw: bytes, schema: LogSchema | None) -> pa.Table:
     """One JSON part as flat columns (typed by `schema`, or as parsed); PartError if it cannot
     be read whole (a torn line, not JSON, not log records)."""
     if not raw.strip():
@@ -290,30 +290,32 @@ JSON_BATCH_BYTES = 8 << 20
 
 
 @dataclass
-class JsonBatch:
+class _JsonBatch:
     read: list[str]
     """The parts whose rows `table` holds."""
     table: pa.Table | None
     skipped: list[Skipped]
 
 
-def read_json_parts(fs: Any, paths: Iterable[str], schema: LogSchema | None) -> Iterator[JsonBatch]:
+def _read_json_parts(
+    fs: Any, paths: Iterable[str], schema: LogSchema | None
+) -> Iterator[_JsonBatch]:
     """The parts' rows, parsed JSON_BATCH_BYTES at a time. A batch that does not parse whole is
     parsed again part by part, so that only its unreadable parts are skipped; a part gone since it
     was listed (compacted or pruned meanwhile) is passed over."""
     waiting: list[tuple[str, bytes]] = []
     size = 0
 
-    def parsed() -> Iterator[JsonBatch]:
+    def parsed() -> Iterator[_JsonBatch]:
         joined = b"".join(raw if raw.endswith(b"\n") else raw + b"\n" for _, raw in waiting)
         try:
-            yield JsonBatch([path for path, _ in waiting], read_json_part(joined, schema), [])
+            yield _JsonBatch([path for path, _ in waiting], _read_json_part(joined, schema), [])
         except PartError:
             for path, raw in waiting:
                 try:
-                    yield JsonBatch([path], read_json_part(raw, schema), [])
+                    yield _JsonBatch([path], _read_json_part(raw, schema), [])
                 except PartError as exc:
-                    yield JsonBatch([], None, [Skipped(path, str(exc))])
+                    yield _JsonBatch([], None, [Skipped(path, str(exc))])
 
     for path in paths:
         try:
@@ -322,10 +324,10 @@ def read_json_parts(fs: Any, paths: Iterable[str], schema: LogSchema | None) -> 
         except FileNotFoundError:
             continue
         except OSError as exc:
-            yield JsonBatch([], None, [Skipped(path, str(exc))])
+            yield _JsonBatch([], None, [Skipped(path, str(exc))])
             continue
         if not raw.strip():
-            yield JsonBatch([], None, [Skipped(path, "empty file")])
+            yield _JsonBatch([], None, [Skipped(path, "empty file")])
             continue
         waiting.append((path, raw))
         size += len(raw)
@@ -456,7 +458,7 @@ class LogScan:
             for path in hour.compacted:
                 for table in self._parquet(fs, path):
                     yield table
-            for found in read_json_parts(fs, hour.parts, self.schema):
+            for found in _read_json_parts(fs, hour.parts, self.schema):
                 self.skipped.extend(found.skipped)
                 self.parts_read += len(found.read)
                 if found.table is None:
@@ -629,7 +631,7 @@ def _compact_hour(fs: Any, hour: Hour, schema: LogSchema, done: _Tally) -> None:
     temporary = f"{hour.path}/.{COMPACTED_PREFIX}{_stamp()}-{uuid.uuid4().hex[:8]}.tmp"
     with fs.open(temporary, "wb") as handle:
         try:
-            for found in read_json_parts(fs, sorted(hour.parts, key=_name), schema):
+            for found in _read_json_parts(fs, sorted(hour.parts, key=_name), schema):
                 for bad in found.skipped:
                     done.quarantined.append(bad)
                     fs.makedirs(f"{hour.path}/{QUARANTINE}", exist_ok=True)

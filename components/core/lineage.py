@@ -65,7 +65,7 @@ def data_kind(synthetic: bool | None) -> str:
     return "SYNTHETIC DATA" if synthetic else "REAL DATA"
 
 
-def describe_source(source: DataSource) -> str:
+def _describe_source(source: DataSource) -> str:
     return f"{source.source} (sha256 {source.sha256[:12]}, {source.rows:,} rows after cleaning)"
 
 
@@ -107,7 +107,7 @@ class Provenance:
         return Provenance(
             project=project,
             synthetic=source.synthetic,
-            data=describe_source(source),
+            data=_describe_source(source),
             model=model,
             run=run,
             notice=source.notice,

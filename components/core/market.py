@@ -89,10 +89,10 @@ def read_listings(
             f"{source} is not the data expected: sha256 {digest}, expected {expected_sha256} "
             "(did it change since ingest read it?)"
         )
-    return split_by_rules(spec, frame, source, digest, rows is not None)
+    return _split_by_rules(spec, frame, source, digest, rows is not None)
 
 
-def split_by_rules(
+def _split_by_rules(
     spec: ProjectSpec, frame: pd.DataFrame, source: str, sha256: str, synthetic: bool
 ) -> Listings:
     missing = [c for c in COLUMNS if c not in frame.columns]
@@ -108,13 +108,13 @@ def split_by_rules(
         source=source,
         sha256=sha256,
         synthetic=synthetic,
-        kept=with_brand(kept.drop(columns=ROW)),
+        kept=_with_brand(kept.drop(columns=ROW)),
         removed=removed.reset_index(drop=True),
         removed_by_rule=removed_by_rule,
     )
 
 
-def with_brand(frame: pd.DataFrame) -> pd.DataFrame:
+def _with_brand(frame: pd.DataFrame) -> pd.DataFrame:
     """The listings with `brand`, the first word of `model` (as the model's features read it)."""
     model = frame[MODEL].astype(str).str.strip().str.lower()
     return frame.assign(**{BRAND: model.str.split().str[0]})
@@ -139,7 +139,7 @@ def filter_listings(
     return frame.loc[keep]
 
 
-def band_labels(edges: tuple[float, ...]) -> list[str]:
+def _band_labels(edges: tuple[float, ...]) -> list[str]:
     def short(value: float) -> str:
         return f"{value / 1000:g}k"
 
@@ -150,14 +150,14 @@ def band_labels(edges: tuple[float, ...]) -> list[str]:
     return labels
 
 
-def banded(values: pd.Series, edges: tuple[float, ...]) -> pd.Series:
+def _banded(values: pd.Series, edges: tuple[float, ...]) -> pd.Series:
     """Each value's band (left edge included), `unknown` for blanks, in the bands' order."""
-    labels = band_labels(edges)
+    labels = _band_labels(edges)
     bands = pd.cut(pd.to_numeric(values), list(edges), labels=labels, right=False)
     return bands.cat.add_categories([UNKNOWN]).fillna(UNKNOWN)
 
 
-def price_summary(
+def _price_summary(
     prices: pd.Series, groups: pd.Series, order: Iterable[Any] | None = None
 ) -> pd.DataFrame:
     """Listings and asking price quartiles per group; groups in `order` when given (those
@@ -180,9 +180,9 @@ def price_summary(
     return stats.rename_axis("group").reset_index()
 
 
-def days_by_price_band(frame: pd.DataFrame) -> pd.DataFrame:
+def _days_by_price_band(frame: pd.DataFrame) -> pd.DataFrame:
     """How long listings stayed up, per asking price band."""
-    bands = banded(frame[PRICE], PRICE_BANDS)
+    bands = _banded(frame[PRICE], PRICE_BANDS)
     days = frame[DAYS].groupby(bands, observed=True)
     table = pd.DataFrame(
         {
@@ -192,7 +192,7 @@ def days_by_price_band(frame: pd.DataFrame) -> pd.DataFrame:
             "share listed 60 days or more": days.apply(lambda d: float((d >= 60).mean())),
         }
     )
-    order = [b for b in band_labels(PRICE_BANDS) if b in table.index]
+    order = [b for b in _band_labels(PRICE_BANDS) if b in table.index]
     return table.reindex(order).rename_axis("price band (USD)").reset_index()
 
 
@@ -222,7 +222,7 @@ def analyse(spec: ProjectSpec, frame: pd.DataFrame) -> MarketAnalysis:
     prices = frame[PRICE].astype(float)
     years = frame[YEAR].dropna()
     whole_years = years.astype(int)
-    by_year = price_summary(prices.loc[years.index], whole_years, sorted(whole_years.unique()))
+    by_year = _price_summary(prices.loc[years.index], whole_years, sorted(whole_years.unique()))
     by_year = by_year.loc[by_year["listings"] >= MIN_YEAR_LISTINGS].rename(columns={"group": YEAR})
     posted = pd.to_datetime(frame[POSTED], errors="coerce").dropna()
     return MarketAnalysis(
@@ -232,17 +232,17 @@ def analyse(spec: ProjectSpec, frame: pd.DataFrame) -> MarketAnalysis:
         last_posted=posted.max().date().isoformat() if len(posted) else UNKNOWN,
         unknown_year=int(frame[YEAR].isna().sum()),
         by_year=by_year.reset_index(drop=True),
-        by_mileage=price_summary(
+        by_mileage=_price_summary(
             prices,
-            banded(frame[MILEAGE], MILEAGE_BANDS),
-            [*band_labels(MILEAGE_BANDS), UNKNOWN],
+            _banded(frame[MILEAGE], MILEAGE_BANDS),
+            [*_band_labels(MILEAGE_BANDS), UNKNOWN],
         ).rename(columns={"group": "mileage (miles)"}),
-        by_condition=price_summary(prices, frame[CONDITION], conditions).rename(
+        by_condition=_price_summary(prices, frame[CONDITION], conditions).rename(
             columns={"group": CONDITION}
         ),
-        by_type=price_summary(prices, frame[BODY]).rename(columns={"group": BODY}),
-        by_brand=price_summary(prices, frame[BRAND]).rename(columns={"group": BRAND}),
-        days_listed=days_by_price_band(frame),
+        by_type=_price_summary(prices, frame[BODY]).rename(columns={"group": BODY}),
+        by_brand=_price_summary(prices, frame[BRAND]).rename(columns={"group": BRAND}),
+        days_listed=_days_by_price_band(frame),
     )
 
 
@@ -287,7 +287,7 @@ def _quartile_bars(table: pd.DataFrame, label: str, title: str, horizontal: bool
     return fig
 
 
-def year_figure(analysis: MarketAnalysis) -> Figure:
+def _year_figure(analysis: MarketAnalysis) -> Figure:
     plt = report.pyplot()
     table = analysis.by_year
     fig, ax = plt.subplots(figsize=(9, 3.8))
@@ -303,25 +303,25 @@ def year_figure(analysis: MarketAnalysis) -> Figure:
     return fig
 
 
-def mileage_figure(analysis: MarketAnalysis) -> Figure:
+def _mileage_figure(analysis: MarketAnalysis) -> Figure:
     return _quartile_bars(
         analysis.by_mileage, "mileage (miles)", "Asking price by mileage (median, 25th to 75th)"
     )
 
 
-def condition_figure(analysis: MarketAnalysis) -> Figure:
+def _condition_figure(analysis: MarketAnalysis) -> Figure:
     return _quartile_bars(
         analysis.by_condition, CONDITION, "Asking price by condition (median, 25th to 75th)"
     )
 
 
-def type_figure(analysis: MarketAnalysis) -> Figure:
+def _type_figure(analysis: MarketAnalysis) -> Figure:
     return _quartile_bars(
         analysis.by_type, BODY, "Asking price by body type (median, 25th to 75th)", True
     )
 
 
-def brand_figure(analysis: MarketAnalysis) -> Figure:
+def _brand_figure(analysis: MarketAnalysis) -> Figure:
     plt = report.pyplot()
     table = analysis.by_brand
     brands = table[BRAND].tolist()[::-1]
@@ -333,7 +333,7 @@ def brand_figure(analysis: MarketAnalysis) -> Figure:
     return fig
 
 
-def days_figure(analysis: MarketAnalysis) -> Figure:
+def _days_figure(analysis: MarketAnalysis) -> Figure:
     plt = report.pyplot()
     table = analysis.days_listed
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -347,7 +347,7 @@ def days_figure(analysis: MarketAnalysis) -> Figure:
 
 
 @dataclass(frozen=True)
-class View:
+class _View:
     """One figure with the table behind it and how to read it."""
 
     title: str
@@ -357,32 +357,35 @@ class View:
 
 
 VIEWS = (
-    View(
+    _View(
         "Price by model year",
-        year_figure,
+        _year_figure,
         lambda a: a.by_year,
         f"Model years with at least {MIN_YEAR_LISTINGS} listings; listings without a year are "
         "left out.",
     ),
-    View(
+    _View(
         "Price by mileage",
-        mileage_figure,
+        _mileage_figure,
         lambda a: a.by_mileage,
         "Odometer reading in miles; `unknown` is a listing without one.",
     ),
-    View(
-        "Price by condition", condition_figure, lambda a: a.by_condition, "As the seller states it."
+    _View(
+        "Price by condition",
+        _condition_figure,
+        lambda a: a.by_condition,
+        "As the seller states it.",
     ),
-    View("Price by body type", type_figure, lambda a: a.by_type, "Most listed first."),
-    View(
+    _View("Price by body type", _type_figure, lambda a: a.by_type, "Most listed first."),
+    _View(
         "Brands: listings and median price",
-        brand_figure,
+        _brand_figure,
         lambda a: a.by_brand,
         "The brand is the first word of the model.",
     ),
-    View(
+    _View(
         "Days listed by price band",
-        days_figure,
+        _days_figure,
         lambda a: a.days_listed,
         "How long a listing stayed up before it was taken down, by its asking price.",
     ),

@@ -104,7 +104,7 @@ class Window:
         return self.stats.rows if self.stats is not None else len(self.frame)
 
 
-def window_span(hours: float, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+def _window_span(hours: float, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     if hours <= 0:
         raise MonitoringError(f"the window must reach back more than 0 hours; got {hours}")
     end = now or utc_now()
@@ -133,7 +133,7 @@ def collect(
             if source == LOG_SOURCE:
                 if not log_root:
                     raise MonitoringError("source 'log' needs the inference log's root (log_root)")
-                start, end = window_span(hours, now)
+                start, end = _window_span(hours, now)
                 found = window_module.collect_log(
                     spec, log_root, start, end, labels, target, sample_rows
                 )
@@ -377,7 +377,7 @@ def html_report(spec: ProjectSpec, summary: MonitoringSummary, drift_result: Dri
     )
     sections = []
     if summary.collected is not None:
-        sections.append(("Window", window_html(summary.collected, summary.rows_sampled)))
+        sections.append(("Window", _window_html(summary.collected, summary.rows_sampled)))
     if summary.live_metrics:
         quality = pd.DataFrame(
             [
@@ -416,7 +416,7 @@ def _interval(found: tuple[float, float] | None) -> str:
     return f"{found[0]:,.4f} to {found[1]:,.4f}" if found else ""
 
 
-def window_html(stats: WindowStats, compared: int) -> str:
+def _window_html(stats: WindowStats, compared: int) -> str:
     """What the window held: counts over every row, the sample the drift check compared, the
     outputs with their intervals, what could not be read."""
     rates = ", ".join(f"{r:g}" for r in stats.sample_rates) or "1 (a file)"

@@ -206,7 +206,7 @@ def decide(
     )
 
 
-def champion_scores(spec: ProjectSpec, splits: dict[str, pd.DataFrame]) -> Incumbent:
+def _champion_scores(spec: ProjectSpec, splits: dict[str, pd.DataFrame]) -> Incumbent:
     """The current champion and its primary metric on THIS run's judging splits (the same rows
     as the challenger), so champions trained on other data are compared fairly."""
     client = mlflow.MlflowClient()
@@ -236,7 +236,7 @@ def champion_scores(spec: ProjectSpec, splits: dict[str, pd.DataFrame]) -> Incum
     return Incumbent(version, scores, f"champion v{version}", is_synthetic)
 
 
-def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Registration | None:
+def _already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Registration | None:
     """The registration of a byte-identical model, so a re-run (e.g. served from the KFP cache up
     to this step) does not add a duplicate version."""
     if not digest:
@@ -265,7 +265,7 @@ def already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regis
     return None
 
 
-def logged_model_file_sha256(info: Any) -> str:
+def _logged_model_file_sha256(info: Any) -> str:
     """sha256 of the model file as a server downloads it: read back from the artifact store
     after the upload, the file named by the logged MLmodel's sklearn flavor."""
     pickled = str(info.flavors["sklearn"]["pickled_model"])
@@ -302,7 +302,7 @@ def log_compiled(
     return found
 
 
-def log_trials(experiment: str, trials: pd.DataFrame) -> None:
+def _log_trials(experiment: str, trials: pd.DataFrame) -> None:
     """Each trial of the search as a child run of the active run: its parameters with their own
     types, its CV figures with the threshold they were taken at, and a `chosen` tag on the one
     the search picked."""
@@ -330,7 +330,7 @@ def log_trials(experiment: str, trials: pd.DataFrame) -> None:
             )
 
 
-def lineage_tags(record: RunRecord) -> dict[str, str]:
+def _lineage_tags(record: RunRecord) -> dict[str, str]:
     """Where a model comes from, as tags of its run and of its model version alike."""
     return record.tags() | {
         "source_sha256": record.source.sha256,
@@ -339,7 +339,7 @@ def lineage_tags(record: RunRecord) -> dict[str, str]:
     }
 
 
-def log_datasets(spec: ProjectSpec, record: RunRecord, frames: dict[str, pd.DataFrame]) -> None:
+def _log_datasets(spec: ProjectSpec, record: RunRecord, frames: dict[str, pd.DataFrame]) -> None:
     """The training and test splits as MLflow dataset inputs (digest, schema, source)."""
     from mlflow.data.pandas_dataset import from_pandas
 
@@ -351,7 +351,7 @@ def log_datasets(spec: ProjectSpec, record: RunRecord, frames: dict[str, pd.Data
         mlflow.log_input(dataset, context=context, tags={"source_sha256": record.source.sha256})
 
 
-def log_reports(reports: dict[str, str], version: str) -> None:
+def _log_reports(reports: dict[str, str], version: str) -> None:
     """Each HTML report under `reports/<name>.html`, with the model version it now belongs to."""
     for name, path in reports.items():
         if Path(path).is_file():
@@ -411,7 +411,7 @@ class Retraining:
         )
 
 
-def log_training_data(files: dict[str, str]) -> None:
+def _log_training_data(files: dict[str, str]) -> None:
     """The files under TRAINING_DATA in the active run, renamed to what the next retraining reads."""
     with tempfile.TemporaryDirectory() as folder:
         for name, path in files.items():
@@ -440,7 +440,7 @@ def register(
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(spec.name, uri)
-    previous = already_registered(spec, exp, record.model_sha256)
+    previous = _already_registered(spec, exp, record.model_sha256)
     if previous is not None:
         if on_card is not None:
             on_card(model_card.render(spec, record, previous))
@@ -453,16 +453,16 @@ def register(
         on_holdout, _ = evaluate(spec, model, retraining.holdout)
         challenger[HOLDOUT_SPLIT] = on_holdout.metrics[spec.primary_metric]
         metrics |= {f"holdout_{k}": v for k, v in on_holdout.metrics.items()}
-    incumbent = champion_scores(spec, splits)
-    lineage = lineage_tags(record)
+    incumbent = _champion_scores(spec, splits)
+    lineage = _lineage_tags(record)
     with mlflow.start_run(
         experiment_id=exp, run_name=record.run_name, tags={"project": spec.name, **lineage}
     ) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in record.params().items() if v is not None})
         mlflow.log_metrics(finite(metrics))
         mlflow.log_text(record.evaluation.to_json(), EVALUATION_RECORD)
-        log_trials(exp, trials)
-        log_datasets(spec, record, {"training": train_frame, "testing": test_frame})
+        _log_trials(exp, trials)
+        _log_datasets(spec, record, {"training": train_frame, "testing": test_frame})
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -470,7 +470,7 @@ def register(
             **model_files(spec, model, train_frame, reference_frame=test_frame),
         )
         version = str(info.registered_model_version)
-        digest = logged_model_file_sha256(info)
+        digest = _logged_model_file_sha256(info)
         # tagged before any alias names the version: a server following the alias checks it
         mlflow.MlflowClient().set_model_version_tag(
             spec.name, version, MODEL_FILE_DIGEST_TAG, digest
@@ -478,7 +478,7 @@ def register(
         compilation = log_compiled(spec, model, info.model_id, version, test_frame)
         reference.log(spec, record, train_frame)
         if retraining is not None:
-            log_training_data(retraining.data_files)
+            _log_training_data(retraining.data_files)
         synthetic = record.source.synthetic
         decision = decide(spec, challenger, synthetic, incumbent)
         tags = dict(lineage)
@@ -504,5 +504,5 @@ def register(
         mlflow.MlflowClient().update_model_version(
             spec.name, version, description=model_card.summary(spec, record, registration)
         )
-        log_reports(reports, f"{spec.name} v{version}")
+        _log_reports(reports, f"{spec.name} v{version}")
     return registration

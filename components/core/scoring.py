@@ -84,11 +84,11 @@ class DriftStopped(ScoringError):
     """The batch drifted and the drift gate is `stop`."""
 
 
-def utc_iso() -> str:
+def _utc_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
+def _check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ScoringError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
@@ -139,7 +139,7 @@ def pin(spec: ProjectSpec, model_version: str = "", allow_unverified: bool = Fal
                 f"registered before the register step recorded one); pass {UNVERIFIED_HINT} "
                 "to score with it unchecked"
             )
-        digest = file_digest(pinned)
+        digest = _file_digest(pinned)
         loading.logger.warning(
             "scoring with %s UNVERIFIED: no %s tag; pinned the file's sha256 %s for every shard",
             pinned,
@@ -166,7 +166,7 @@ def run_tags(run_id: str) -> dict[str, str]:
     return dict(mlflow.get_run(run_id).data.tags) if run_id else {}
 
 
-def file_digest(uri: str) -> str:
+def _file_digest(uri: str) -> str:
     """sha256 of the model file of a registry version, as a shard downloads it."""
     import mlflow
 
@@ -255,7 +255,7 @@ class Screened:
         )
 
 
-def model_column(values: pd.Series, numeric: bool) -> pd.Series:
+def _model_column(values: pd.Series, numeric: bool) -> pd.Series:
     """A checked column as the model reads it: text in a number column (a CSV column where some
     row was not a number) parsed by the schema check's own parser."""
     if numeric and values.dtype.kind not in "iuf":
@@ -299,7 +299,7 @@ def _screen_chunk(
         valid[name] = frame[name].to_numpy()[keep]
     for column in spec.columns:
         numeric = column.dtype in ("float", "int")
-        valid[column.name] = model_column(frame[column.name], numeric).to_numpy()[keep]
+        valid[column.name] = _model_column(frame[column.name], numeric).to_numpy()[keep]
     rejected = pd.DataFrame(
         {
             ROW_NUMBER: np.array([p[0] + 1 + offset for p in problems], dtype=np.int64),
@@ -448,7 +448,7 @@ def as_text(values: pd.Series) -> pd.Series:
     )
 
 
-def valid_schema(spec: ProjectSpec, identifiers: Sequence[str]) -> pa.Schema:
+def _valid_schema(spec: ProjectSpec, identifiers: Sequence[str]) -> pa.Schema:
     """The valid rows as written: the row number, identifiers as text, numbers as float64 and
     the other inputs as text, whatever each chunk of the file looked like."""
     numeric = {c.name for c in spec.columns if c.dtype in ("float", "int")}
@@ -461,7 +461,7 @@ def valid_schema(spec: ProjectSpec, identifiers: Sequence[str]) -> pa.Schema:
     )
 
 
-def rejected_schema(identifiers: Sequence[str]) -> pa.Schema:
+def _rejected_schema(identifiers: Sequence[str]) -> pa.Schema:
     return pa.schema(
         [
             (ROW_NUMBER, pa.int64()),
@@ -482,14 +482,14 @@ def _typed(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(pd.DataFrame(columns), schema=schema, preserve_index=False)
 
 
-class TableWriter:
+class _TableWriter:
     """Chunks of one schema appended to a CSV (header once) or a Parquet file (a row group per
     chunk); an empty batch still gets its header or schema."""
 
     def __init__(self, path: str | Path, kind: str, schema: pa.Schema) -> None:
         import pyarrow.parquet as pq
 
-        check_choice("output_format", kind, FORMATS)
+        _check_choice("output_format", kind, FORMATS)
         self.schema, self.kind, self.rows = schema, kind, 0
         if kind == "parquet":
             self._parquet: Any = pq.ParquetWriter(str(path), schema)
@@ -514,7 +514,7 @@ class TableWriter:
             self._csv.close()
 
 
-def read_chunks(
+def _read_chunks(
     path: Path, kind: str, source: str, rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
     """The file's rows, `rows` at a time, as pandas reads them (CSV) or as stored (Parquet)."""
@@ -559,7 +559,7 @@ def screen_file(
             sha256 = file_sha256(path)
             tally, columns = _screen_chunks(
                 spec,
-                read_chunks(path, kind, source, chunk_rows),
+                _read_chunks(path, kind, source, chunk_rows),
                 source,
                 valid_path,
                 rejected_path,
@@ -595,15 +595,17 @@ def _screen_chunks(
 ) -> tuple[_Tally, list[str]]:
     tally = _Tally()
     columns: list[str] = []
-    valid: TableWriter | None = None
-    rejected: TableWriter | None = None
+    valid: _TableWriter | None = None
+    rejected: _TableWriter | None = None
     try:
         for chunk in chunks:
             if valid is None:
                 columns = list(chunk.columns)
                 identifiers, _ = _check_columns(spec, columns, source)
-                valid = TableWriter(valid_path, "parquet", valid_schema(spec, identifiers))
-                rejected = TableWriter(rejected_path, rejected_format, rejected_schema(identifiers))
+                valid = _TableWriter(valid_path, "parquet", _valid_schema(spec, identifiers))
+                rejected = _TableWriter(
+                    rejected_path, rejected_format, _rejected_schema(identifiers)
+                )
             assert rejected is not None
             found = _screen_chunk(spec, chunk, tally.rows, identifiers)
             tally.add(len(chunk), found)
@@ -619,7 +621,7 @@ def _screen_chunks(
 def table_path(artifact: FileArtifact, kind: str) -> str:
     """Where to write a table artifact: its URI gets the format's extension (as reports get
     `.html`), so that whoever downloads it can tell how to read it."""
-    suffix = f".{check_choice('output_format', kind, FORMATS)}"
+    suffix = f".{_check_choice('output_format', kind, FORMATS)}"
     if not artifact.uri.endswith(suffix):
         artifact.uri = artifact.uri + suffix
     return artifact.path
@@ -650,7 +652,7 @@ def check_drift(
 ) -> DriftResult:
     """The monitoring check of the valid rows against the version's reference; gate `off`
     checks nothing. `enforce` then applies the gate."""
-    check_choice("drift_gate", gate, DRIFT_GATES)
+    _check_choice("drift_gate", gate, DRIFT_GATES)
     if gate == "off":
         return no_reference(spec, len(current), "not checked: the drift gate is off")
     if found is None:
@@ -697,7 +699,7 @@ def shard_indices(rows: int, shard_rows: int) -> list[int]:
     return list(range(math.ceil(rows / shard_rows)))
 
 
-def read_rows(
+def _read_rows(
     path: str | Path, start: int = 0, stop: int | None = None, batch_rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
     """Rows `start` to `stop` (0-based, stop excluded) of a Parquet file, `batch_rows` at a time:
@@ -721,7 +723,7 @@ def read_rows(
 
 
 def read_shard(path: str | Path, index: int, shard_rows: int) -> Iterator[pd.DataFrame]:
-    return read_rows(path, index * shard_rows, (index + 1) * shard_rows)
+    return _read_rows(path, index * shard_rows, (index + 1) * shard_rows)
 
 
 def drift_sample(
@@ -732,7 +734,7 @@ def drift_sample(
     from components.core.window import Reservoir, uniform_keys
 
     sample = Reservoir(size)
-    for frame in read_rows(path):
+    for frame in _read_rows(path):
         sample.offer(frame, uniform_keys(frame[[ROW_NUMBER]], seed))
     return sample.rows(order=ROW_NUMBER), sample.offered
 
@@ -805,11 +807,11 @@ def score_frame(
         explanation = explainer.explain(inputs)
         texts = reasons(spec, explanation.contributions, inputs)
         columns |= {name: texts[name].to_numpy() for name in texts.columns}
-    columns |= {MODEL_NAME: spec.name, MODEL_VERSION: version, SCORED_AT: scored_at or utc_iso()}
+    columns |= {MODEL_NAME: spec.name, MODEL_VERSION: version, SCORED_AT: scored_at or _utc_iso()}
     return pd.DataFrame(columns, index=frame.index)
 
 
-def merged_columns(spec: ProjectSpec, columns: Sequence[str]) -> list[str]:
+def _merged_columns(spec: ProjectSpec, columns: Sequence[str]) -> list[str]:
     """The scored shards' columns with the risk rank after the decision (and risk band) when
     the project's output has one."""
     return fields_of(spec.task, columns)
@@ -823,7 +825,7 @@ def _literal(text: str | Path) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def score_order(spec: ProjectSpec, con: Any, table: str, folder: Path) -> Path:
+def _score_order(spec: ProjectSpec, con: Any, table: str, folder: Path) -> Path:
     """Every row's (row number, score) sorted by score, highest first, ties in input order, as
     a Parquet file: the risk rank is a row's place in it, the quantiles are read off it. DuckDB
     sorts out of core, so this holds for any number of rows."""
@@ -836,17 +838,17 @@ def score_order(spec: ProjectSpec, con: Any, table: str, folder: Path) -> Path:
     return path
 
 
-def merge_query(
+def _merge_query(
     spec: ProjectSpec, con: Any, columns: Sequence[str], table: str, folder: Path
 ) -> tuple[str, Path | None]:
     """(SQL of the merged output, the score order when it was made): `table`'s rows, in input
     order already, with the risk rank (1 for the highest probability, ties in input order) when
     the project's output has one, joined by position to the ranks sorted back into input order;
     a row out of place stops the query."""
-    names = merged_columns(spec, columns)
+    names = _merged_columns(spec, columns)
     if not spec.task.rank:
         return f"SELECT {', '.join(map(_quoted, names))} FROM {table}", None
-    order = score_order(spec, con, table, folder)
+    order = _score_order(spec, con, table, folder)
     ranks = folder / "ranks.parquet"
     con.execute(
         f"COPY (SELECT {ROW_NUMBER}, file_row_number + 1 AS rank FROM "
@@ -868,7 +870,7 @@ def merge_query(
     return sql, order
 
 
-def check_complete(con: Any, table: str, expected_rows: int) -> None:
+def _check_complete(con: Any, table: str, expected_rows: int) -> None:
     """Every valid row in the shards exactly once."""
     rows, distinct = con.execute(
         f"SELECT count(*), count(DISTINCT {ROW_NUMBER}) FROM {table}"
@@ -888,15 +890,15 @@ def merge(spec: ProjectSpec, parts: Sequence[pd.DataFrame], expected_rows: int) 
         con = engine.connect(Path(folder) / "spill")
         con.execute("SET preserve_insertion_order = true")
         con.register("parts", merged)
-        check_complete(con, "parts", expected_rows)
+        _check_complete(con, "parts", expected_rows)
         con.execute(f"CREATE TEMP TABLE scored AS SELECT * FROM parts ORDER BY {ROW_NUMBER}")
-        sql, _ = merge_query(spec, con, list(merged.columns), "scored", Path(folder))
+        sql, _ = _merge_query(spec, con, list(merged.columns), "scored", Path(folder))
         found = con.execute(sql).df()
         con.close()
     return found
 
 
-def first_row_number(path: str | Path) -> int:
+def _first_row_number(path: str | Path) -> int:
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(str(path))
@@ -904,7 +906,7 @@ def first_row_number(path: str | Path) -> int:
     return int(first[ROW_NUMBER][0].as_py()) if first is not None and first.num_rows else 0
 
 
-def merge_files(
+def _merge_files(
     spec: ProjectSpec,
     con: Any,
     parts: Sequence[str],
@@ -919,18 +921,18 @@ def merge_files(
     for the summary's figures."""
     import pyarrow.parquet as pq
 
-    check_choice("output_format", output_format, FORMATS)
+    _check_choice("output_format", output_format, FORMATS)
     if not parts:
         raise ScoringError(f"no scored shards; expected each of the {expected_rows:,} rows once")
     con.execute("SET preserve_insertion_order = true")
-    files = ", ".join(_literal(p) for p in sorted(parts, key=first_row_number))
+    files = ", ".join(_literal(p) for p in sorted(parts, key=_first_row_number))
     con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet([{files}])")
-    check_complete(con, "scored", expected_rows)
+    _check_complete(con, "scored", expected_rows)
     columns = pq.ParquetFile(str(parts[0])).schema_arrow.names
-    sql, order = merge_query(spec, con, columns, "scored", folder)
+    sql, order = _merge_query(spec, con, columns, "scored", folder)
     options = "FORMAT csv, HEADER true" if output_format == "csv" else "FORMAT parquet"
     con.execute(f"COPY ({sql}) TO {_literal(out)} ({options})")
-    return merged_columns(spec, columns), order
+    return _merged_columns(spec, columns), order
 
 
 def output_columns(spec: ProjectSpec, with_reasons: bool, identifiers: Sequence[str]) -> list[str]:
@@ -948,7 +950,7 @@ def output_columns(spec: ProjectSpec, with_reasons: bool, identifiers: Sequence[
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, table: str) -> None:
-    check_choice("output_format", table, FORMATS)
+    _check_choice("output_format", table, FORMATS)
     if table == "csv":
         frame.to_csv(path, index=False)
     else:
@@ -980,7 +982,7 @@ def score_shard(
         from components.core.explain import explainer_for
 
         explainer = explainer_for(spec, loaded.model, loaded.background)
-    scored_at = utc_iso()
+    scored_at = _utc_iso()
     writer: Any = None
     rows = 0
     try:
@@ -1057,7 +1059,7 @@ def score_figures(
     ).fetchall()[0]
     figures: dict[str, float] = {}
     if rows:
-        order = order or score_order(spec, con, table, folder)
+        order = order or _score_order(spec, con, table, folder)
         wanted = {"min": 1.0, **QUANTILES, "max": 0.0}  # of the order, highest first
         at = {
             name: (rows - 1) * (1.0 - q if name not in ("min", "max") else q)
@@ -1141,7 +1143,7 @@ def summarise(
         score_field=score_field(spec),
         score_quantiles=figures.quantiles,
         reference_score_quantiles=quantiles(reference_scores),
-        finished=utc_iso(),
+        finished=_utc_iso(),
         **shares,
     )
 
@@ -1301,7 +1303,7 @@ def complete(
     with tempfile.TemporaryDirectory(prefix="merge-") as folder:
         con = engine.connect(Path(folder) / "spill")
         work = Path(folder)
-        columns, order = merge_files(
+        columns, order = _merge_files(
             spec, con, parts, screening.valid_rows, out, output_format, work
         )
         figures = score_figures(spec, con, "scored", work, order)

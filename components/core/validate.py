@@ -176,7 +176,7 @@ def column_violations(column: Column, values: pd.Series | np.ndarray) -> list[Vi
     return [v for v in found if v is not None]
 
 
-def target_violations(spec: ProjectSpec, target: pd.Series) -> list[Violation]:
+def _target_violations(spec: ProjectSpec, target: pd.Series) -> list[Violation]:
     name = spec.target
     raw = target.to_numpy(dtype=object)
     present = ~pd.isna(raw)
@@ -212,7 +212,7 @@ def frame_violations(spec: ProjectSpec, frame: pd.DataFrame, with_target: bool) 
         if column.name in frame.columns:
             found.extend(column_violations(column, frame[column.name]))
     if with_target and spec.target in frame.columns:
-        found.extend(target_violations(spec, frame[spec.target]))
+        found.extend(_target_violations(spec, frame[spec.target]))
     return found
 
 

@@ -95,7 +95,7 @@ class Reservoir:
 # -- figures -----------------------------------------------------------------------------------
 
 
-def wilson(share: float, n: float, z: float = Z95) -> tuple[float, float]:
+def _wilson(share: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson's interval of a share seen in n rows (n may be an effective, weighted count)."""
     if n <= 0:
         return (math.nan, math.nan)
@@ -157,7 +157,7 @@ class _Moments:
             maximum=self.high,
             positive_label=positive_label,
             positive_share=share,
-            positive_share_interval=wilson(share, effective) if share is not None else None,
+            positive_share_interval=_wilson(share, effective) if share is not None else None,
             quantiles=quantiles,
         )
 
@@ -165,7 +165,7 @@ class _Moments:
 # -- the window --------------------------------------------------------------------------------
 
 
-def labelled_schema(spec: ProjectSpec) -> pa.Schema:
+def _labelled_schema(spec: ProjectSpec) -> pa.Schema:
     """The columns of a window's labelled rows: every input, the target, where each row came from."""
     inputs = inference_log.LogSchema.of(spec).inputs
     return pa.schema(
@@ -183,7 +183,7 @@ def labelled_schema(spec: ProjectSpec) -> pa.Schema:
     )
 
 
-class Collector:
+class _Collector:
     """Takes the window's rows batch by batch: validates them, counts them, keeps its sample,
     writes its labelled rows to `labelled_path` and sums its outputs."""
 
@@ -191,7 +191,7 @@ class Collector:
         self.spec = spec
         self.sample = Reservoir(sample_rows)
         self.labelled_path = str(labelled_path)
-        self._labelled_schema = labelled_schema(spec)
+        self._labelled_schema = _labelled_schema(spec)
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
         self.weight = 0.0
@@ -400,7 +400,7 @@ def collect_log(
         start = kept
     found = inference_log.scan(root, spec.name, start, end, inference_log.LogSchema.of(spec))
     described = f"inference log {root}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
-    collector = Collector(spec, sample_rows, labelled_path)
+    collector = _Collector(spec, sample_rows, labelled_path)
     for batch in _log_batches(spec, found, labels, seed):
         collector.add(batch)
     return _finish(collector, found, described, start, end, note)
@@ -415,14 +415,14 @@ def collect_file(
 ) -> Collected:
     """A CSV of served inputs at a path or URL; its target column, when there, is the ground
     truth."""
-    collector = Collector(spec, sample_rows, labelled_path)
+    collector = _Collector(spec, sample_rows, labelled_path)
     for batch in _file_batches(spec, source, seed):
         collector.add(batch)
     return _finish(collector, None, f"file {source}", None, None, "")
 
 
 def _finish(
-    collector: Collector,
+    collector: _Collector,
     found: inference_log.LogScan | None,
     described: str,
     start: dt.datetime | None,

@@ -26,7 +26,7 @@ class ProjectRegistrationError(ValueError):
     """A spec named in MLOPS_PROJECTS cannot be loaded or clashes with another project."""
 
 
-def load_spec(reference: str) -> ProjectSpec:
+def _load_spec(reference: str) -> ProjectSpec:
     """The ProjectSpec that `module:attribute` (attribute SPEC by default) names."""
     module_name, _, attribute = reference.strip().partition(":")
     attribute = attribute or "SPEC"
@@ -48,7 +48,7 @@ def load_spec(reference: str) -> ProjectSpec:
 def registered(extra: str) -> dict[str, ProjectSpec]:
     """The built-in projects and those `extra` names, by name; a name used twice is refused."""
     found: dict[str, ProjectSpec] = {}
-    for spec in (*BUILT_IN, *(load_spec(r) for r in extra.split(",") if r.strip())):
+    for spec in (*BUILT_IN, *(_load_spec(r) for r in extra.split(",") if r.strip())):
         if spec.name in found:
             raise ProjectRegistrationError(
                 f"{EXTRA_PROJECTS_ENV}: project {spec.name!r} is registered twice"

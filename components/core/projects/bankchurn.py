@@ -100,7 +100,7 @@ def make_synthetic(rows: int, seed: int) -> pd.DataFrame:
     )
 
 
-def make_catboost(seed: int) -> BaseEstimator:
+def _make_catboost(seed: int) -> BaseEstimator:
     # Imported here: it costs every step that reads the spec 1.5 s otherwise.
     from catboost import CatBoostClassifier
 
@@ -142,7 +142,7 @@ CANDIDATES = (
     # boosting gave a CV ROC-AUC about 0.007 above scikit-learn's histogram boosting here.
     Candidate(
         "catboost",
-        make_catboost,
+        _make_catboost,
         preprocessing="tree_onehot",
         search_space={
             "model__depth": [4, 5],

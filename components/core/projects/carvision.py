@@ -96,7 +96,7 @@ class CarFeatures(ColumnFeatures):
     input_columns = INPUT_COLUMNS
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CarFeatures:
-        frame = without_placeholders(X[INPUT_COLUMNS])
+        frame = _without_placeholders(X[INPUT_COLUMNS])
         self.model_medians_ = {
             col: pd.to_numeric(frame[col], errors="coerce")
             .groupby(frame["model"])
@@ -132,7 +132,7 @@ class CarFeatures(ColumnFeatures):
             [CONDITION_RANK.get(v, np.nan) for v in columns["condition"]], dtype=float
         )
         out["model"] = model
-        out["brand"] = np.array([first_word(m) for m in model], dtype=object)
+        out["brand"] = np.array([_first_word(m) for m in model], dtype=object)
         for col in ("condition", "fuel", "transmission", "type", "paint_color"):
             values = np.asarray(columns[col], dtype=object)
             out[col] = np.where(pd.isna(values), "unknown", values.astype(str)).astype(object)
@@ -167,17 +167,17 @@ def numbers(values: np.ndarray) -> np.ndarray:
     return np.array(pd.to_numeric(values), dtype=float)
 
 
-def first_word(model: str) -> object:
+def _first_word(model: str) -> object:
     words = model.split()
     return words[0] if words else np.nan
 
 
-def without_placeholders(frame: pd.DataFrame) -> pd.DataFrame:
+def _without_placeholders(frame: pd.DataFrame) -> pd.DataFrame:
     odometer = pd.to_numeric(frame["odometer"])
     return frame.assign(odometer=odometer.where(~(odometer < PLACEHOLDER_ODOMETER)))
 
 
-def keep_plausible_prices(frame: pd.DataFrame) -> pd.Series:
+def _keep_plausible_prices(frame: pd.DataFrame) -> pd.Series:
     price = frame["price"]
     return (price >= 500) & (price <= price.quantile(0.99))
 
@@ -185,7 +185,7 @@ def keep_plausible_prices(frame: pd.DataFrame) -> pd.Series:
 JUNK_LISTINGS = CleaningRule(
     "drop listings priced under 500 USD or above the 99th percentile of the loaded prices "
     "(placeholder prices such as 1 USD, and typos)",
-    keep_plausible_prices,
+    _keep_plausible_prices,
 )
 
 MODELS = {
