@@ -33,15 +33,13 @@ def _memory_mb() -> int:
     return int(given)
 
 
-def connect(
-    spill_dir: str | Path | None = None, memory: int | None = None
-) -> duckdb.DuckDBPyConnection:
+def connect(spill_dir: str | Path, memory: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB capped at `memory` MiB (MEMORY_ENV, else DEFAULT_MEMORY_MB), using the
-    cores this process may use, spilling to `spill_dir` (a temporary folder when None)."""
+    cores this process may use, spilling to `spill_dir` (the caller's to remove)."""
     import duckdb
 
     threads = max(1, len(os.sched_getaffinity(0)))
-    spill = str(spill_dir or tempfile.mkdtemp(prefix="duckdb-spill-"))
+    spill = str(spill_dir)
     con = duckdb.connect(
         config={
             "memory_limit": f"{memory or _memory_mb()}MB",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,18 +298,20 @@ def _log_batches(
         return
     flat = inference_log.LogSchema.of(spec).flat()
     schema = flat.append(pa.field(KEY, pa.float64())).append(pa.field(ORDER, pa.int64()))
-    con = engine.connect()
-    _load_labels(con, spec, labels)
-    # The log streams by and its size is unknown to the planner, which would then build the
-    # join's hash table on it (all of the window) instead of on the labels.
-    con.execute("SET disabled_optimizers = 'build_side_probe_side'")
-    con.register("log", con.from_arrow(pa.RecordBatchReader.from_batches(schema, keyed())))
-    joined = con.sql(
-        f'SELECT log.*, labels.target AS "{spec.target}" FROM log '
-        "LEFT JOIN labels USING (request_id, row)"
-    )
-    for batch in joined.to_arrow_reader(BATCH_ROWS):
-        yield batch.to_pandas()
+    with tempfile.TemporaryDirectory(prefix="mlops-join-") as folder:
+        con = engine.connect(Path(folder) / "spill")
+        _load_labels(con, spec, labels)
+        # The log streams by and its size is unknown to the planner, which would then build the
+        # join's hash table on it (all of the window) instead of on the labels.
+        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        con.register("log", con.from_arrow(pa.RecordBatchReader.from_batches(schema, keyed())))
+        joined = con.sql(
+            f'SELECT log.*, labels.target AS "{spec.target}" FROM log '
+            "LEFT JOIN labels USING (request_id, row)"
+        )
+        for batch in joined.to_arrow_reader(BATCH_ROWS):
+            yield batch.to_pandas()
+        con.close()
 
 
 def _literal(text: str) -> str:

@@ -425,7 +425,7 @@ def test_the_summary_figures_and_ranks_come_out_of_core_as_numpy_gives_them(rows
     assert merged["row_number"].tolist() == out["row_number"].tolist()
     assert merged["risk_rank"].to_numpy()[expected].tolist() == list(range(1, rows + 1))
     with scoring.tempfile.TemporaryDirectory() as folder:
-        con = scoring.engine.connect()
+        con = scoring.engine.connect(Path(folder) / "spill")
         con.register("merged", merged)
         figures = scoring.score_figures(BANKCHURN, con, "merged", Path(folder))
     assert figures.quantiles == pytest.approx(scoring.quantiles(probability), rel=0, abs=1e-12)

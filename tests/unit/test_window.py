@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,16 @@ def labels_file(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def test_a_large_window_is_counted_whole_and_sampled_to_the_size_asked(tmp_path: Path) -> None:
+def test_a_large_window_is_counted_whole_and_sampled_to_the_size_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     frame = TELECOM.make_synthetic(SERVED, 5)
     loaded = champion()
     serve(tmp_path / "log", frame, 1.0, loaded)
     labels = labels_file(tmp_path / "labels.csv", frame.iloc[: SERVED // 4])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     found = monitoring.collect(
         TELECOM,
         "log",
@@ -96,6 +102,7 @@ def test_a_large_window_is_counted_whole_and_sampled_to_the_size_asked(tmp_path:
         TELECOM, "log", str(tmp_path / "log"), 24, str(labels), now=NOW, sample_rows=3000
     )
     pd.testing.assert_frame_equal(again.frame, found.frame)  # the same sample every time
+    assert list(scratch.iterdir()) == []  # the labels join's spill folder is removed
     # live quality over every labelled row: the figures of the model on those rows
     live = monitoring.live_quality(TELECOM, loaded, found)
     first = frame.iloc[: SERVED // 4]
