@@ -1,0 +1,91 @@
+"""The inference log on object storage, as on a cluster: a bankchurn server logs what it answers
+to `s3://` (a real S3 API on 127.0.0.1, tests/support/object_store.py), and the monitoring
+side reads that window back, row for row, from the same URL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.core.inference_log import OUTPUT_PREFIX, PART_SUFFIX, read_window
+from tests.serving.support import JSON, START_WAIT_SECONDS, Served, instances, post, wait_until
+from tests.support.object_store import ObjectStore, run_object_store
+from tests.support.servers import ServerProcess, launch
+
+BUCKET = "mlops-logs"
+ROOT = f"s3://{BUCKET}/inference"
+FLUSH_WAIT_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    found = run_object_store(tmp_path_factory.mktemp("s3"))
+    try:
+        found.create_bucket(BUCKET)
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_logged(
+    store: ObjectStore, served: dict[str, Served], models_root: Path
+) -> Iterator[ServerProcess]:
+    server = launch(
+        "bankchurn",
+        served["bankchurn"].model_dir,
+        models_root / "logs" / "s3-logged.log",
+        inference_log=ROOT,
+        env=store.env,
+    )
+    try:
+        server.wait_ready(timeout=START_WAIT_SECONDS)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_server_logs_to_s3_and_monitoring_reads_the_window_back(
+    s3_logged: ServerProcess,
+    store: ObjectStore,
+    served: dict[str, Served],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in store.env.items():
+        monkeypatch.setenv(name, value)
+    bankchurn = served["bankchurn"]
+    rows = instances(bankchurn.spec, bankchurn.test_frame.head(6))
+    sent = {f"s3-{uuid.uuid4().hex[:8]}-{n}": rows[n : n + 2] for n in range(0, 6, 2)}
+    answers = {}
+    for rid, body in sent.items():
+        response = post(
+            s3_logged,
+            "/v1/models/bankchurn:predict",
+            {"instances": body},
+            {**JSON, "X-Request-ID": rid},
+        )
+        assert response.status_code == 200, response.text
+        answers[rid] = response.json()["predictions"]
+
+    def logged() -> pd.DataFrame | None:
+        frame = read_window(ROOT, "bankchurn")
+        mine = frame[frame["request_id"].isin(sent)] if not frame.empty else frame
+        return mine if len(mine) == 6 else None
+
+    log = wait_until(logged, FLUSH_WAIT_SECONDS, "the s3:// log's rows", s3_logged)
+    import s3fs
+
+    parts = s3fs.S3FileSystem().find(f"{BUCKET}/inference")
+    assert parts and all(p.endswith(PART_SUFFIX) for p in parts), parts
+    for rid, body in sent.items():
+        mine = log[log["request_id"] == rid].sort_values("row")
+        assert mine["row"].tolist() == [0, 1]
+        assert mine["CreditScore"].tolist() == [row["CreditScore"] for row in body]
+        probability = [answer["churn_probability"] for answer in answers[rid]]
+        assert mine[f"{OUTPUT_PREFIX}churn_probability"].tolist() == pytest.approx(
+            probability, abs=1e-12
+        )

@@ -1,0 +1,60 @@
+"""An S3 API on a free local port: moto's server mode (PyPI `moto[server]`, in the dev lock),
+standing in for S3 or MinIO, for the tests of what the product writes to and reads from
+`s3://`. Its keys are moto's placeholders: no real credential exists here."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.servers import ServerProcess, free_port, start
+
+REGION = "us-east-1"
+
+
+@dataclass
+class ObjectStore:
+    process: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an S3 client (botocore, so s3fs too) reads to reach this store."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "moto-placeholder",
+            "AWS_SECRET_ACCESS_KEY": "moto-placeholder",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+        client.create_bucket(Bucket=name)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def run_object_store(root: Path) -> ObjectStore:
+    """A moto S3 server on 127.0.0.1, ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = start("s3", command, root / "moto.log", port)
+    try:
+        process.wait_ready(timeout=60.0, path="/")
+    except BaseException:
+        process.stop()
+        raise
+    return ObjectStore(process)
