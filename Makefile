@@ -35,7 +35,7 @@ help:
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
-	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<file.csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
+	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<path or URL, .csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
 	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
@@ -292,7 +292,7 @@ compile-champions: $(STAMP)
 score: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	@test -n "$(DATA)" || { echo "DATA=<path or URL of a .csv or .parquet file> is required"; exit 2; }
-	@test -n "$(OUT)" || { echo "OUT=<output file, .csv or .parquet> is required"; exit 2; }
+	@test -n "$(OUT)" || { echo "OUT=<output path or URL, .csv or .parquet> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m pipelines.score --project $(PROJECT) --data "$(DATA)" --out "$(OUT)" \
 		$(if $(SHARD_ROWS),--shard-rows $(SHARD_ROWS)) \

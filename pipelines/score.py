@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from components.core.scoring import (
     MAX_REJECTED_SHARE,
     SHARD_ROWS,
     ScoringError,
+    deliver,
     rejected_path,
     table_format,
 )
@@ -67,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--project", required=True, choices=sorted(PROJECTS))
     parser.add_argument("--data", required=True, help="path or URL of a .csv or .parquet file")
-    parser.add_argument("--out", required=True, type=Path, help="output file, .csv or .parquet")
+    parser.add_argument(
+        "--out", required=True, help="output file or URL (e.g. s3://...), .csv or .parquet"
+    )
     parser.add_argument("--model-version", default="", help="a version number; default: champion")
     parser.add_argument("--shard-rows", type=int, default=SHARD_ROWS)
     parser.add_argument("--max-rejected-share", type=float, default=MAX_REJECTED_SHARE)
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def render(summary: ScoringSummary, out: Path, rejected: Path, report: str, drift: str) -> str:
+def render(summary: ScoringSummary, out: str, rejected: str, report: str, drift: str) -> str:
     rules = ", ".join(f"{rule} {n:,}" for rule, n in summary.rejected_by_rule.items())
     return "\n".join(
         [
@@ -145,10 +147,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
     outputs = task.outputs
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(outputs["predictions"].path, args.out)
     rejected = rejected_path(args.out)
-    shutil.copyfile(outputs["rejected"].path, rejected)
+    try:
+        deliver(outputs["predictions"].path, args.out)
+        deliver(outputs["rejected"].path, rejected)
+    except Exception as exc:  # the run's outputs stay where kfp.local wrote them
+        print(
+            f"batch scoring {args.project}: could not write {args.out}: {type(exc).__name__}: "
+            f"{exc}; the scored rows are kept in {outputs['predictions'].path} and the "
+            f"rejected rows in {outputs['rejected'].path}",
+            file=sys.stderr,
+        )
+        return 1
     summary = ScoringSummary.read(outputs["summary"].path)
     print(render(summary, args.out, rejected, outputs["report"].path, outputs["drift_report"].path))
     return 0

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import io
 import math
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -957,10 +958,26 @@ def write_table(frame: pd.DataFrame, path: str | Path, table: str) -> None:
         frame.to_parquet(path, index=False)
 
 
-def rejected_path(output: str | Path) -> Path:
-    """Where the rejected rows go beside an output file: `<stem>.rejected.<ext>`."""
-    path = Path(output)
-    return path.with_name(f"{path.stem}.rejected{path.suffix}")
+def rejected_path(output: str | Path) -> str:
+    """Where the rejected rows go beside an output file or URL: `<stem>.rejected.<ext>`."""
+    folder, slash, name = str(output).rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    rejected = f"{stem}.rejected.{suffix}" if dot else f"{name}.rejected"
+    return f"{folder}{slash}{rejected}"
+
+
+def deliver(local: str | Path, destination: str) -> None:
+    """Copies a finished file to `destination`: a path (its folder created) or any fsspec URL,
+    e.g. `s3://bucket/key` on a cluster's object store."""
+    if engine.is_local(destination):
+        path = Path(destination.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, path)
+        return
+    import fsspec
+
+    fs, where = fsspec.core.url_to_fs(destination)
+    fs.put_file(str(local), where)
 
 
 def score_shard(

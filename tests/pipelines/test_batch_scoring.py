@@ -1,7 +1,8 @@
 """One real batch scoring run through `make score` (the CLI drives the project's compiled graph
 through kfp.local): a champion registered in a real MLflow SQLite store, a small file with a few
-bad rows, two shards so the ParallelFor fans out, and the outputs checked against the
-champion itself."""
+bad rows read from `s3://` and the outputs written back there (a real S3 API on 127.0.0.1,
+tests/support/object_store.py), two shards so the ParallelFor fans out, and the outputs checked
+against the champion itself. The fourth-project test runs `make score` on local paths."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from components.core.train import train
 from tests.conftest import quick_spec
 from tests.support.data import REPO_ROOT
 from tests.support.models import register_as_champion
+from tests.support.object_store import run_object_store
 from tests.support.servers import server_env
 
 SPEC = PROJECTS["bankchurn"]
@@ -54,19 +56,52 @@ def batch(path: Path) -> pd.DataFrame:
 
 
 def test_make_score_scores_the_valid_rows_in_input_order_with_the_champion(
-    tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str
+    tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path_factory.mktemp("batch")
     uri = mlflow_uri
     mlflow.set_tracking_uri(uri)
     version = register_champion(root, uri)
     frame = batch(root / "customers.csv")
-    out = root / "out" / "scored.csv"
-    env = server_env() | {"MLFLOW_TRACKING_URI": uri, "MLOPS_STATE_DIR": str(root / "state")}
-    done = subprocess.run(
+    store = run_object_store(root)
+    try:
+        store.create_bucket("batches")
+        for name, value in store.env.items():
+            monkeypatch.setenv(name, value)
+        import s3fs
+
+        s3 = s3fs.S3FileSystem()
+        s3.put_file(str(root / "customers.csv"), "batches/in/customers.csv")
+        done = _score(root / "state", uri, store.env, "s3://batches/out/scored.csv")
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        assert s3.find("batches/out") == [
+            "batches/out/scored.csv",
+            "batches/out/scored.rejected.csv",
+        ]
+        printed = done.stdout
+        assert "output    s3://batches/out/scored.csv" in printed, printed
+        scored = pd.read_csv("s3://batches/out/scored.csv")
+        rejected = pd.read_csv("s3://batches/out/scored.rejected.csv")
+        # an output that cannot be written: the error named, the run's own files kept
+        lost = _score(root / "state-lost", uri, store.env, "s3://no-such-bucket/scored.csv")
+        assert lost.returncode != 0 and "Error 1" in lost.stderr  # the CLI exited 1
+        message = re.search(r"could not write s3://no-such-bucket/scored\.csv: (.*)", lost.stderr)
+        assert message and "bucket does not exist" in message[1], lost.stderr[-3000:]
+        kept = re.search(r"scored rows are kept in (\S+)", lost.stderr)
+        assert kept and len(pd.read_csv(kept[1])) == ROWS - len(BAD), lost.stderr
+    finally:
+        store.stop()
+    _check(root, version, frame, scored, rejected, printed)
+
+
+def _score(
+    state: Path, uri: str, store_env: dict[str, str], out: str
+) -> subprocess.CompletedProcess[str]:
+    env = server_env(store_env) | {"MLFLOW_TRACKING_URI": uri, "MLOPS_STATE_DIR": str(state)}
+    return subprocess.run(
         [
             *("make", "--no-print-directory", "score", f"PROJECT={SPEC.name}"),
-            *(f"DATA={root / 'customers.csv'}", f"OUT={out}", f"SHARD_ROWS={SHARD_ROWS}"),
+            *("DATA=s3://batches/in/customers.csv", f"OUT={out}", f"SHARD_ROWS={SHARD_ROWS}"),
             # The drift check reads the reference and stops short of Evidently's 7-s import, and
             # the shards skip SHAP's 5 s: tests/unit/test_scoring.py runs both.
             f"DRIFT_MIN_ROWS={ROWS + 1}",
@@ -78,14 +113,21 @@ def test_make_score_scores_the_valid_rows_in_input_order_with_the_champion(
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    printed = done.stdout
+
+
+def _check(
+    root: Path,
+    version: str,
+    frame: pd.DataFrame,
+    scored: pd.DataFrame,
+    rejected: pd.DataFrame,
+    printed: str,
+) -> None:
     # two shards, each scored by its own task of the ParallelFor
     shards = sorted((root / "state" / "kfp").glob("*/for-loop-*-iteration-*/score/scored.parquet"))
     assert len(shards) == 2 and "shards    2;" in printed, printed
     assert [len(pd.read_parquet(shard)) for shard in shards] == [300, ROWS - len(BAD) - 300]
 
-    scored = pd.read_csv(out)
     good = [i for i in range(ROWS) if i not in BAD]
     assert scored["row_number"].tolist() == [i + 1 for i in good]
     assert scored["CustomerId"].tolist() == frame["CustomerId"].iloc[good].tolist()
@@ -102,7 +144,6 @@ def test_make_score_scores_the_valid_rows_in_input_order_with_the_champion(
     assert sorted(scored["risk_rank"]) == list(range(1, len(good) + 1))
     assert "reason_1" not in scored.columns  # the run's with_reasons reached every shard
 
-    rejected = pd.read_csv(root / "out" / "scored.rejected.csv")
     assert rejected["row_number"].tolist() == [4, 6, 8]
     assert rejected["rule"].tolist() == ["minimum", "category", "type"]
     assert rejected["Surname"].tolist() == frame["Surname"].iloc[[3, 5, 7]].tolist()

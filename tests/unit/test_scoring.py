@@ -208,8 +208,10 @@ def test_reasons_text_names_the_field_its_value_and_the_contribution() -> None:
 
 
 def test_files_by_extension_and_the_rejected_file_beside_the_output(tmp_path: Path) -> None:
-    assert scoring.rejected_path("out/churn.csv") == Path("out/churn.rejected.csv")
-    assert scoring.rejected_path("/x/y.parquet") == Path("/x/y.rejected.parquet")
+    assert scoring.rejected_path("out/churn.csv") == "out/churn.rejected.csv"
+    assert scoring.rejected_path("/x/y.parquet") == "/x/y.rejected.parquet"
+    assert scoring.rejected_path("s3://bucket/a.b/y.csv") == "s3://bucket/a.b/y.rejected.csv"
+    assert scoring.rejected_path("scored.csv") == "scored.rejected.csv"
     source = TELECOM.make_synthetic(20, 1)
     source.to_parquet(tmp_path / "users.parquet", index=False)
     frame, _, kind = scoring.read_table(str(tmp_path / "users.parquet"))
