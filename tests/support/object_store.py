@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.servers import ServerProcess, free_port, start
 
@@ -31,17 +32,24 @@ class ObjectStore:
             "AWS_DEFAULT_REGION": REGION,
         }
 
-    def create_bucket(self, name: str) -> None:
+    def _client(self) -> Any:
         import boto3
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.url,
             region_name=REGION,
             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         )
-        client.create_bucket(Bucket=name)
+
+    def create_bucket(self, name: str) -> None:
+        self._client().create_bucket(Bucket=name)
+
+    def keys(self, bucket: str) -> list[str]:
+        """Every object's key in `bucket`."""
+        pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
     def stop(self) -> None:
         self.process.stop()
