@@ -1,13 +1,19 @@
 """The training pipeline, the registry and a model server against an MLflow tracking server over
 HTTP, as on a cluster: `mlflow server` on PostgreSQL, its artifacts proxied into an S3 API
 (tests/support/stack.py). The clients hold no S3 key: the model's files reach the object store
-through the server, and come back the same way."""
+through the server, and come back the same way. Then the tracking server restarts under a model
+server following its alias: every prediction meanwhile is answered, and the alias is followed
+again once the tracking server is back."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,28 +39,65 @@ QUICK = {
 pytestmark = pytest.mark.slow
 
 
+@dataclass
+class Tracking:
+    root: Path
+    store: ObjectStore
+    backend: str
+    server: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def restart(self, down_until: threading.Event) -> None:
+        """Stops the tracking server, waits for `down_until`, starts it on the same port."""
+        self.server.stop()
+        down_until.wait(timeout=120)
+        self.server = run_mlflow_server(
+            self.root, self.backend, self.store, ARTIFACTS, port=self.server.port
+        )
+
+
 @pytest.fixture(scope="module")
-def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ObjectStore]]:
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracking]:
     root = tmp_path_factory.mktemp("stack")
     store = run_object_store(root)
-    stopping: list[ObjectStore | Postgres | ServerProcess] = [store]
+    stopping: list[ObjectStore | Postgres] = [store]
+    found = None
     try:
         store.create_bucket(ARTIFACTS)
         postgres = run_postgres(root)
         stopping.append(postgres)
         postgres.create_database("mlflow")
-        server = run_mlflow_server(root, postgres.uri("mlflow"), store, ARTIFACTS)
-        stopping.append(server)
-        yield server.url, store
+        backend = postgres.uri("mlflow")
+        found = Tracking(root, store, backend, run_mlflow_server(root, backend, store, ARTIFACTS))
+        yield found
     finally:
+        if found is not None:
+            found.server.stop()
         for part in reversed(stopping):
             part.stop()
 
 
+def served_version(server: ServerProcess) -> str | None:
+    text = httpx.get(server.url + "/metrics", timeout=10.0).text
+    found = re.search(r'mlops_model_info\{[^}]*version="(\d+)"[^}]*\} 1\.0', text)
+    return found[1] if found else None
+
+
+def wait_for(check: Callable[[], bool], what: str, server: ServerProcess) -> None:
+    deadline = time.monotonic() + 90
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within 90 s\n{server.log_tail()}")
+        time.sleep(0.3)
+
+
 def test_a_pipeline_registers_over_http_and_a_server_loads_the_champion_from_it(
-    tracking: tuple[str, ObjectStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tracking: Tracking, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, store = tracking
+    url, store = tracking.url, tracking.store
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
@@ -73,7 +116,7 @@ def test_a_pipeline_registers_over_http_and_a_server_loads_the_champion_from_it(
     client = mlflow.MlflowClient(url)
     champion = client.get_model_version_by_alias("telecom", "champion")
     assert champion.version == registration["version"]
-    run = client.get_run(champion.run_id)
+    run = client.get_run(str(champion.run_id))
     assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
     keys = store.keys(ARTIFACTS)
     assert any(key.endswith("/model.pkl") for key in keys), keys
@@ -82,15 +125,44 @@ def test_a_pipeline_registers_over_http_and_a_server_loads_the_champion_from_it(
         "telecom",
         "models:/telecom@champion",
         tmp_path / "server.log",
-        env={"MLFLOW_TRACKING_URI": url},
+        extra_args=["--refresh_interval", "1"],
+        # MLflow's client retries a refused call for minutes by default; the poll asks again
+        # next second anyway, and the test needs to see the outage within its time
+        env={"MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
     )
+    statuses: list[int] = []
+    stop = threading.Event()
+    rows = SPEC.make_synthetic(3, 5)[SPEC.input_columns].to_dict("records")
+
+    def keep_predicting() -> None:
+        while not stop.is_set():
+            answer = httpx.post(
+                f"{server.url}/v1/models/telecom:predict", json={"instances": rows}, timeout=30
+            )
+            statuses.append(answer.status_code)
+
+    worker = threading.Thread(target=keep_predicting)
     try:
         server.wait_ready()
-        rows = SPEC.make_synthetic(3, 5)[SPEC.input_columns].to_dict("records")
-        answer = httpx.post(
-            f"{server.url}/v1/models/telecom:predict", json={"instances": rows}, timeout=30
-        )
-        assert answer.status_code == 200, answer.text
-        assert len(answer.json()["predictions"]) == 3
+        assert served_version(server) == champion.version
+        worker.start()
+        # the tracking server goes away: the polls fail and say so, answers go on
+        back = threading.Event()
+        restarting = threading.Thread(target=tracking.restart, args=(back,))
+        restarting.start()
+        unreachable = "cannot read models:/telecom@champion from the registry"
+        wait_for(lambda: unreachable in server.log_tail(200_000), "a failed alias poll", server)
+        answered_while_down = len(statuses)
+        back.set()
+        restarting.join(timeout=180)
+        # back on the same port: a new version under the alias is followed
+        second = mlflow.register_model(str(champion.source), "telecom", tags=champion.tags)
+        client.set_registered_model_alias("telecom", "champion", second.version)
+        wait_for(lambda: served_version(server) == second.version, "the new champion", server)
     finally:
+        stop.set()
+        if worker.is_alive():
+            worker.join(timeout=60)
         server.stop()
+    assert answered_while_down > 0 and len(statuses) > answered_while_down
+    assert set(statuses) == {200}, sorted(set(statuses))

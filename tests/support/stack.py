@@ -107,11 +107,12 @@ def run_postgres(log_root: Path) -> Postgres:
 
 
 def run_mlflow_server(
-    log_root: Path, backend_uri: str, store: ObjectStore, bucket: str
+    log_root: Path, backend_uri: str, store: ObjectStore, bucket: str, port: int | None = None
 ) -> ServerProcess:
     """`mlflow server` on `backend_uri`, serving its artifacts from `s3://bucket` through its
-    own proxy (clients see `mlflow-artifacts:` URIs and need no S3 keys), ready."""
-    port = free_port()
+    own proxy (clients see `mlflow-artifacts:` URIs and need no S3 keys), ready. `port`: a
+    restart takes the port the clients know."""
+    port = port or free_port()
     command = [
         str(Path(sys.executable).parent / "mlflow"), "server",
         "--backend-store-uri", backend_uri,
@@ -119,7 +120,8 @@ def run_mlflow_server(
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = store.env | {"MLFLOW_S3_ENDPOINT_URL": store.url}
-    process = start("mlflow", command, log_root / "mlflow-server.log", port, env)
+    log = log_root / f"mlflow-server-{time.monotonic_ns()}.log"
+    process = start("mlflow", command, log, port, env)
     try:
         process.wait_ready(timeout=120.0, path="/health")
     except BaseException:
