@@ -122,6 +122,15 @@ def partition(project: str, when: dt.datetime) -> str:
     return f"{project}/date={when:%Y-%m-%d}/hour={when:%H}"
 
 
+def _filesystem(root: str) -> tuple[Any, str]:
+    """The filesystem of `root` and the path in it, listing afresh: fsspec keeps one instance
+    per store for the process, and an object store's instance caches listings, which would hide
+    the parts written since (by the servers) from a reader that already looked."""
+    fs, base = fsspec.core.url_to_fs(root)
+    fs.invalidate_cache()
+    return fs, base
+
+
 def write_part(root: str, project: str, records: Iterable[Mapping[str, Any]]) -> str | None:
     """Writes the records of one batch, grouped into their hours' part files; returns the last
     path written (None for no records)."""
@@ -131,7 +140,7 @@ def write_part(root: str, project: str, records: Iterable[Mapping[str, Any]]) ->
         by_hour.setdefault(partition(project, when), []).append(
             json.dumps(item, allow_nan=False, default=str)
         )
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = _filesystem(root)
     written = None
     for folder, lines in by_hour.items():
         directory = f"{base.rstrip('/')}/{folder}"
@@ -451,7 +460,7 @@ class LogScan:
     skipped: list[Skipped] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[pa.Table]:
-        fs, base = fsspec.core.url_to_fs(self.root)
+        fs, base = _filesystem(self.root)
         pending: list[pa.Table] = []
         waiting = 0
         for hour in hours(fs, base, self.project, self.start, self.end):
@@ -575,7 +584,7 @@ def compact(
             f"retention_days must be 0 (keep everything) or more; got {retention_days}"
         )
     now = now or utc_now()
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = _filesystem(root)
     done = _Tally()
     cut = now - dt.timedelta(days=retention_days) if retention_days else None
     for hour in list(hours(fs, base, project)):
@@ -676,7 +685,7 @@ def _write_group(
 
 def kept_from(root: str, project: str) -> dt.datetime | None:
     """Where the log starts since it was last pruned, or None if it never was."""
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = _filesystem(root)
     try:
         with fs.open(f"{base.rstrip('/')}/{project}/{RETENTION_FILE}", "r") as handle:
             return dt.datetime.fromisoformat(json.load(handle)["kept_from"])

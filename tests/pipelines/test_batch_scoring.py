@@ -66,8 +66,7 @@ def test_make_score_scores_the_valid_rows_in_input_order_with_the_champion(
     store = run_object_store(root)
     try:
         store.create_bucket("batches")
-        for name, value in store.env.items():
-            monkeypatch.setenv(name, value)
+        store.use(monkeypatch)
         import s3fs
 
         s3 = s3fs.S3FileSystem()

@@ -55,8 +55,7 @@ def test_a_server_logs_to_s3_and_monitoring_reads_the_window_back(
     served: dict[str, Served],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in store.env.items():
-        monkeypatch.setenv(name, value)
+    store.use(monkeypatch)
     bankchurn = served["bankchurn"]
     rows = instances(bankchurn.spec, bankchurn.test_frame.head(6))
     sent = {f"s3-{uuid.uuid4().hex[:8]}-{n}": rows[n : n + 2] for n in range(0, 6, 2)}

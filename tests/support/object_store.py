@@ -43,6 +43,15 @@ class ObjectStore:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         )
 
+    def use(self, monkeypatch: Any) -> None:
+        """Points this process's S3 clients at this store: its env, and no s3fs instance kept
+        from a store an earlier test ran (fsspec keeps one per set of arguments, not per env)."""
+        import s3fs
+
+        for name, value in self.env.items():
+            monkeypatch.setenv(name, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+
     def create_bucket(self, name: str) -> None:
         self._client().create_bucket(Bucket=name)
 
