@@ -69,9 +69,4 @@ def run_object_store(root: Path) -> ObjectStore:
     port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     process = start("s3", command, root / "moto.log", port)
-    try:
-        process.wait_ready(timeout=60.0, path="/")
-    except BaseException:
-        process.stop()
-        raise
-    return ObjectStore(process)
+    return ObjectStore(process.ready_or_stopped(timeout=60.0, path="/"))

@@ -46,25 +46,19 @@ def run_prometheus(root: Path, config: dict[str, Any]) -> ServerProcess:
     require("prometheus", "Debian package `prometheus`; .ci/run installs it")
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    process = start(
+    return start(
         "prometheus",
         local.command(root / "prometheus.yml", root / "data", f"127.0.0.1:{port}"),
         root / "prometheus.log",
         port,
-    )
-    try:
-        process.wait_ready(timeout=30.0, path="/-/ready")
-    except BaseException:
-        process.stop()
-        raise
-    return process
+    ).ready_or_stopped(timeout=30.0, path="/-/ready")
 
 
 def run_pushgateway(root: Path) -> ServerProcess:
     """A Pushgateway on a free port, ready; it keeps what is pushed in `root`."""
     binary = require("prometheus-pushgateway", "Debian package `prometheus-pushgateway`")
     port = free_port()
-    gateway = start(
+    return start(
         "pushgateway",
         [
             binary,
@@ -73,10 +67,4 @@ def run_pushgateway(root: Path) -> ServerProcess:
         ],
         root / "pushgateway.log",
         port,
-    )
-    try:
-        gateway.wait_ready(timeout=30.0, path="/-/ready")
-    except BaseException:
-        gateway.stop()
-        raise
-    return gateway
+    ).ready_or_stopped(timeout=30.0, path="/-/ready")

@@ -86,6 +86,15 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 180.0, path: str = "/v2/health/ready") -> None:
         self._wait(path, timeout, 0.2)
 
+    def ready_or_stopped(self, timeout: float, path: str) -> ServerProcess:
+        """Waits until `path` answers 200 and returns this server; stops it if it never does."""
+        try:
+            self.wait_ready(timeout=timeout, path=path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def wait_exit(self, timeout: float = 120.0) -> int:
         return self.process.wait(timeout=timeout)
 

@@ -121,10 +121,4 @@ def run_mlflow_server(
     ]  # fmt: skip
     env = store.env | {"MLFLOW_S3_ENDPOINT_URL": store.url}
     log = log_root / f"mlflow-server-{time.monotonic_ns()}.log"
-    process = start("mlflow", command, log, port, env)
-    try:
-        process.wait_ready(timeout=120.0, path="/health")
-    except BaseException:
-        process.stop()
-        raise
-    return process
+    return start("mlflow", command, log, port, env).ready_or_stopped(timeout=120.0, path="/health")
