@@ -17,13 +17,13 @@ from pathlib import Path
 
 from components.core.contracts import ScoringSummary
 from components.core.drift import MIN_ROWS
+from components.core.engine import deliver
 from components.core.projects import PROJECTS
 from components.core.scoring import (
     DRIFT_GATES,
     MAX_REJECTED_SHARE,
     SHARD_ROWS,
     ScoringError,
-    deliver,
     rejected_path,
     table_format,
 )

@@ -57,7 +57,7 @@ def is_local(source: str) -> bool:
     return "://" not in source or source.startswith("file://")
 
 
-def _local_path(source: str) -> Path:
+def local_path(source: str) -> Path:
     return Path(source.removeprefix("file://")).expanduser()
 
 
@@ -66,7 +66,7 @@ def local_copy(source: str, suffix: str = "") -> Iterator[Path]:
     """A local path holding the bytes of `source`: the file itself when it is local, else a
     temporary copy downloaded in blocks (http(s) or any fsspec URL) and removed afterwards."""
     if is_local(source):
-        yield _local_path(source)
+        yield local_path(source)
         return
     import fsspec
 
@@ -80,3 +80,17 @@ def local_copy(source: str, suffix: str = "") -> Iterator[Path]:
         with remote, target.open("wb") as local:
             shutil.copyfileobj(remote, local, BLOCK)
         yield target
+
+
+def deliver(local: str | Path, destination: str) -> None:
+    """Copies a finished file to `destination`, the way back of `local_copy`: a path (its folder
+    created) or any fsspec URL, e.g. `s3://bucket/key` on a cluster's object store."""
+    if is_local(destination):
+        path = local_path(destination)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, path)
+        return
+    import fsspec
+
+    fs, where = fsspec.core.url_to_fs(destination)
+    fs.put_file(str(local), where)

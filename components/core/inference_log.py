@@ -140,7 +140,7 @@ def write_part(root: str, project: str, records: Iterable[Mapping[str, Any]]) ->
         by_hour.setdefault(partition(project, when), []).append(
             json.dumps(item, allow_nan=False, default=str)
         )
-    fs, base = _filesystem(root)
+    fs, base = fsspec.core.url_to_fs(root)  # a writer needs no fresh listing
     written = None
     for folder, lines in by_hour.items():
         directory = f"{base.rstrip('/')}/{folder}"

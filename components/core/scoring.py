@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import io
 import math
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -964,20 +963,6 @@ def rejected_path(output: str | Path) -> str:
     stem, dot, suffix = name.rpartition(".")
     rejected = f"{stem}.rejected.{suffix}" if dot else f"{name}.rejected"
     return f"{folder}{slash}{rejected}"
-
-
-def deliver(local: str | Path, destination: str) -> None:
-    """Copies a finished file to `destination`: a path (its folder created) or any fsspec URL,
-    e.g. `s3://bucket/key` on a cluster's object store."""
-    if engine.is_local(destination):
-        path = Path(destination.removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, path)
-        return
-    import fsspec
-
-    fs, where = fsspec.core.url_to_fs(destination)
-    fs.put_file(str(local), where)
 
 
 def score_shard(

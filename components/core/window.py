@@ -298,8 +298,10 @@ def _log_batches(
         return
     flat = inference_log.LogSchema.of(spec).flat()
     schema = flat.append(pa.field(KEY, pa.float64())).append(pa.field(ORDER, pa.int64()))
-    with tempfile.TemporaryDirectory(prefix="mlops-join-") as folder:
-        con = engine.connect(Path(folder) / "spill")
+    with (
+        tempfile.TemporaryDirectory(prefix="mlops-join-") as folder,
+        engine.connect(Path(folder) / "spill") as con,
+    ):
         _load_labels(con, spec, labels)
         # The log streams by and its size is unknown to the planner, which would then build the
         # join's hash table on it (all of the window) instead of on the labels.
@@ -311,7 +313,6 @@ def _log_batches(
         )
         for batch in joined.to_arrow_reader(BATCH_ROWS):
             yield batch.to_pandas()
-        con.close()
 
 
 def _literal(text: str) -> str:
