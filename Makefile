@@ -20,11 +20,21 @@ PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 , := ,
 
+# STACK=1 points every target at `make stack`'s parts (its MLflow server, its object store for
+# the inference log, its Pushgateway): the environment it wrote when it started.
+STACK ?=
+ifeq ($(STACK),1)
+ifeq ($(wildcard .state/stack/stack.mk),)
+$(error STACK=1 but no stack has started here: run make stack first)
+endif
+include .state/stack/stack.mk
+endif
+
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes check-cards screenshots image \
 	app app-screenshots \
-	check-image clean
+	check-image stack stack-down stack-status clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -49,6 +59,8 @@ help:
 	@echo "make app [APP_PORT=8501] [PORT=8080] [DATA=listings.csv | DATA_DIR=../shared/data] [TOKEN=...|TOKEN_FILE=path]   (beside make serve PROJECT=carvision)"
 	@echo "make app-screenshots [DATA=... | DATA_DIR=...] [ALLOW_UNVERIFIED=1]   (the dashboard's tabs for docs/images)"
 	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
+	@echo "make stack [SCRAPE='telecom=127.0.0.1:8080 telecom=127.0.0.1:8082'] [PORTS=mlflow=5000,s3=9000,...] [COOLDOWN_S=21600] [DAILY_BUDGET=4] | stack-status | stack-down"
+	@echo "    (then STACK=1 on run, serve, traffic, monitor, score, app: the stack's MLflow server, s3:// log, Pushgateway)"
 
 # The venv is rebuilt whenever the lock file or the project metadata changes. Its packages are
 # compiled to bytecode once, here: every pipeline step and server is a new interpreter, and
@@ -389,5 +401,24 @@ app-screenshots: $(STAMP)
 check-image: $(STAMP)
 	$(PY) -m benchmarks.image_check
 
+# The parts a cluster has, on 127.0.0.1 (benchmarks/stack.py, docs/operations.md): PostgreSQL,
+# an S3 API, an MLflow server, Pushgateway, Alertmanager, the alert receiver and Prometheus,
+# their data in .state/stack, which a second start reuses. SCRAPE: the servers Prometheus scrapes
+# (PROJECT=HOST:PORT, replicas repeat the project; default PROJECT on PORT when PROJECT is given).
+SCRAPE ?= $(if $(filter-out all,$(PROJECT)),$(PROJECT)=127.0.0.1:$(PORT))
+PORTS ?=
+COOLDOWN_S ?=
+DAILY_BUDGET ?=
+stack: $(STAMP)
+	$(PY) -m benchmarks.stack up $(SCRAPE) $(if $(PORTS),--ports "$(PORTS)") \
+		$(if $(COOLDOWN_S),--cooldown-s $(COOLDOWN_S)) $(if $(DAILY_BUDGET),--daily-budget $(DAILY_BUDGET))
+
+stack-down: $(STAMP)
+	$(PY) -m benchmarks.stack down
+
+stack-status: $(STAMP)
+	$(PY) -m benchmarks.stack status
+
 clean:
+	@if [ -x $(PY) ]; then $(PY) -m benchmarks.stack down; fi
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

@@ -27,22 +27,29 @@ PUSHGATEWAY_JOB = "mlops-pushgateway"
 """The scrape job's name; the series keep the pushed job, `mlops-monitoring`."""
 
 
+def file_targets(targets: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """`targets` ((project, host:port); replicas repeat the project) as a file_sd file's body."""
+    return [{"targets": [address], "labels": {"isvc": project}} for project, address in targets]
+
+
 def prometheus_config(
-    targets: dict[str, str], interval: str = "5s", pushgateway: str | None = None
+    targets: dict[str, str],
+    interval: str = "5s",
+    pushgateway: str | None = None,
+    *,
+    targets_file: Path | None = None,
+    alertmanager: str | None = None,
+    rules: Path = RULES,
 ) -> dict[str, Any]:
-    """Scrape config for `targets` (project -> host:port) and, when given, the Pushgateway at
-    `pushgateway` (host:port), with the rules loaded."""
-    scrapes: list[dict[str, Any]] = []
+    """Scrape config for `targets` (project -> host:port), and the servers `targets_file` lists
+    (reread whenever it changes), and, when given, the Pushgateway at `pushgateway` (host:port),
+    with the rules loaded and the alerts sent to the Alertmanager at `alertmanager`."""
+    serving: dict[str, Any] = {"job_name": JOB}
     if targets:
-        scrapes.append(
-            {
-                "job_name": JOB,
-                "static_configs": [
-                    {"targets": [address], "labels": {"isvc": project}}
-                    for project, address in sorted(targets.items())
-                ],
-            }
-        )
+        serving["static_configs"] = file_targets(sorted(targets.items()))
+    if targets_file is not None:
+        serving["file_sd_configs"] = [{"files": [str(targets_file)], "refresh_interval": "5s"}]
+    scrapes: list[dict[str, Any]] = [serving] if len(serving) > 1 else []
     if pushgateway:
         scrapes.append(
             {
@@ -51,11 +58,14 @@ def prometheus_config(
                 "static_configs": [{"targets": [pushgateway]}],
             }
         )
-    return {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(rules)],
         "scrape_configs": scrapes,
     }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return config
 
 
 def command(config: Path, data: Path, listen: str) -> list[str]:

@@ -12,7 +12,9 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +267,34 @@ def _already_registered(spec: ProjectSpec, experiment: str, digest: str) -> Regi
     return None
 
 
+WITHDRAW_PATIENCE_S = 120.0
+"""How long a failed registration keeps trying to withdraw its version: the tracking server or
+its database may be what failed, and be back within seconds."""
+
+
+def _withdraw(spec: ProjectSpec, version: str, patience_s: float = WITHDRAW_PATIENCE_S) -> None:
+    """Deletes `version`, whose registration failed before any alias named it."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            mlflow.MlflowClient().delete_model_version(spec.name, version)
+        except Exception as exc:
+            if time.monotonic() < deadline:
+                time.sleep(2.0)
+                continue
+            print(
+                f"register: {spec.name} version {version} is incomplete and could not be "
+                f"withdrawn ({type(exc).__name__}: {exc}); delete it in the registry",
+                file=sys.stderr,
+            )
+            return
+        print(
+            f"register: {spec.name} version {version} withdrawn: its registration did not complete",
+            file=sys.stderr,
+        )
+        return
+
+
 def _logged_model_file_sha256(info: Any) -> str:
     """sha256 of the model file as a server downloads it: read back from the artifact store
     after the upload, the file named by the logged MLmodel's sklearn flavor."""
@@ -369,14 +399,15 @@ def promote(
     """Sets `challenger` (and `champion` when the decision says so) on the version, with the
     decision, the data kind and `tags` as version tags; returns the aliases set."""
     client = mlflow.MlflowClient()
+    recorded = {"decision": decision.reason, SYNTHETIC_TAG: str(synthetic).lower()}
+    for key, value in (recorded | (tags or {})).items():
+        client.set_model_version_tag(spec.name, version, key, value)
+    # `champion` last: once it is set the registration is whole, and servers may follow it.
     client.set_registered_model_alias(spec.name, CHALLENGER, version)
     aliases = [CHALLENGER]
     if decision.promote:
         client.set_registered_model_alias(spec.name, CHAMPION, version)
         aliases.append(CHAMPION)
-    recorded = {"decision": decision.reason, SYNTHETIC_TAG: str(synthetic).lower()}
-    for key, value in (recorded | (tags or {})).items():
-        client.set_model_version_tag(spec.name, version, key, value)
     return aliases
 
 
@@ -470,33 +501,39 @@ def register(
             **model_files(spec, model, train_frame, reference_frame=test_frame),
         )
         version = str(info.registered_model_version)
-        digest = _logged_model_file_sha256(info)
-        # tagged before any alias names the version: a server following the alias checks it
-        mlflow.MlflowClient().set_model_version_tag(
-            spec.name, version, MODEL_FILE_DIGEST_TAG, digest
-        )
-        compilation = log_compiled(spec, model, info.model_id, version, test_frame)
-        reference.log(spec, record, train_frame)
-        if retraining is not None:
-            _log_training_data(retraining.data_files)
-        synthetic = record.source.synthetic
-        decision = decide(spec, challenger, synthetic, incumbent)
-        tags = dict(lineage)
-        if retraining is not None:
-            tags |= version_tags(
-                retraining.monitoring, incumbent.version, incumbent.scores, challenger
+        # Until an alias names it, the version is withdrawn if anything fails: the registry
+        # never keeps half a registration (no digest, no decision).
+        try:
+            digest = _logged_model_file_sha256(info)
+            # tagged before any alias names the version: a server following the alias checks it
+            mlflow.MlflowClient().set_model_version_tag(
+                spec.name, version, MODEL_FILE_DIGEST_TAG, digest
             )
-        registration = Registration(
-            run_id=run.info.run_id,
-            version=version,
-            aliases=promote(spec, version, decision, synthetic, tags),
-            champion_before=incumbent.version,
-            decision=decision.reason,
-            metrics=finite(metrics),
-            model_file_sha256=digest,
-            compiled_model=compilation.tag,
-            compiled_model_sha256=compilation.graph_sha256,
-        )
+            compilation = log_compiled(spec, model, info.model_id, version, test_frame)
+            reference.log(spec, record, train_frame)
+            if retraining is not None:
+                _log_training_data(retraining.data_files)
+            synthetic = record.source.synthetic
+            decision = decide(spec, challenger, synthetic, incumbent)
+            tags = dict(lineage)
+            if retraining is not None:
+                tags |= version_tags(
+                    retraining.monitoring, incumbent.version, incumbent.scores, challenger
+                )
+            registration = Registration(
+                run_id=run.info.run_id,
+                version=version,
+                aliases=promote(spec, version, decision, synthetic, tags),
+                champion_before=incumbent.version,
+                decision=decision.reason,
+                metrics=finite(metrics),
+                model_file_sha256=digest,
+                compiled_model=compilation.tag,
+                compiled_model_sha256=compilation.graph_sha256,
+            )
+        except BaseException:
+            _withdraw(spec, version)
+            raise
         card = model_card.render(spec, record, registration)
         mlflow.log_text(card, "model_card/model_card.md")
         if on_card is not None:

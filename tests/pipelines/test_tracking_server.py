@@ -21,15 +21,15 @@ import mlflow
 import pytest
 from kfp import local
 
+from benchmarks.stack import MLFLOW_BUCKET, Stack
 from components.core.projects import PROJECTS
 from pipelines.resources import for_local_run
 from pipelines.training import PIPELINES
-from tests.support.object_store import ObjectStore, run_object_store
+from tests.support.object_store import ObjectStore
 from tests.support.servers import ServerProcess, launch
-from tests.support.stack import Postgres, run_mlflow_server, run_postgres
+from tests.support.stack import stack_on
 
 SPEC = PROJECTS["telecom"]
-ARTIFACTS = "mlflow-artifacts"
 QUICK = {
     "trials_per_candidate": 1,
     "time_budget_s": 0.0,
@@ -41,43 +41,27 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class Tracking:
-    root: Path
+    stack: Stack
     store: ObjectStore
-    backend: str
-    server: ServerProcess
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self.stack.tracking_uri
 
     def restart(self, down_until: threading.Event) -> None:
         """Stops the tracking server, waits for `down_until`, starts it on the same port."""
-        self.server.stop()
+        self.stack.stop("mlflow")
         down_until.wait(timeout=120)
-        self.server = run_mlflow_server(
-            self.root, self.backend, self.store, ARTIFACTS, port=self.server.port
-        )
+        self.stack.up(only=["mlflow"])
 
 
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracking]:
-    root = tmp_path_factory.mktemp("stack")
-    store = run_object_store(root)
-    stopping: list[ObjectStore | Postgres] = [store]
-    found = None
+    stack = stack_on(tmp_path_factory.mktemp("stack"), ["postgres", "s3", "mlflow"])
     try:
-        store.create_bucket(ARTIFACTS)
-        postgres = run_postgres(root)
-        stopping.append(postgres)
-        postgres.create_database("mlflow")
-        backend = postgres.uri("mlflow")
-        found = Tracking(root, store, backend, run_mlflow_server(root, backend, store, ARTIFACTS))
-        yield found
+        yield Tracking(stack, ObjectStore(stack))
     finally:
-        if found is not None:
-            found.server.stop()
-        for part in reversed(stopping):
-            part.stop()
+        stack.down()
 
 
 def served_version(server: ServerProcess) -> str | None:
@@ -118,7 +102,7 @@ def test_a_pipeline_registers_over_http_and_a_server_loads_the_champion_from_it(
     assert champion.version == registration["version"]
     run = client.get_run(str(champion.run_id))
     assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
-    keys = store.keys(ARTIFACTS)
+    keys = store.keys(MLFLOW_BUCKET)
     assert any(key.endswith("/model.pkl") for key in keys), keys
 
     server = launch(
@@ -166,3 +150,57 @@ def test_a_pipeline_registers_over_http_and_a_server_loads_the_champion_from_it(
         server.stop()
     assert answered_while_down > 0 and len(statuses) > answered_while_down
     assert set(statuses) == {200}, sorted(set(statuses))
+
+
+def test_postgres_restarted_under_registration_leaves_one_whole_version(
+    tracking: Tracking, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database behind the tracking server restarts the moment the register step has
+    created its version: the clients' retries carry the registration through, and the version
+    is whole (digest, decision, aliases), the only one the run added."""
+    url = tracking.url
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    mlflow.set_tracking_uri(url)
+    client = mlflow.MlflowClient(url)
+    before = {v.version for v in client.search_model_versions("name = 'telecom'")}
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "kfp"),
+        enable_caching=False,
+    )
+    source = tmp_path / "users_behavior.csv"
+    SPEC.make_synthetic(900, 23).to_csv(source, index=False)
+    outage: dict[str, float] = {}
+    done = threading.Event()
+
+    def restart_postgres_once_a_version_appears() -> None:
+        while not done.is_set():
+            found = {v.version for v in client.search_model_versions("name = 'telecom'")}
+            if found - before:
+                started = time.monotonic()
+                tracking.stack.stop("postgres")
+                time.sleep(3.0)
+                tracking.stack.up(only=["postgres"])
+                outage["seconds"] = time.monotonic() - started
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=restart_postgres_once_a_version_appears)
+    watcher.start()
+    try:
+        task = for_local_run(PIPELINES["telecom"])(
+            source=str(source),
+            mlflow_tracking_uri=url,
+            **(QUICK | {"gate_overrides": '{"accuracy": 0.6, "roc_auc": 0.5}'}),
+        )
+    finally:
+        done.set()
+        watcher.join(timeout=120)
+    assert outage, "the registration ended before PostgreSQL could be restarted under it"
+    registration = json.loads(Path(task.outputs["registration"].path).read_text())
+    added = {v.version for v in client.search_model_versions("name = 'telecom'")} - before
+    assert added == {registration["version"]}
+    version = client.get_model_version("telecom", registration["version"])
+    assert version.tags["model_file_sha256"] == registration["model_file_sha256"]
+    assert version.tags["decision"] == registration["decision"]
+    assert "challenger" in version.aliases

@@ -1,6 +1,8 @@
 """The inference log on object storage, as on a cluster: a bankchurn server logs what it answers
 to `s3://` (a real S3 API on 127.0.0.1, tests/support/object_store.py), and the monitoring
-side reads that window back, row for row, from the same URL."""
+side reads that window back, row for row, from the same URL. Then the store goes down under the
+server: every prediction is still answered, the rows it could not log are dropped and counted,
+and once the store is back the log is written again."""
 
 from __future__ import annotations
 
@@ -12,7 +14,15 @@ import pandas as pd
 import pytest
 
 from components.core.inference_log import OUTPUT_PREFIX, PART_SUFFIX, read_window
-from tests.serving.support import JSON, START_WAIT_SECONDS, Served, instances, post, wait_until
+from tests.serving.support import (
+    JSON,
+    START_WAIT_SECONDS,
+    Served,
+    instances,
+    metric,
+    post,
+    wait_until,
+)
 from tests.support.object_store import ObjectStore, run_object_store
 from tests.support.servers import ServerProcess, launch
 
@@ -88,3 +98,51 @@ def test_a_server_logs_to_s3_and_monitoring_reads_the_window_back(
         assert mine[f"{OUTPUT_PREFIX}churn_probability"].tolist() == pytest.approx(
             probability, abs=1e-12
         )
+
+
+def test_the_store_down_drops_and_counts_log_rows_and_no_prediction_fails(
+    s3_logged: ServerProcess,
+    store: ObjectStore,
+    served: dict[str, Served],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store.use(monkeypatch)
+    rows = instances(served["bankchurn"].spec, served["bankchurn"].test_frame.head(4))
+
+    def predict(prefix: str, requests: int) -> set[str]:
+        sent = set()
+        for n in range(requests):
+            rid = f"{prefix}-{uuid.uuid4().hex[:8]}-{n}"
+            answer = post(
+                s3_logged, "/v1/models/bankchurn:predict", {"instances": rows},
+                {**JSON, "X-Request-ID": rid},
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            sent.add(rid)
+        return sent
+
+    def dropped() -> float:
+        return metric(s3_logged, "mlops_inference_log_dropped_total", project="bankchurn")
+
+    before = dropped()
+    store.stack.stop("s3")
+    try:
+        predict("outage", 20)
+        lost = wait_until(
+            lambda: dropped() - before >= 20 * len(rows) and dropped() - before,
+            FLUSH_WAIT_SECONDS * 2,
+            "the rows the server could not log counted as dropped",
+            s3_logged,
+        )
+    finally:
+        store.stack.up(only=["s3"])
+    assert lost == 20 * len(rows)
+
+    after = predict("back", 3)
+
+    def logged_again() -> bool:
+        frame = read_window(ROOT, "bankchurn")
+        return not frame.empty and after <= set(frame["request_id"])
+
+    wait_until(logged_again, FLUSH_WAIT_SECONDS, "the log written again once the store is back")
+    assert dropped() - before == lost

@@ -207,6 +207,42 @@ def test_promotion_through_a_real_registry(tracking: str, tmp_path: Path) -> Non
     assert_lineage_is_recorded(spec.name, first, frames["trials"])
 
 
+def test_a_registration_failing_before_its_alias_withdraws_its_version(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version exists once the model is logged; a failure after that (here: the decision's
+    tags cannot be written) deletes it, so no version without digest, decision or alias stays,
+    and the next registration of the same bytes is a whole one."""
+    spec = dataclasses.replace(TELECOM, name="withdrawn-telecom")
+    split = small_split(TELECOM)
+    trained = quick_model(TELECOM)
+    frames = {
+        "train_frame": split.train,
+        "test_frame": split.test,
+        "trials": trained.trials_frame(),
+    }
+    client = mlflow.MlflowClient()
+    writes = client.set_model_version_tag
+
+    def fails_on_the_decision(name: str, version: str, key: str, value: str) -> None:
+        if key == "decision":
+            raise mlflow.exceptions.MlflowException("the registry went away")
+        writes(name, version, key, value)
+
+    monkeypatch.setattr(
+        mlflow.MlflowClient, "set_model_version_tag", staticmethod(fails_on_the_decision)
+    )
+    with pytest.raises(mlflow.exceptions.MlflowException, match="went away"):
+        registry.register(spec, trained.model, record_for(False, "whole-1", 0.8), reports={},
+                          uri=tracking, **frames)  # fmt: skip
+    assert client.search_model_versions(f"name = '{spec.name}'") == []
+    monkeypatch.undo()
+    done = registry.register(spec, trained.model, record_for(False, "whole-1", 0.8), reports={},
+                             uri=tracking, **frames)  # fmt: skip
+    assert done.is_champion and not done.decision.startswith("already registered")
+    assert client.get_model_version(spec.name, done.version).tags["decision"] == done.decision
+
+
 def assert_lineage_is_recorded(
     name: str, registration: registry.Registration, trials_frame: pd.DataFrame
 ) -> None:
