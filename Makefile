@@ -23,11 +23,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # STACK=1 points every target at `make stack`'s parts (its MLflow server, its object store for
 # the inference log, its Pushgateway): the environment it wrote when it started.
 STACK ?=
+STACK_DIR ?= .state/stack
 ifeq ($(STACK),1)
-ifeq ($(wildcard .state/stack/stack.mk),)
-$(error STACK=1 but no stack has started here: run make stack first)
+ifeq ($(wildcard $(STACK_DIR)/stack.mk),)
+$(error STACK=1 but no stack has started in $(STACK_DIR): run make stack first)
 endif
-include .state/stack/stack.mk
+include $(STACK_DIR)/stack.mk
 endif
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
@@ -410,14 +411,14 @@ PORTS ?=
 COOLDOWN_S ?=
 DAILY_BUDGET ?=
 stack: $(STAMP)
-	$(PY) -m benchmarks.stack up $(SCRAPE) $(if $(PORTS),--ports "$(PORTS)") \
+	$(PY) -m benchmarks.stack up --root "$(STACK_DIR)" $(SCRAPE) $(if $(PORTS),--ports "$(PORTS)") \
 		$(if $(COOLDOWN_S),--cooldown-s $(COOLDOWN_S)) $(if $(DAILY_BUDGET),--daily-budget $(DAILY_BUDGET))
 
 stack-down: $(STAMP)
-	$(PY) -m benchmarks.stack down
+	$(PY) -m benchmarks.stack down --root "$(STACK_DIR)"
 
 stack-status: $(STAMP)
-	$(PY) -m benchmarks.stack status
+	$(PY) -m benchmarks.stack status --root "$(STACK_DIR)"
 
 clean:
 	@if [ -x $(PY) ]; then $(PY) -m benchmarks.stack down; fi

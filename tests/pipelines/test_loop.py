@@ -1,23 +1,30 @@
-"""The production loop on one machine, every part real: a champion in a real MLflow store, a real
-`make serve` process that logs what it answers and follows its alias, real HTTP traffic with
-labels (`pipelines.traffic`, what `make traffic` runs), `kfp.local` monitoring runs
-(`pipelines.monitor`, what `make monitor` runs) that publish to a real Pushgateway scraped by a
-real Prometheus, and a retraining whose decision is recorded on the version it registers.
+"""The production loop on the parts a cluster has (`make stack`, benchmarks/stack.py), every one
+real: a telecom champion registered over HTTP in an MLflow server on PostgreSQL, its artifacts in
+an S3 API; two `make serve STACK=1` replicas that log what they answer to `s3://` and follow the
+alias; real HTTP traffic with labels (`pipelines.traffic`, what `make traffic` runs); Prometheus
+scraping both replicas and the Pushgateway with the project's alert rules, sending its alerts to
+Alertmanager, which routes them to the alert receiver, which starts the monitoring pipeline
+(`pipelines.monitor` through `kfp.local`); the pipeline's exit handler posts its notice.
 
-An iid window gives no drift and no retraining; a window with a planted shift in the champion's
-most important input, with its labels, gives drift naming that column, a retraining, and the
-server serving whichever model is champion afterwards.
+An iid window gives no drift and no retraining. A window with a planted shift in the champion's
+most important input moves the predicted classes away from the reference: the alert fires, the
+receiver starts one monitoring run (a second alert within the cool-down starts none), which finds
+drift naming the column, retrains, promotes, and both replicas serve the new champion without a
+failed request. The rules are the shipped ones with every `for` cut to 0 s: the expressions,
+routes and gates are under test, not the waiting.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,78 +32,110 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
+from benchmarks.stack import INFERENCE_LOG, Stack
 from components.core import explain, inference_log, ingest, lineage, registry
 from components.core.projects import PROJECTS
 from components.core.train import train
-from grafana import local
+from grafana import alerts, local
 from pipelines import traffic
 from tests.conftest import quick_spec
 from tests.support.data import REPO_ROOT
 from tests.support.models import register_as_champion
-from tests.support.observability import Prometheus, run_prometheus, run_pushgateway
+from tests.support.notices import NoticeReceiver
+from tests.support.object_store import use_store
+from tests.support.observability import Prometheus
 from tests.support.servers import ServerProcess, free_port, start
+from tests.support.stack import Receiver, stack_on
 
 SPEC = PROJECTS["telecom"]
 SHIFTED = "mb_used"
 ROWS = 600
+ACTION_ALERT = "MLOpsPredictionsAwayFromReference"
+# About the plumbing, not the model: a quick search, and gates it passes.
+MONITOR_ARGS = ["--hours", "1", "--trials", "1", "--gate-overrides", '{"accuracy": 0.6, "roc_auc": 0.6}']  # fmt: skip
 pytestmark = pytest.mark.slow
 
 
 @dataclass
 class Loop:
     root: Path
-    uri: str
-    server: ServerProcess
-    gateway: str
+    stack: Stack
+    replicas: list[ServerProcess]
     prometheus: Prometheus
     champion: str
+    notices: NoticeReceiver
+    statuses: list[int] = field(default_factory=list)
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.csv"
+
+    @property
+    def state(self) -> Path:
+        return self.stack.root / "state"
 
     def env(self) -> dict[str, str]:
-        return dict(
-            os.environ, MLOPS_STATE_DIR=str(self.root / "state"), MLFLOW_TRACKING_URI=self.uri
-        )
+        return dict(os.environ, MLOPS_STATE_DIR=str(self.state)) | self.stack.client_env()
 
-    def send(self, frame: pd.DataFrame, seed: int) -> Path:
-        """The rows of `frame` served, their labels appended to one file; returns once the
-        server has written them to its log (off the request path)."""
+    def send(self, frame: pd.DataFrame, seed: int) -> None:
+        """The rows of `frame` served, half by each replica, their labels appended to one file;
+        returns once the replicas have written them to the `s3://` log (off the request path)."""
         since = lineage.utc_now()
-        rows = self.root / f"rows-{seed}.csv"
-        frame.to_csv(rows, index=False)
-        labels = self.root / "labels.csv"
-        argv = ["--project", SPEC.name, "--port", str(self.server.port), "--data", str(rows)]
-        argv += ["--rows", str(ROWS), "--batch", "20", "--labels", str(labels), "--seed", str(seed)]
-        assert traffic.main(argv) == 0
+        halves = (frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :])
+        for n, (replica, rows) in enumerate(zip(self.replicas, halves, strict=True)):
+            path = self.root / f"rows-{seed}-{n}.csv"
+            rows.to_csv(path, index=False)
+            argv = ["--project", SPEC.name, "--port", str(replica.port), "--data", str(path)]
+            argv += ["--rows", str(len(rows)), "--batch", "20", "--labels", str(self.labels)]
+            assert traffic.main([*argv, "--seed", str(seed + n)]) == 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if (
-                len(inference_log.read_window(str(self.root / "inference"), SPEC.name, since))
-                >= ROWS
-            ):
-                return labels
+            if len(inference_log.read_window(INFERENCE_LOG, SPEC.name, since)) >= len(frame):
+                return
             time.sleep(0.5)
-        raise AssertionError(f"{ROWS} rows not in the inference log after 60 s")
+        raise AssertionError(f"{len(frame)} rows not in the s3:// log after 60 s")
 
-    def monitor(self, labels: Path) -> dict[str, Any]:
-        """One monitoring run over the last hour of the log: everything this test sent."""
+    def monitor(self) -> dict[str, Any]:
+        """One monitoring run over the last hour of the log, as `make monitor STACK=1` runs it."""
         command = [sys.executable, "-m", "pipelines.monitor", "--project", SPEC.name]
-        command += ["--log-root", str(self.root / "inference"), "--labels", str(labels)]
-        command += ["--hours", "1", "--pushgateway", self.gateway, "--trials", "1"]
-        # About the plumbing, not the model: a quick search, and gates it passes.
-        command += ["--gate-overrides", '{"accuracy": 0.6, "roc_auc": 0.6}']
+        command += ["--labels", str(self.labels), *MONITOR_ARGS]
         done = subprocess.run(
             command, cwd=REPO_ROOT, env=self.env(), capture_output=True, text=True, timeout=900
         )
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        latest = self.root / "state" / "monitor" / SPEC.name / "latest.json"
-        result: dict[str, Any] = json.loads(latest.read_text())
+        return self.latest()
+
+    def latest(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(
+            (self.state / "monitor" / SPEC.name / "latest.json").read_text()
+        )
         return result
 
-    def served_version(self) -> str | None:
-        for line in httpx.get(f"{self.server.url}/metrics", timeout=10).text.splitlines():
-            if line.startswith("mlops_model_info{"):
-                return line.split('version="', 1)[1].split('"', 1)[0]
-        return None
+    def decisions(self) -> list[dict[str, Any]]:
+        path = self.stack.root / "receiver" / "decisions.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        return [json.loads(line) for line in lines]
+
+    def wait_for_decision(self, check: Callable[[dict[str, Any]], bool], timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if found := [d for d in self.decisions() if check(d)]:
+                return found[-1]
+            time.sleep(0.5)
+        log = (self.stack.root / "logs" / "receiver.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"no such decision after {timeout:g} s: {self.decisions()}\n{log}")
+
+    def served_versions(self) -> list[str | None]:
+        return [_served_version(replica) for replica in self.replicas]
+
+
+def _served_version(server: ServerProcess) -> str | None:
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("mlops_model_info{"):
+            return line.split('version="', 1)[1].split('"', 1)[0]
+    return None
 
 
 def register_champion(root: Path, uri: str) -> str:
@@ -111,87 +150,163 @@ def register_champion(root: Path, uri: str) -> str:
     return register_as_champion(SPEC, trained, parts, info, uri, "loop-champion", 7, importance)
 
 
+def rules_without_waiting(root: Path) -> Path:
+    groups = alerts.rule_groups()
+    for rule in groups["groups"][0]["rules"]:
+        rule["for"] = "0s"
+    path = root / "rules.yml"
+    path.write_text(yaml.safe_dump(groups))
+    return path
+
+
+def serve_replica(stack: Stack, log: Path) -> ServerProcess:
+    port = free_port()
+    return start(
+        "make serve",
+        [
+            *("make", "--no-print-directory", "serve", f"PROJECT={SPEC.name}", "STACK=1"),
+            *(f"STACK_DIR={stack.root}", f"MODEL=models:/{SPEC.name}@champion", f"PORT={port}"),
+            "REFRESH=1",
+        ],
+        log,
+        port,
+        group=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     root = tmp_path_factory.mktemp("loop")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    champion = register_champion(root, uri)
-    port = free_port()
-    server = start(
-        "make serve",
-        [
-            *("make", "--no-print-directory", "serve", f"PROJECT={SPEC.name}"),
-            *(f"MODEL=models:/{SPEC.name}@champion", f"PORT={port}"),
-            *(f"INFERENCE_LOG={root / 'inference'}", "REFRESH=1"),
-        ],
-        root / "serve.log",
-        port,
-        env={"MLFLOW_TRACKING_URI": uri},
-        group=True,
-    )
-    gateway = run_pushgateway(root)
-    prometheus: ServerProcess | None = None
-    try:
-        server.wait_ready(timeout=300.0)
-        config = local.prometheus_config(
-            {SPEC.name: f"127.0.0.1:{port}"},
-            interval="1s",
-            pushgateway=f"127.0.0.1:{gateway.port}",
+    replicas: list[ServerProcess] = []
+    with pytest.MonkeyPatch.context() as patch, NoticeReceiver() as notices:
+        # the stack's receiver, and so the monitoring runs it starts, inherit the notice URL
+        patch.setenv("NOTIFY_URL", notices.url)
+        receiver = Receiver(
+            cooldown_s=3600.0,
+            daily_budget=4,
+            monitor_args=shlex.join(["--labels", str(root / "labels.csv"), *MONITOR_ARGS]),
         )
-        prometheus = run_prometheus(root, config)
-        watcher = Prometheus(prometheus)
-        watcher.wait_for(f'up{{job="{local.PUSHGATEWAY_JOB}"}} == 1')
-        yield Loop(root, uri, server, f"127.0.0.1:{gateway.port}", watcher, champion)
-    finally:
-        for process in (prometheus, gateway, server):
-            if process is not None:
-                process.stop()
+        stack = stack_on(
+            root / "stack",
+            ["postgres", "s3", "mlflow", "pushgateway", "receiver", "alertmanager", "prometheus"],
+            rules=rules_without_waiting(root),
+            interval="1s",
+            receiver=receiver,
+        )
+        try:
+            use_store(stack, patch)
+            patch.setenv("MLFLOW_TRACKING_URI", stack.tracking_uri)
+            mlflow.set_tracking_uri(stack.tracking_uri)
+            champion = register_champion(root, stack.tracking_uri)
+            replicas = [serve_replica(stack, root / f"serve-{n}.log") for n in range(2)]
+            for replica in replicas:
+                replica.wait_ready(timeout=300.0)
+            stack.scrape([(SPEC.name, f"127.0.0.1:{replica.port}") for replica in replicas])
+            watcher = Prometheus(
+                stack.service("prometheus").url, stack.root / "logs" / "prometheus.log"
+            )
+            watcher.wait_for(f'count(up{{job="{local.JOB}"}} == 1) == 2')
+            watcher.wait_for(f'up{{job="{local.PUSHGATEWAY_JOB}"}} == 1')
+            yield Loop(root, stack, replicas, watcher, champion, notices)
+        finally:
+            for replica in replicas:
+                replica.stop()
+            stack.down()
 
 
-def test_the_loop_from_served_traffic_to_a_retrained_champion(loop: Loop) -> None:
-    # 1. iid traffic: no drift, quality within tolerance, nothing retrained.
-    labels = loop.send(SPEC.make_synthetic(ROWS, 21), seed=21)
-    first = loop.monitor(labels)
+def keep_predicting(loop: Loop, stop: threading.Event) -> None:
+    rows = SPEC.make_synthetic(3, 5)[SPEC.input_columns].to_dict("records")
+    while not stop.is_set():
+        for replica in loop.replicas:
+            answer = httpx.post(
+                f"{replica.url}/v1/models/{SPEC.name}:predict", json={"instances": rows}, timeout=30
+            )
+            loop.statuses.append(answer.status_code)
+        time.sleep(0.05)
+
+
+def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop) -> None:
+    # 1. iid traffic: no drift, quality within tolerance, nothing retrained, no alert.
+    loop.send(SPEC.make_synthetic(ROWS, 21), seed=21)
+    first = loop.monitor()
     assert first["rows"] == ROWS and first["labelled_rows"] == ROWS and first["enough_data"]
     assert not first["drift_detected"] and not first["retrain_recommended"], first["reason"]
     assert {"accuracy", "roc_auc"} <= set(first["live_metrics"])
     assert (first["retrained"], first["promoted"]) == (False, False)
     assert first["champion_version_before"] == first["champion_version_after"] == loop.champion
     loop.prometheus.wait_for(f'mlops_monitoring_drift_detected{{project="{SPEC.name}"}} == 0')
+    assert not loop.prometheus.query(f'ALERTS{{alertname="{ACTION_ALERT}"}}')
+    assert loop.decisions() == []
 
-    # 2. As many rows again from the heaviest users only (the most important input shifted,
-    # the labels still true), with labels: the window of both drifts, names the column,
-    # retrains, and the decision is recorded.
-    many = SPEC.make_synthetic(4 * ROWS, 22)
-    heavy = many[many[SHIFTED] > many[SHIFTED].quantile(0.6)].head(ROWS)
-    labels = loop.send(heavy, seed=22)
-    second = loop.monitor(labels)
-    assert second["rows"] == second["labelled_rows"] == 2 * ROWS
-    assert second["drift_detected"], second["reason"]
-    assert SHIFTED in second["drifted_columns"] and SHIFTED in second["drifted_important_columns"]
-    assert second["retrain_recommended"] and second["retrained"], second["retraining"]
-    version = second["retrained_version"]
-    assert version == str(int(loop.champion) + 1)
-    tags = mlflow.MlflowClient(loop.uri).get_model_version(SPEC.name, version).tags
-    assert tags["decision"] == second["decision"] and tags["trigger"] == second["reason"]
-    assert tags["monitoring_time"] == second["summary"]["time"]
-    assert set(json.loads(tags["figures_after"])) == {
-        registry.TEST_SPLIT,
-        registry.HOLDOUT_SPLIT,
-    }
-    loop.prometheus.wait_for(
-        f'mlops_monitoring_drift_detected{{project="{SPEC.name}"}} == 1 '
-        f'and on(project) mlops_monitoring_column_drifted{{column="{SHIFTED}"}} == 1'
-    )
+    # 2. Twice as many rows from the heaviest users only (the most important input shifted, the
+    # labels still true), half through each replica, while both keep answering other requests.
+    stop = threading.Event()
+    predicting = threading.Thread(target=keep_predicting, args=(loop, stop))
+    predicting.start()
+    try:
+        many = SPEC.make_synthetic(8 * ROWS, 22)
+        heavy = many[many[SHIFTED] > many[SHIFTED].quantile(0.6)].head(2 * ROWS)
+        loop.send(heavy, seed=22)
+        # the predicted classes left the reference: Prometheus fires, Alertmanager delivers,
+        # the receiver starts one monitoring run
+        loop.prometheus.wait_for(
+            f'ALERTS{{alertname="{ACTION_ALERT}", alertstate="firing", isvc="{SPEC.name}"}}',
+            timeout=60,
+        )
+        started = loop.wait_for_decision(lambda d: d.get("decision") == "started", 60)
+        assert started["project"] == SPEC.name and started["alertname"] == ACTION_ALERT
+        # a second alert for the project within the cool-down starts nothing
+        second_alert = {"labels": {"alertname": "MLOpsPredictionShift", "isvc": SPEC.name, "severity": "warning"}}  # fmt: skip
+        posted = httpx.post(
+            f"http://127.0.0.1:{loop.stack.ports.alertmanager}/api/v2/alerts",
+            json=[second_alert],
+            timeout=10,
+        )
+        assert posted.status_code == 200, posted.text
+        held = loop.wait_for_decision(lambda d: d.get("alertname") == "MLOpsPredictionShift", 60)
+        assert held["decision"] in {"running", "cooling-down"}, held
+        finished = loop.wait_for_decision(lambda d: d.get("event") == "run-finished", 900)
+        assert finished["returncode"] == 0, Path(finished["log"]).read_text()[-4000:]
+        assert [d["decision"] for d in loop.decisions() if "decision" in d].count("started") == 1
 
-    # 3. The better challenger is champion, and the server serves it without a restart.
-    assert second["promoted"], second["decision"]
-    assert second["decision"].startswith(f"promoted to champion over champion v{loop.champion}")
-    expected = version
-    assert second["champion_version_after"] == expected
-    deadline = time.monotonic() + 120
-    while loop.served_version() != expected and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert loop.served_version() == expected, loop.server.log_tail()
-    loop.prometheus.wait_for(f'mlops_model_info{{version="{expected}"}} == 1')
+        second = loop.latest()
+        assert second["rows"] == second["labelled_rows"] == 3 * ROWS
+        assert second["drift_detected"], second["reason"]
+        assert SHIFTED in second["drifted_columns"]
+        assert SHIFTED in second["drifted_important_columns"]
+        assert second["retrain_recommended"] and second["retrained"], second["retraining"]
+        version = second["retrained_version"]
+        assert version == str(int(loop.champion) + 1)
+        client = mlflow.MlflowClient(loop.stack.tracking_uri)
+        tags = client.get_model_version(SPEC.name, version).tags
+        assert tags["decision"] == second["decision"] and tags["trigger"] == second["reason"]
+        assert tags["monitoring_time"] == second["summary"]["time"]
+        assert set(json.loads(tags["figures_after"])) == {
+            registry.TEST_SPLIT,
+            registry.HOLDOUT_SPLIT,
+        }
+        loop.prometheus.wait_for(
+            f'mlops_monitoring_drift_detected{{project="{SPEC.name}"}} == 1 '
+            f'and on(project) mlops_monitoring_column_drifted{{column="{SHIFTED}"}} == 1'
+        )
+
+        # 3. The better challenger is champion, and both replicas serve it without a restart.
+        assert second["promoted"], second["decision"]
+        assert second["decision"].startswith(f"promoted to champion over champion v{loop.champion}")
+        assert second["champion_version_after"] == version
+        deadline = time.monotonic() + 120
+        while loop.served_versions() != [version, version] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert loop.served_versions() == [version, version]
+        loop.prometheus.wait_for(
+            f'count(mlops_model_info{{isvc="{SPEC.name}", version="{version}"}} == 1) == 2'
+        )
+    finally:
+        stop.set()
+        predicting.join(timeout=60)
+    assert loop.statuses and set(loop.statuses) == {200}, sorted(set(loop.statuses))
+
+    # 4. The monitoring pipeline's exit handler said how it ended, and what the registry decided.
+    notice = loop.notices.wait_for(lambda n: n.get("pipeline") == f"{SPEC.name}-monitoring")
+    assert notice["status"] == "SUCCEEDED", notice
+    assert notice["registry"]["version"] == version and notice["registry"]["promoted"], notice

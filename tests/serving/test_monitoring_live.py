@@ -52,7 +52,7 @@ def prometheus(
     )
     process = run_prometheus(tmp_path_factory.mktemp("prometheus"), config)
     try:
-        server = Prometheus(process)
+        server = Prometheus.of(process)
         server.wait_for(f'count(up{{job="{local.JOB}"}} == 1) == {len(servers)}')
         yield server
     finally:
@@ -207,7 +207,7 @@ def quality(
             pushgateway=f"127.0.0.1:{port}",
         )
         process = run_prometheus(root, config)
-        server = Prometheus(process)
+        server = Prometheus.of(process)
         server.wait_for(f'up{{job="{local.JOB}"}} == 1')
         server.wait_for(f'up{{job="{local.PUSHGATEWAY_JOB}"}} == 1')
         # Rows the `dropping` server cannot log, once Prometheus has seen its counter.

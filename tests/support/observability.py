@@ -17,8 +17,18 @@ from tests.support.servers import ServerProcess, free_port, start
 
 
 class Prometheus:
-    def __init__(self, process: ServerProcess) -> None:
-        self.process, self.url = process, process.url
+    def __init__(self, url: str, log_path: Path) -> None:
+        self.url, self.log_path = url, log_path
+
+    @classmethod
+    def of(cls, process: ServerProcess) -> Prometheus:
+        return cls(process.url, process.log_path)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -31,7 +41,7 @@ class Prometheus:
             if result := self.query(expr):
                 return result
             time.sleep(0.5)
-        raise AssertionError(f"no result for {expr} after {timeout} s:\n{self.process.log_tail()}")
+        raise AssertionError(f"no result for {expr} after {timeout} s:\n{self.log_tail()}")
 
 
 def require(binary: str, why: str) -> str:
