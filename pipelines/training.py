@@ -198,6 +198,8 @@ def add_training(spec: ProjectSpec, inputs: TrainingInputs) -> TrainingTasks:
             explanation_report=explained.outputs["report"],
             drift_report=drifted.outputs["report"],
             run_name=run_name,
+            # Unique per run, where the name need not be: the run's notice finds the version by it.
+            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             seed=inputs.seed,
             test_size=inputs.test_size,
             mlflow_tracking_uri=inputs.mlflow_tracking_uri,
