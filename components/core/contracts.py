@@ -554,3 +554,15 @@ class ScoringSummary(Contract):
     """The same share on the reference rows, at the same threshold."""
     finished: str
     """When the merge finished (UTC, ISO 8601)."""
+
+
+class StepFailure(Contract):
+    """What a step that raised left beside its outputs (components/core/failure.py), for the
+    run's notice: kfp.local tells the exit task only that the body failed."""
+
+    SCHEMA: ClassVar[str] = "step_failure"
+
+    summary: str
+    """The exception's type and message, on one line."""
+    error: str
+    """The tail of the traceback, as the step's log ends."""
