@@ -39,6 +39,7 @@ endif
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
+	@echo "    (NOTIFY_URL=<webhook URL> in the environment: each run posts its outcome there as JSON; docs/operations.md, Notices)"
 	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [INFERENCE_LOG_SAMPLE=1] [REFRESH=30] [TOKEN=...|TOKEN_FILE=path] [ALLOW_UNVERIFIED=1]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv] [TOKEN=...|TOKEN_FILE=path]"

@@ -458,9 +458,15 @@ def markdown(found: dict[str, Any]) -> str:
         "| pipeline | step | runs | CPU-s | peak cores | wall s | max RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    from pipelines import batch_scoring, monitoring, training
+    from pipelines import batch_scoring, monitoring, notice, training
 
-    order = [*training.STEPS, training.MARKET_STEP, *monitoring.STEPS, *batch_scoring.STEPS]
+    order = [
+        *training.STEPS,
+        training.MARKET_STEP,
+        *monitoring.STEPS,
+        *batch_scoring.STEPS,
+        notice.NOTIFY_STEP,
+    ]
     for label, run in found["pipelines"].items():
         total_cpu = total_wall = 0.0
         steps = sorted(run["steps"].items(), key=lambda item: order.index(item[0]))

@@ -7,10 +7,9 @@ No `from __future__ import annotations` here: KFP reads the parameter annotation
 """
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset
 
 from components.core.contracts import CHAMPION
 from components.core.deploy import MLFLOW_SECRET
@@ -25,21 +24,15 @@ from components.core.scoring import (
 )
 from components.core.spec import ProjectSpec
 from components.steps import drift_check, merge, resolve, score, split, validate_rows
+from pipelines.bindings import use_mlflow_credentials
 from pipelines.kinds import BATCH_SCORING, PipelinesByProject
+from pipelines.notice import notified, returning
 from pipelines.resources import sized
-from pipelines.training import described, use_mlflow_credentials
+from pipelines.training import described
 
 KIND = BATCH_SCORING
 STEPS = ("resolve", "validate-rows", "drift-check", "split", "score", "merge")
 """The display name of every task, in the order a run reaches them (`score` once per shard)."""
-
-
-class _BatchOutputs(NamedTuple):
-    predictions: Dataset
-    rejected: Dataset
-    summary: Artifact
-    report: HTML
-    drift_report: HTML
 
 
 def _batch_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
@@ -74,6 +67,8 @@ def _batch_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
 
 
 def build(spec: ProjectSpec) -> Callable[..., Any]:
+    outputs: dict[str, Any] = {}
+
     @dsl.pipeline(
         name=f"{spec.name}-{KIND}",
         description=f"{spec.title}: pin the model version, validate the rows (rejected rows "
@@ -92,77 +87,79 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         drift_gate: str = "warn",
         drift_min_rows: int = MIN_ROWS,
         allow_unverified_model: bool = False,
-    ) -> _BatchOutputs:
-        name = spec.name
-        run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        # The registry and the source change between runs: these are never served from the cache.
-        pinned = sized(
-            resolve(
-                project=name,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                model_version=model_version,
-                allow_unverified_model=allow_unverified_model,
-            ),
-            "resolve",
-        )
-        checked = sized(
-            validate_rows(
-                project=name,
-                source=source,
-                max_rejected_share=max_rejected_share,
-                output_format=output_format,
-            ),
-            "validate-rows",
-        )
-        drifted = sized(
-            drift_check(
-                project=name,
-                pinned=pinned.outputs["pinned"],
-                valid=checked.outputs["valid"],
-                screening=checked.outputs["screening"],
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                gate=drift_gate,
-                min_rows=drift_min_rows,
-                run_name=run_name,
-            ),
-            "drift-check",
-        )
-        for task in (pinned, checked, drifted):
-            task.set_caching_options(False)
-        sharded = sized(
-            split(valid=checked.outputs["valid"], shard_rows=shard_rows).after(drifted), "split"
-        )
-        with dsl.ParallelFor(sharded.outputs["Output"], name="shards") as index:
-            scored = sized(
-                score(
+    ) -> None:
+        # Batch scoring registers nothing: its notice carries no registry decision.
+        with notified(spec, KIND, "", with_registry=False):
+            name = spec.name
+            run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+            # The registry and the source change between runs: these are never served from the cache.
+            pinned = sized(
+                resolve(
+                    project=name,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    model_version=model_version,
+                    allow_unverified_model=allow_unverified_model,
+                ),
+                "resolve",
+            )
+            checked = sized(
+                validate_rows(
+                    project=name,
+                    source=source,
+                    max_rejected_share=max_rejected_share,
+                    output_format=output_format,
+                ),
+                "validate-rows",
+            )
+            drifted = sized(
+                drift_check(
                     project=name,
                     pinned=pinned.outputs["pinned"],
                     valid=checked.outputs["valid"],
-                    shard_rows=shard_rows,
-                    index=index,
-                    with_reasons=with_reasons,
+                    screening=checked.outputs["screening"],
                     mlflow_tracking_uri=mlflow_tracking_uri,
+                    gate=drift_gate,
+                    min_rows=drift_min_rows,
+                    run_name=run_name,
                 ),
-                "score",
+                "drift-check",
             )
-        merged = sized(
-            merge(
-                project=name,
-                parts=dsl.Collected(scored.outputs["scored"]),
-                pinned=pinned.outputs["pinned"],
-                screening=checked.outputs["screening"],
-                drift_summary=drifted.outputs["summary"],
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                output_format=output_format,
-                with_reasons=with_reasons,
-                gate=drift_gate,
-                run_name=run_name,
-            ),
-            "merge",
-        )
-        for task in (pinned, drifted, scored, merged):
-            use_mlflow_credentials(task)
-        return _BatchOutputs(
+            for task in (pinned, checked, drifted):
+                task.set_caching_options(False)
+            sharded = sized(
+                split(valid=checked.outputs["valid"], shard_rows=shard_rows).after(drifted), "split"
+            )
+            with dsl.ParallelFor(sharded.outputs["Output"], name="shards") as index:
+                scored = sized(
+                    score(
+                        project=name,
+                        pinned=pinned.outputs["pinned"],
+                        valid=checked.outputs["valid"],
+                        shard_rows=shard_rows,
+                        index=index,
+                        with_reasons=with_reasons,
+                        mlflow_tracking_uri=mlflow_tracking_uri,
+                    ),
+                    "score",
+                )
+            merged = sized(
+                merge(
+                    project=name,
+                    parts=dsl.Collected(scored.outputs["scored"]),
+                    pinned=pinned.outputs["pinned"],
+                    screening=checked.outputs["screening"],
+                    drift_summary=drifted.outputs["summary"],
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    output_format=output_format,
+                    with_reasons=with_reasons,
+                    gate=drift_gate,
+                    run_name=run_name,
+                ),
+                "merge",
+            )
+            for task in (pinned, drifted, scored, merged):
+                use_mlflow_credentials(task)
+        outputs.update(
             predictions=merged.outputs["predictions"],
             rejected=checked.outputs["rejected"],
             summary=merged.outputs["summary"],
@@ -170,7 +167,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             drift_report=drifted.outputs["report"],
         )
 
-    return pipeline
+    return returning(pipeline, outputs)
 
 
 PIPELINES = PipelinesByProject(build)

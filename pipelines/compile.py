@@ -44,6 +44,16 @@ def load_compiled(project: str, kind: str = TRAINING) -> tuple[dict[str, Any], d
     return documents[0], platform
 
 
+EXIT_HANDLER = "exit-handler-1"
+"""The root task that holds a compiled pipeline's body; the other is its exit task, `notify`."""
+
+
+def body_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The DAG of a compiled pipeline's body: the tasks inside its exit handler."""
+    handler = spec["root"]["dag"]["tasks"][EXIT_HANDLER]
+    return dict(spec["components"][handler["componentRef"]["name"]]["dag"])
+
+
 def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -9,10 +9,9 @@ No `from __future__ import annotations` here: KFP reads the parameter annotation
 """
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset
 
 from components.core import retraining
 from components.core.deploy import MLFLOW_SECRET
@@ -23,7 +22,9 @@ from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.core.window import SAMPLE_ROWS
 from components.steps import check, collect, compact_log, prepare_retraining, publish
-from pipelines.kinds import PipelinesByProject
+from pipelines.bindings import use_mlflow_credentials
+from pipelines.kinds import MONITORING, PipelinesByProject
+from pipelines.notice import notified, returning
 from pipelines.resources import sized
 from pipelines.training import (
     DEFAULT_TARGET,
@@ -31,7 +32,6 @@ from pipelines.training import (
     add_training,
     described,
     shared_parameter_docs,
-    use_mlflow_credentials,
 )
 
 STEPS = ("compact-log", "collect", "check", "publish")
@@ -47,13 +47,6 @@ RETRAINING_STEPS = (
     "deploy",
 )
 """The steps a run adds when it retrains."""
-
-
-class _MonitoringOutputs(NamedTuple):
-    window: Dataset
-    labelled: Dataset
-    summary: Artifact
-    report: HTML
 
 
 def _monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
@@ -98,8 +91,10 @@ def _monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
 
 
 def build(spec: ProjectSpec) -> Callable[..., Any]:
+    outputs: dict[str, Any] = {}
+
     @dsl.pipeline(
-        name=f"{spec.name}-monitoring",
+        name=f"{spec.name}-{MONITORING}",
         description=f"{spec.title}: collect a window of served inputs, check drift against the "
         "champion's reference and live quality against its registered figures, publish; retrain "
         "and promote only a better model when the policy calls for it.",
@@ -128,91 +123,94 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
-    ) -> _MonitoringOutputs:
-        # The log, the window and the champion change between runs: never served from the cache.
-        compacted = sized(
-            compact_log(
-                project=spec.name,
-                source=source,
-                log_root=log_root,
-                retention_days=retention_days,
-            ),
-            "compact-log",
-        ).set_caching_options(False)
-        window = sized(
-            collect(
-                project=spec.name,
-                source=source,
-                log_root=log_root,
-                window_hours=window_hours,
-                labels=labels,
-                drift_sample_rows=drift_sample_rows,
-                maintenance=compacted.outputs["maintenance"],
-            ),
-            "collect",
-        ).set_caching_options(False)
-        checked = sized(
-            check(
-                project=spec.name,
-                window=window.outputs["window"],
-                labelled=window.outputs["labelled"],
-                stats=window.outputs["stats"],
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                min_rows=min_rows,
-                important_columns=important_columns,
-                quality_tolerance=quality_tolerance,
-                retrain=retrain,
-                retrain_min_labelled_rows=retrain_min_labelled_rows,
-            ),
-            "check",
-        ).set_caching_options(False)
-        use_mlflow_credentials(checked)
-        sized(
-            publish(project=spec.name, summary=checked.outputs["summary"], pushgateway=pushgateway),
-            "publish",
-        ).set_caching_options(False)
-        with dsl.If(checked.outputs["Output"] == True, name="retrain"):  # noqa: E712
-            prepared = sized(
-                prepare_retraining(
+    ) -> None:
+        with notified(spec, MONITORING, mlflow_tracking_uri):
+            # The log, the window and the champion change between runs: never served from the cache.
+            compacted = sized(
+                compact_log(
                     project=spec.name,
-                    labelled=window.outputs["labelled"],
-                    mlflow_tracking_uri=mlflow_tracking_uri,
-                    retrain_source=retrain_source,
-                    holdout_share=holdout_share,
-                    min_labelled_rows=retrain_min_labelled_rows,
+                    source=source,
+                    log_root=log_root,
+                    retention_days=retention_days,
                 ),
-                "prepare-retraining",
+                "compact-log",
             ).set_caching_options(False)
-            use_mlflow_credentials(prepared)
-            add_training(
-                spec,
-                TrainingInputs(
-                    train=prepared.outputs["train"],
-                    test=prepared.outputs["test"],
-                    current=prepared.outputs["holdout"],
-                    source_info=prepared.outputs["source_info"],
-                    seed=prepared.outputs["seed"],
-                    test_size=prepared.outputs["test_size"],
-                    gate_overrides=gate_overrides,
-                    trials_per_candidate=trials_per_candidate,
-                    time_budget_s=time_budget_s,
-                    explained_rows=explained_rows,
-                    mlflow_tracking_uri=mlflow_tracking_uri,
-                    deploy_mode=deploy_mode,
-                    deploy_namespace=deploy_namespace,
-                    serving_image=serving_image,
-                    holdout=prepared.outputs["holdout"],
-                    monitoring=checked.outputs["summary"],
+            window = sized(
+                collect(
+                    project=spec.name,
+                    source=source,
+                    log_root=log_root,
+                    window_hours=window_hours,
+                    labels=labels,
+                    drift_sample_rows=drift_sample_rows,
+                    maintenance=compacted.outputs["maintenance"],
                 ),
-            )
-        return _MonitoringOutputs(
+                "collect",
+            ).set_caching_options(False)
+            checked = sized(
+                check(
+                    project=spec.name,
+                    window=window.outputs["window"],
+                    labelled=window.outputs["labelled"],
+                    stats=window.outputs["stats"],
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    min_rows=min_rows,
+                    important_columns=important_columns,
+                    quality_tolerance=quality_tolerance,
+                    retrain=retrain,
+                    retrain_min_labelled_rows=retrain_min_labelled_rows,
+                ),
+                "check",
+            ).set_caching_options(False)
+            use_mlflow_credentials(checked)
+            sized(
+                publish(
+                    project=spec.name, summary=checked.outputs["summary"], pushgateway=pushgateway
+                ),
+                "publish",
+            ).set_caching_options(False)
+            with dsl.If(checked.outputs["Output"] == True, name="retrain"):  # noqa: E712
+                prepared = sized(
+                    prepare_retraining(
+                        project=spec.name,
+                        labelled=window.outputs["labelled"],
+                        mlflow_tracking_uri=mlflow_tracking_uri,
+                        retrain_source=retrain_source,
+                        holdout_share=holdout_share,
+                        min_labelled_rows=retrain_min_labelled_rows,
+                    ),
+                    "prepare-retraining",
+                ).set_caching_options(False)
+                use_mlflow_credentials(prepared)
+                add_training(
+                    spec,
+                    TrainingInputs(
+                        train=prepared.outputs["train"],
+                        test=prepared.outputs["test"],
+                        current=prepared.outputs["holdout"],
+                        source_info=prepared.outputs["source_info"],
+                        seed=prepared.outputs["seed"],
+                        test_size=prepared.outputs["test_size"],
+                        gate_overrides=gate_overrides,
+                        trials_per_candidate=trials_per_candidate,
+                        time_budget_s=time_budget_s,
+                        explained_rows=explained_rows,
+                        mlflow_tracking_uri=mlflow_tracking_uri,
+                        deploy_mode=deploy_mode,
+                        deploy_namespace=deploy_namespace,
+                        serving_image=serving_image,
+                        holdout=prepared.outputs["holdout"],
+                        monitoring=checked.outputs["summary"],
+                    ),
+                )
+        outputs.update(
             window=window.outputs["window"],
             labelled=window.outputs["labelled"],
             summary=checked.outputs["summary"],
             report=checked.outputs["report"],
         )
 
-    return pipeline
+    return returning(pipeline, outputs)
 
 
 PIPELINES = PipelinesByProject(build)

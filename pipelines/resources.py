@@ -125,6 +125,10 @@ STEPS: dict[str, _Sized] = {
     "score": _Sized("1", "2", "768Mi", "896Mi", network=True),
     # 465 (carvision), 0.98, 1.00; at volume 524 (10M), 1.18, 1.97
     "merge": _Sized("1", "2", "640Mi", "768Mi", network=True),
+    # -- every pipeline's exit task: not in make bench-cost's runs. Measured alone (2026-12-07),
+    # the registry read against SQLite and the post: 256 MiB max RSS, one core. It retries its
+    # own post: a second try of the task would post the notice again.
+    "notify": _Sized("1", "1", "256Mi", "384Mi"),
 }
 
 # kfp.local runs the steps as local processes and says, once per task, that requests and limits

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from kfp import dsl, kubernetes
-from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
+from kfp import dsl
+from kfp.dsl import PipelineTask
 
-from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, MODES, Target
+from components.core.deploy import MLFLOW_SECRET, MODES, Target
 from components.core.ingest import SYNTHETIC_PREFIX
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
@@ -27,7 +27,9 @@ from components.steps import (
     validate,
 )
 from components.steps import train as train_step
-from pipelines.kinds import PipelinesByProject
+from pipelines.bindings import use_mlflow_credentials
+from pipelines.kinds import TRAINING, PipelinesByProject
+from pipelines.notice import notified, returning
 from pipelines.resources import sized
 
 DEFAULT_TARGET = Target()
@@ -51,20 +53,6 @@ MARKET_STEP = "market"
 def steps_of(spec: ProjectSpec) -> tuple[str, ...]:
     """The tasks of the project's training pipeline."""
     return (*STEPS, MARKET_STEP) if spec.market_analysis else STEPS
-
-
-class _TrainingOutputs(NamedTuple):
-    """What a run hands back: the reports a user opens and the registration it made."""
-
-    model_card: Markdown
-    registration: Artifact
-    inference_service: Artifact
-    source_info: Artifact
-    evaluation: Artifact
-    drift_summary: Artifact
-    evaluation_report: HTML
-    explanation_report: HTML
-    drift_report: HTML
 
 
 class TrainingTasks(NamedTuple):
@@ -198,6 +186,8 @@ def add_training(spec: ProjectSpec, inputs: TrainingInputs) -> TrainingTasks:
             explanation_report=explained.outputs["report"],
             drift_report=drifted.outputs["report"],
             run_name=run_name,
+            # Unique per run, where the name need not be: the run's notice finds the version by it.
+            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             seed=inputs.seed,
             test_size=inputs.test_size,
             mlflow_tracking_uri=inputs.mlflow_tracking_uri,
@@ -226,17 +216,6 @@ def add_training(spec: ProjectSpec, inputs: TrainingInputs) -> TrainingTasks:
         "deploy",
     )
     return TrainingTasks(fitted, scored, explained, drifted, registered, deployed)
-
-
-def use_mlflow_credentials(task: PipelineTask) -> None:
-    """On a cluster, the MLflow credentials Secret as environment variables (optional: a store
-    without credentials needs none)."""
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=MLFLOW_SECRET,
-        secret_key_to_env={key: key for key in MLFLOW_SECRET_KEYS},
-        optional=True,
-    )
 
 
 def shared_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
@@ -303,8 +282,10 @@ def described(summary: str, docs: Mapping[str, str]) -> Callable[[Callable[..., 
 
 
 def build(spec: ProjectSpec) -> Callable[..., Any]:
+    outputs: dict[str, Any] = {}
+
     @dsl.pipeline(
-        name=f"{spec.name}-training",
+        name=f"{spec.name}-{TRAINING}",
         description=f"{spec.title}: ingest, validate, features, train, evaluate (gate), explain, drift against the champion, register, deploy.",
     )
     @described(f"{spec.title}: the training pipeline.", _training_parameter_docs(spec))
@@ -320,31 +301,33 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
-    ) -> _TrainingOutputs:
-        data = sized(
-            ingest(project=spec.name, source=source, seed=seed, test_size=test_size), "ingest"
-        )
-        tasks = add_training(
-            spec,
-            TrainingInputs(
-                train=data.outputs["train"],
-                test=data.outputs["test"],
-                current=data.outputs["current"],
-                source_info=data.outputs["source_info"],
-                seed=seed,
-                test_size=test_size,
-                gate_overrides=gate_overrides,
-                trials_per_candidate=trials_per_candidate,
-                time_budget_s=time_budget_s,
-                explained_rows=explained_rows,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                deploy_mode=deploy_mode,
-                deploy_namespace=deploy_namespace,
-                serving_image=serving_image,
-                source=source,
-            ),
-        )
-        return _TrainingOutputs(
+    ) -> None:
+        with notified(spec, TRAINING, mlflow_tracking_uri):
+            data = sized(
+                ingest(project=spec.name, source=source, seed=seed, test_size=test_size), "ingest"
+            )
+            tasks = add_training(
+                spec,
+                TrainingInputs(
+                    train=data.outputs["train"],
+                    test=data.outputs["test"],
+                    current=data.outputs["current"],
+                    source_info=data.outputs["source_info"],
+                    seed=seed,
+                    test_size=test_size,
+                    gate_overrides=gate_overrides,
+                    trials_per_candidate=trials_per_candidate,
+                    time_budget_s=time_budget_s,
+                    explained_rows=explained_rows,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    deploy_mode=deploy_mode,
+                    deploy_namespace=deploy_namespace,
+                    serving_image=serving_image,
+                    source=source,
+                ),
+            )
+        # What a run hands back: the reports a user opens and the registration it made.
+        outputs.update(
             model_card=tasks.registered.outputs["model_card"],
             registration=tasks.registered.outputs["registration"],
             inference_service=tasks.deployed.outputs["manifest"],
@@ -356,7 +339,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             drift_report=tasks.drifted.outputs["report"],
         )
 
-    return pipeline
+    return returning(pipeline, outputs)
 
 
 PIPELINES = PipelinesByProject(build)

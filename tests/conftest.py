@@ -21,6 +21,9 @@ from components.core.spec import ProjectSpec
 from tests.support import data
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# A webhook of the developer's must not get the suite's notices: the tests that want notices
+# point NOTIFY_URL at their own receiver.
+os.environ.pop("NOTIFY_URL", None)
 
 SMALL_ROWS = 1500
 """Synthetic rows a project's small split is drawn from (telecom's 1,200: its generator's

@@ -372,6 +372,9 @@ def trained_on_synthetic(
 
 
 CHALLENGER = "challenger"
+KFP_RUN_ID_TAG = "kfp_run_id"
+"""Run and version tag: the id of the KFP run that registered it, which the run's notice looks
+up (a run's name need not be unique; its id is)."""
 
 
 class Registration(Contract):
@@ -413,6 +416,8 @@ class RunRecord:
     test_size: float
     run_name: str
     model_sha256: str
+    run_id: str = ""
+    """The KFP run's id (KFP_RUN_ID_TAG); "" where no pipeline run made the record."""
 
     @staticmethod
     def read(
@@ -549,3 +554,15 @@ class ScoringSummary(Contract):
     """The same share on the reference rows, at the same threshold."""
     finished: str
     """When the merge finished (UTC, ISO 8601)."""
+
+
+class StepFailure(Contract):
+    """What a step that raised left beside its outputs (components/core/failure.py), for the
+    run's notice: kfp.local tells the exit task only that the body failed."""
+
+    SCHEMA: ClassVar[str] = "step_failure"
+
+    summary: str
+    """The exception's type and message, on one line."""
+    error: str
+    """The tail of the traceback, as the step's log ends."""

@@ -58,6 +58,10 @@ MLFLOW_SECRET_KEYS = (
     "AWS_SECRET_ACCESS_KEY",
     "MLFLOW_S3_ENDPOINT_URL",
 )
+# The webhook each pipeline run posts its outcome to, for the exit task (in the pipelines'
+# namespace), as NOTIFY_URL. Optional: without it no notice is sent.
+NOTIFY_SECRET = "mlops-notify"
+NOTIFY_SECRET_KEY = "url"
 # An alias goes into the container's arguments: a plain word only.
 ALIAS = re.compile(r"^[\w-]+$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

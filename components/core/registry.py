@@ -31,6 +31,7 @@ from components.core import compiled, model_card, reference
 from components.core.contracts import (
     CHALLENGER,
     CHAMPION,
+    KFP_RUN_ID_TAG,
     SYNTHETIC_TAG,
     MonitoringSummary,
     Registration,
@@ -362,11 +363,14 @@ def _log_trials(experiment: str, trials: pd.DataFrame) -> None:
 
 def _lineage_tags(record: RunRecord) -> dict[str, str]:
     """Where a model comes from, as tags of its run and of its model version alike."""
-    return record.tags() | {
+    tags = record.tags() | {
         "source_sha256": record.source.sha256,
         "code_version": code_version(),
         "kfp_run": record.run_name,
     }
+    if record.run_id:
+        tags[KFP_RUN_ID_TAG] = record.run_id
+    return tags
 
 
 def _log_datasets(spec: ProjectSpec, record: RunRecord, frames: dict[str, pd.DataFrame]) -> None:

@@ -12,6 +12,7 @@ from components.steps.features import features
 from components.steps.ingest import ingest
 from components.steps.market import market
 from components.steps.monitor import check, collect, compact_log, publish
+from components.steps.notify import notify
 from components.steps.register import register
 from components.steps.retrain import prepare_retraining
 from components.steps.score import drift_check, merge, resolve, score, split, validate_rows
@@ -31,6 +32,7 @@ __all__ = [
     "ingest",
     "market",
     "merge",
+    "notify",
     "prepare_retraining",
     "publish",
     "register",

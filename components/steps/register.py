@@ -22,6 +22,7 @@ def register(
     explanation_report: Input[HTML],
     drift_report: Input[HTML],
     run_name: str,
+    kfp_run_id: str,
     seed: int,
     test_size: float,
     mlflow_tracking_uri: str,
@@ -36,8 +37,9 @@ def register(
     """Logs the run (trials as child runs) and the model to MLflow; sets `challenger`, and
     `champion` when the model beats the current champion on the same test split (and, in a
     retraining, on the `holdout` of new labelled rows that `monitoring` collected). The output
-    parameters `version`, `aliases` and `run_id` repeat `registration` for the KFP UI's run view
-    and for pipelines built on this one; deploy reads the record. `market_report`, when the
+    parameters `version`, `aliases` and `run_id` (MLflow's) repeat `registration` for the KFP
+    UI's run view and for pipelines built on this one; deploy reads the record. `kfp_run_id`
+    tags the run and the version, so that the run's notice finds what it registered. `market_report`, when the
     project's pipeline analyses its market, is logged with the other reports."""
     from collections import namedtuple
 
@@ -59,6 +61,7 @@ def register(
         seed=seed,
         test_size=test_size,
         run_name=run_name,
+        run_id=kfp_run_id,
         model_sha256=file_sha256(model.path),
     )
     result = registry.register(

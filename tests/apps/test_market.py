@@ -13,7 +13,7 @@ from components.core import ingest, market
 from components.core.contracts import DataSource
 from components.core.lineage import Provenance
 from components.core.projects import PROJECTS
-from pipelines.compile import load_compiled
+from pipelines.compile import body_of, load_compiled
 from pipelines.training import MARKET_STEP
 
 SPEC = PROJECTS["carvision"]
@@ -129,14 +129,17 @@ def test_the_report_opens_with_the_provenance_header_and_shows_what_cleaning_rem
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))
 def test_only_a_spec_that_asks_for_it_gets_the_market_step(project: str) -> None:
-    tasks = load_compiled(project)[0]["root"]["dag"]["tasks"]
+    tasks = body_of(load_compiled(project)[0])["tasks"]
     register = tasks["register"]["inputs"]["artifacts"]
     if not PROJECTS[project].market_analysis:
         assert MARKET_STEP not in tasks and "market_report" not in register
         return
     step = tasks[MARKET_STEP]
     assert set(step["dependentTasks"]) == {"ingest", "validate"}
-    assert step["inputs"]["parameters"]["source"] == {"componentInputParameter": "source"}
+    # the pipeline parameter, as the exit handler's DAG hands it on
+    assert step["inputs"]["parameters"]["source"] == {
+        "componentInputParameter": "pipelinechannel--source"
+    }
     assert register["market_report"]["taskOutputArtifact"] == {
         "outputArtifactKey": "report",
         "producerTask": MARKET_STEP,

@@ -5,13 +5,28 @@ from typing import Any
 
 import pytest
 
-from components.core.deploy import MLFLOW_SECRET, MLFLOW_SECRET_KEYS
+from components.core.deploy import (
+    MLFLOW_SECRET,
+    MLFLOW_SECRET_KEYS,
+    NOTIFY_SECRET,
+    NOTIFY_SECRET_KEY,
+)
+from components.core.notice import URL_ENV
 from components.core.projects import PROJECTS
 from components.image import IMAGE
 from pipelines import batch_scoring
-from pipelines.compile import KINDS, compile_all, compiled_name, compiled_path, load_compiled
+from pipelines.compile import (
+    EXIT_HANDLER,
+    KINDS,
+    body_of,
+    compile_all,
+    compiled_name,
+    compiled_path,
+    load_compiled,
+)
 from pipelines.monitoring import RETRAINING_STEPS
 from pipelines.monitoring import STEPS as MONITORING_STEPS
+from pipelines.notice import NOTIFY_STEP
 from pipelines.training import STEPS, described, steps_of
 
 COMPILED = [(project, kind) for kind in KINDS for project in sorted(PROJECTS)]
@@ -124,7 +139,7 @@ def test_every_artifact_a_step_writes_is_read_returned_or_shown(project: str, ki
     # outputs cannot be the pipeline's (the condition has no branch for "no retraining").
     expected = {
         "training": [],
-        "monitoring": ["comp-condition-1/deploy.manifest"],
+        "monitoring": ["comp-condition-2/deploy.manifest"],
         batch_scoring.KIND: [],
     }[kind]
     assert unread_artifacts(spec) == expected
@@ -134,8 +149,8 @@ def test_every_artifact_a_step_writes_is_read_returned_or_shown(project: str, ki
 def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None:
     spec, _ = load_compiled(project)
     assert spec["pipelineInfo"]["name"] == f"{project}-training"
-    tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == set(steps_of(PROJECTS[project]))
+    assert set(spec["root"]["dag"]["tasks"]) == {EXIT_HANDLER, NOTIFY_STEP}
+    assert set(body_of(spec)["tasks"]) == set(steps_of(PROJECTS[project]))
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {IMAGE}
     for executor in spec["deploymentSpec"]["executors"].values():
@@ -150,10 +165,10 @@ def test_compiled_pipeline_has_every_step_on_the_one_image(project: str) -> None
 def test_only_the_steps_that_talk_to_mlflow_read_its_optional_credentials(project: str) -> None:
     _, platform = load_compiled(project)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-drift", "exec-register"}
+    assert set(executors) == {"exec-drift", "exec-register", "exec-notify"}
     for executor in executors.values():
-        [binding] = executor["secretAsEnv"]
-        assert binding["secretName"] == MLFLOW_SECRET and binding["optional"] is True
+        [binding] = [b for b in executor["secretAsEnv"] if b["secretName"] == MLFLOW_SECRET]
+        assert binding["optional"] is True
         assert [k["envVar"] for k in binding["keyToEnv"]] == list(MLFLOW_SECRET_KEYS)
 
 
@@ -177,7 +192,7 @@ def test_artifact_types_are_the_ones_the_kfp_ui_renders() -> None:
     drift_params = components["comp-drift"]["outputDefinitions"]["parameters"]
     assert drift_params["drift_detected"]["parameterType"] == "BOOLEAN"
     # register and explain only start after the gate passed / the model exists
-    dag = spec["root"]["dag"]["tasks"]
+    dag = body_of(spec)["tasks"]
     assert "evaluate" in dag["register"]["dependentTasks"]
     assert dag["deploy"]["dependentTasks"] == ["register"]
     assert params_of(spec)["deploy_mode"]["defaultValue"] == "manifest"
@@ -193,7 +208,7 @@ def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) 
     a condition on what check answered; only the steps that talk to MLflow get its credentials."""
     spec, platform = load_compiled(project, "monitoring")
     assert spec["pipelineInfo"]["name"] == f"{project}-monitoring"
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = body_of(spec)["tasks"]
     [branch] = [name for name in tasks if name not in MONITORING_STEPS]
     assert set(tasks) == {*MONITORING_STEPS, branch}
     assert tasks[branch]["taskInfo"]["name"] == "retrain"
@@ -211,6 +226,7 @@ def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) 
         "exec-prepare-retraining",
         "exec-drift",
         "exec-register",
+        "exec-notify",
     }
     params = params_of(spec)
     assert params["retrain"]["defaultValue"] is True
@@ -225,7 +241,7 @@ def test_the_batch_pipeline_scores_shards_in_parallel_and_merges_them(project: s
     source are never cached."""
     spec, platform = load_compiled(project, batch_scoring.KIND)
     assert spec["pipelineInfo"]["name"] == f"{project}-batch-scoring"
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = body_of(spec)["tasks"]
     [loop] = [name for name in tasks if name.startswith("for-loop")]
     assert {t["taskInfo"]["name"] for t in tasks.values()} == {
         *set(batch_scoring.STEPS) - {"score"},
@@ -243,9 +259,60 @@ def test_the_batch_pipeline_scores_shards_in_parallel_and_merges_them(project: s
     for name in ("resolve", "validate-rows", "drift-check"):
         assert not tasks[name].get("cachingOptions", {}).get("enableCache"), name
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-resolve", "exec-drift-check", "exec-score", "exec-merge"}
+    assert set(executors) == {
+        "exec-resolve",
+        "exec-drift-check",
+        "exec-score",
+        "exec-merge",
+        "exec-notify",
+    }
     params = params_of(spec)
     assert "defaultValue" not in params["source"]
     assert params["drift_gate"]["defaultValue"] == "warn"
     assert params["with_reasons"]["defaultValue"] is PROJECTS[project].task.with_reasons
     assert params["allow_unverified_model"]["defaultValue"] is False
+
+
+@pytest.mark.parametrize(("project", "kind"), COMPILED)
+def test_every_run_ends_in_a_notice_whose_url_is_a_secret_not_a_parameter(
+    project: str, kind: str
+) -> None:
+    """The body runs in an exit handler; `notify` runs after it whatever it did, never from the
+    cache (it would post nothing), with the run's final status and id, the URL from the
+    optional Secret and no parameter of the run naming it; the pipeline's outputs come out of
+    the handler. The training steps tag what they register with the same run id."""
+    spec, platform = load_compiled(project, kind)
+    exit_task = spec["root"]["dag"]["tasks"][NOTIFY_STEP]
+    assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert exit_task["dependentTasks"] == [EXIT_HANDLER]
+    assert not exit_task.get("cachingOptions", {}).get("enableCache")
+    inputs = exit_task["inputs"]["parameters"]
+    assert inputs["status"] == {"taskFinalStatus": {"producerTask": EXIT_HANDLER}}
+    assert inputs["pipeline_name"]["runtimeValue"]["constant"] == spec["pipelineInfo"]["name"]
+    run_id = inputs["run_id"]["runtimeValue"]["constant"]
+    assert run_id == "{{$.pipeline_job_uuid}}"
+    assert inputs["with_registry"]["runtimeValue"]["constant"] is (kind != batch_scoring.KIND)
+    assert not [name for name in params_of(spec) if "notif" in name or "url" in name.lower()]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    [binding] = [
+        b for b in executors["exec-notify"]["secretAsEnv"] if b["secretName"] == NOTIFY_SECRET
+    ]
+    assert binding["optional"] is True
+    assert binding["keyToEnv"] == [{"envVar": URL_ENV, "secretKey": NOTIFY_SECRET_KEY}]
+    outputs = spec["root"]["dag"]["outputs"]["artifacts"]
+    assert outputs and all(
+        output["artifactSelectors"]
+        == [{"outputArtifactKey": name, "producerSubtask": EXIT_HANDLER}]
+        for name, output in outputs.items()
+    )
+    assert set(body_of(spec)["outputs"]["artifacts"]) == set(outputs)
+    if kind != batch_scoring.KIND:
+        registers = [
+            task
+            for c in spec["components"].values()
+            for task in c.get("dag", {}).get("tasks", {}).values()
+            if task["taskInfo"]["name"] == "register"
+        ]
+        assert [
+            r["inputs"]["parameters"]["kfp_run_id"]["runtimeValue"]["constant"] for r in registers
+        ] == [run_id]

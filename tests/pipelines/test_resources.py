@@ -12,7 +12,7 @@ import pytest
 from components.core import engine
 from components.core.projects import PROJECTS
 from pipelines import resources
-from pipelines.compile import KINDS, load_compiled
+from pipelines.compile import KINDS, body_of, load_compiled
 
 COMPILED = [(project, kind) for kind in KINDS for project in sorted(PROJECTS)]
 NETWORK_STEPS = {
@@ -99,10 +99,11 @@ def test_the_compiled_figures_are_the_measured_table(project: str, kind: str) ->
 def test_a_task_without_them_is_caught() -> None:
     spec, _ = load_compiled("telecom")
     broken = copy.deepcopy(spec)
-    trained = broken["root"]["dag"]["tasks"]["train"]
+    body = body_of(broken)["tasks"]
+    trained = body["train"]
     label = broken["components"][trained["componentRef"]["name"]]["executorLabel"]
     del broken["deploymentSpec"]["executors"][label]["container"]["resources"]["memoryLimit"]
-    del broken["root"]["dag"]["tasks"]["register"]["retryPolicy"]
+    del body["register"]["retryPolicy"]
     trained["retryPolicy"] = {"maxRetryCount": 1}
     assert sorted(problems(broken)) == [
         "register: talks to the network and does not retry with a backoff",
