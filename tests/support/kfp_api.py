@@ -15,7 +15,7 @@ class KfpApi:
     calls `kfp.Client` makes to submit or schedule a run (health, experiment by name, run,
     recurring run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.authorizations: list[str | None] = []
         """Each request's Authorization header, in the order of `requests`."""
@@ -31,7 +31,7 @@ class KfpApi:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
