@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.alert_receiver import ACTION_ALERTS, PROJECT_LABELS
+from pipelines.alert_receiver import ACTION_ALERTS, ALERTS_PATH, PROJECT_LABELS
 
 RECEIVER = "mlops-alert-receiver"
 """The receiver's name in Alertmanager, and the name of its Kubernetes objects."""
@@ -37,7 +37,7 @@ REPEAT_INTERVAL = "4h"
 NAMESPACE = "kubeflow-mlops"
 """The prod overlay's namespace, where the component runs."""
 PORT = 8080
-CLUSTER_URL = f"http://{RECEIVER}.{NAMESPACE}.svc:{PORT}/alerts"
+CLUSTER_URL = f"http://{RECEIVER}.{NAMESPACE}.svc:{PORT}{ALERTS_PATH}"
 TOKEN_SECRET = f"{RECEIVER}-token"
 TOKEN_KEY = "token"
 

@@ -64,6 +64,8 @@ PROJECT_LABELS = ("isvc", "project")
 COOLDOWN_S = 6 * 3600
 DAILY_BUDGET = 4
 DEFAULT_PORT = 9095
+ALERTS_PATH = "/alerts"
+"""Where Alertmanager posts its webhook payload."""
 PAYLOAD_VERSION = "4"
 MAX_BODY_BYTES = 1 << 20
 """A payload larger than this is refused (413) before it is read: a few alerts take a few KiB."""
@@ -611,15 +613,17 @@ def _handler(receiver: _Receiver, token: str | None) -> type[http.server.BaseHTT
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(receiver.registry))
-            elif path == "/alerts":
-                self._refuse(405, "POST Alertmanager's webhook payload to /alerts")
+            elif path == ALERTS_PATH:
+                self._refuse(405, f"POST Alertmanager's webhook payload to {ALERTS_PATH}")
             else:
-                self._refuse(404, f"no route {path}: POST /alerts, GET /healthz, GET /metrics")
+                self._refuse(
+                    404, f"no route {path}: POST {ALERTS_PATH}, GET /healthz, GET /metrics"
+                )
 
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
-            if path != "/alerts":
-                self._refuse(404, f"no route {path}: POST /alerts")
+            if path != ALERTS_PATH:
+                self._refuse(404, f"no route {path}: POST {ALERTS_PATH}")
                 return
             if expected:
                 given = self.headers.get("Authorization", "").encode()
@@ -678,51 +682,52 @@ def _alert_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The receiver's command line."""
+    cli = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument(
+    cli.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    cli.add_argument("--port", type=int, default=DEFAULT_PORT)
+    cli.add_argument(
         "--state-dir",
         type=Path,
         default=STATE_DIR / "alert-receiver",
         help=f"the gate's state ({STATE_FILE}), the decision log ({DECISIONS_FILE}) and, in "
         f"local mode, each run's output ({RUNS_DIR}/<project>-<UTC time>.log)",
     )
-    parser.add_argument(
+    cli.add_argument(
         "--token-file",
         default="",
         help="a file holding the bearer token POST /alerts requires (Alertmanager: "
         "http_config.authorization.credentials_file); default: none required",
     )
-    parser.add_argument(
+    cli.add_argument(
         "--alerts",
         type=_alert_names,
         default=ACTION_ALERTS,
         help=f"comma-separated alert names that start a run (default: {','.join(ACTION_ALERTS)})",
     )
-    parser.add_argument(
+    cli.add_argument(
         "--cooldown-s",
         type=float,
         default=COOLDOWN_S,
         help="seconds after a project's run starts during which it starts no other, and an "
         "alert that started a run is deduplicated (default: 6 hours)",
     )
-    parser.add_argument(
+    cli.add_argument(
         "--daily-budget",
         type=int,
         default=DAILY_BUDGET,
         help="runs a project may start per UTC day (0: none)",
     )
-    parser.add_argument(
+    cli.add_argument(
         "--mode",
         choices=("local", "cluster"),
         default="local",
         help="local: python -m pipelines.monitor on this machine; cluster: a KFP run",
     )
-    local = parser.add_argument_group("--mode local")
+    local = cli.add_argument_group("--mode local")
     local.add_argument(
         "--monitor-args",
         default="",
@@ -730,7 +735,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Replaces `python -m pipelines.monitor` (the tests start something cheaper).
     local.add_argument("--command", default="", help=argparse.SUPPRESS)
-    cluster = parser.add_argument_group("--mode cluster")
+    cluster = cli.add_argument_group("--mode cluster")
     cluster.add_argument(
         "--kfp-host", default="", help="the KFP API, e.g. http://ml-pipeline.kubeflow:8888"
     )
@@ -758,7 +763,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--params", default="{}", help="further monitoring pipeline parameters as a JSON object"
     )
-    return parser
+    return cli
 
 
 _CLUSTER_ONLY = (
@@ -774,10 +779,10 @@ _LOCAL_ONLY = ("monitor_args", "command")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.cooldown_s < 0 or args.daily_budget < 0:
-        parser.error("--cooldown-s and --daily-budget must be 0 or more")
+        cli.error("--cooldown-s and --daily-budget must be 0 or more")
     wrong = _CLUSTER_ONLY if args.mode == "local" else _LOCAL_ONLY
     given = [name for name in wrong if getattr(args, name)]
     if args.mode == "local" and args.params != "{}":
@@ -790,15 +795,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.mode == "local"
             else ""
         )
-        parser.error(f"{flags}: not for --mode {args.mode}{hint}")
+        cli.error(f"{flags}: not for --mode {args.mode}{hint}")
     token = None
     if args.token_file:
         try:
             token = Path(args.token_file).read_text().strip()
         except OSError as error:
-            parser.error(f"--token-file: {error}")
+            cli.error(f"--token-file: {error}")
         if not token:
-            parser.error(f"--token-file {args.token_file} is empty")
+            cli.error(f"--token-file {args.token_file} is empty")
 
     projects = sorted(PROJECTS)
     try:
@@ -811,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
             track_in_flight=args.mode == "local",
         )
     except GateStateError as error:
-        parser.error(str(error))
+        cli.error(str(error))
     receiver = _Receiver(gate, DecisionLog(args.state_dir / DECISIONS_FILE), projects)
     if args.mode == "local":
         command = shlex.split(args.command) or [sys.executable, "-m", "pipelines.monitor"]
@@ -823,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
             local_launcher.follow(project, launched)
     else:
         if not args.kfp_host:
-            parser.error("--mode cluster needs --kfp-host, the KFP API")
+            cli.error("--mode cluster needs --kfp-host, the KFP API")
         try:
             arguments = {
                 project: schedule_arguments(
@@ -832,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
                 for project in projects
             }
         except ArgumentsError as error:
-            parser.error(str(error))
+            cli.error(str(error))
         receiver.launch = _ClusterLauncher(
             args.kfp_host, args.kfp_namespace, args.experiment, args.service_account, arguments
         )
@@ -845,7 +850,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(
-        f"alert receiver on http://{args.host}:{server.server_port}/alerts ({args.mode} mode): "
+        f"alert receiver on http://{args.host}:{server.server_port}{ALERTS_PATH} ({args.mode} "
+        "mode): "
         f"acting on {', '.join(args.alerts)} for {', '.join(projects)}; cool-down "
         f"{args.cooldown_s:g} s, {args.daily_budget} runs a UTC day per project, "
         f"token {'required' if token else 'not required'}; state in {args.state_dir}",
