@@ -443,8 +443,8 @@ Finished = Callable[[str, str, int | None, Path], None]
 
 class _LocalLauncher:
     """Starts the monitoring run as a process of this machine, with the receiver's environment
-    (MLFLOW_TRACKING_URI, MLOPS_INFERENCE_LOG, PUSHGATEWAY reach it), in a session of its own so
-    that stopping the receiver does not stop a run halfway through a retraining."""
+    (MLFLOW_TRACKING_URI, MLOPS_INFERENCE_LOG, PUSHGATEWAY reach it), leading a process group
+    of its own so that stopping the receiver does not stop a run halfway through a retraining."""
 
     def __init__(
         self, runs: Path, command: Sequence[str], monitor_args: Sequence[str], on_exit: Finished
