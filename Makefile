@@ -47,6 +47,7 @@ help:
 	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
+	@echo "make alert-receiver [RECEIVER_PORT=9095] [TOKEN_FILE=path] [COOLDOWN_S=21600] [DAILY_BUDGET=4] [MONITOR_ARGS='--retrain 0'] [PUSHGATEWAY=127.0.0.1:9091]   (Alertmanager's webhook: its action alerts start make monitor's run, gated per project)"
 	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<path or URL, .csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
@@ -215,6 +216,27 @@ pushgateway:
 	@mkdir -p .state/pushgateway
 	prometheus-pushgateway --web.listen-address=127.0.0.1:9091 \
 		--persistence.file=.state/pushgateway/pushgateway.data --persistence.interval=1m
+
+# The Alertmanager webhook receiver on 127.0.0.1:RECEIVER_PORT (docs/operations.md, "From an alert
+# to a monitoring run"): an action alert posted to /alerts starts `make monitor`'s run of its
+# project, behind a gate per project (a repeated alert deduplicated, COOLDOWN_S seconds after a
+# start, DAILY_BUDGET runs a UTC day, one at a time). Its state, decision log and each run's
+# output are in .state/alert-receiver/. MONITOR_ARGS go to every run; TOKEN_FILE holds the bearer
+# token Alertmanager must send. The runs get MLflow, the inference log and PUSHGATEWAY as make
+# monitor's do.
+.PHONY: alert-receiver
+RECEIVER_PORT ?= 9095
+COOLDOWN_S ?=
+DAILY_BUDGET ?=
+MONITOR_ARGS ?=
+alert-receiver: $(STAMP)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+	MLOPS_INFERENCE_LOG=$${MLOPS_INFERENCE_LOG:-$(INFERENCE_LOG)} \
+	$(if $(PUSHGATEWAY),PUSHGATEWAY="$(PUSHGATEWAY)") \
+		$(PY) -m pipelines.alert_receiver --port $(RECEIVER_PORT) \
+		--state-dir "$(CURDIR)/.state/alert-receiver" $(if $(TOKEN_FILE),--token-file "$(TOKEN_FILE)") \
+		$(if $(COOLDOWN_S),--cooldown-s $(COOLDOWN_S)) $(if $(DAILY_BUDGET),--daily-budget $(DAILY_BUDGET)) \
+		$(if $(MONITOR_ARGS),--monitor-args="$(MONITOR_ARGS)")
 
 # The server logs what it answers under INFERENCE_LOG (empty: no log), the share
 # INFERENCE_LOG_SAMPLE of the requests (1: all; each record carries the rate), and, when MODEL is a

@@ -1,4 +1,5 @@
-"""Writes the dashboard JSON, the rules file and their Kubernetes wrappers (`make generate`)."""
+"""Writes the dashboard JSON, the rules file and their Kubernetes wrappers, and the
+AlertmanagerConfig that routes the action alerts to the alert receiver (`make generate`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from grafana import alerts, dashboard
+from grafana import alertmanager, alerts, dashboard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +54,7 @@ def generate(root: Path = ROOT) -> list[Path]:
         "data": {f"{dashboard.UID}.json": board_json},
     }
     monitoring = root / "manifests" / "components" / "monitoring"
+    receiver = root / "manifests" / "components" / "alert-receiver"
     return [
         write(root / "grafana" / "dashboards" / f"{dashboard.UID}.json", board_json),
         write(
@@ -66,6 +68,11 @@ def generate(root: Path = ROOT) -> list[Path]:
         write(
             monitoring / "grafana-dashboard.yaml",
             HEADER.format(source="dashboard.py") + dump(config_map),
+        ),
+        write(
+            receiver / "alertmanager-config.yaml",
+            HEADER.format(source="alertmanager.py")
+            + dump(alertmanager.alertmanager_config_resource()),
         ),
     ]
 

@@ -19,6 +19,7 @@ from pipelines.submit import (
     ArgumentsError,
     check_tracking_uri,
     checked_arguments,
+    client,
     pipeline_parameters,
     tracking_uri_argument,
 )
@@ -128,14 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     name = f"{args.project}-{KIND}"
     experiment_name = args.experiment or name
 
-    import kfp
-
-    client = kfp.Client(host=args.host, namespace=args.namespace)
+    kfp_client = client(args.host, args.namespace)
     # Gets the experiment when it exists, else creates it.
-    experiment = client.create_experiment(experiment_name, namespace=args.namespace)
+    experiment = kfp_client.create_experiment(experiment_name, namespace=args.namespace)
     # enable_caching is left unset: the compiled pipeline already keeps collect, check and publish
     # out of the cache, and a run-wide setting would override that.
-    recurring_run = client.create_recurring_run(
+    recurring_run = kfp_client.create_recurring_run(
         experiment_id=experiment.experiment_id,
         job_name=args.job_name or name,
         cron_expression=cron,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -134,10 +135,53 @@ DEPLOYER_ACCOUNT = "mlops-deployer"
 runs as it as a whole."""
 
 
-def _run_account(deploy_mode: str, explicit: str | None) -> str | None:
+def run_account(deploy_mode: str, explicit: str | None) -> str | None:
+    """The account a run runs as: `explicit`, else the deployer's for a run that deploys, else
+    KFP's default (None)."""
     if explicit:
         return explicit
     return DEPLOYER_ACCOUNT if deploy_mode == "apply" else None
+
+
+def client(host: str, namespace: str | None) -> Any:
+    """A `kfp.Client` of the KFP API at `host`. In a pod that has KFP's projected
+    service-account token (audience `pipelines.kubeflow.org`, at `$KF_PIPELINES_SA_TOKEN_PATH`
+    or KFP's default path), the client sends it: with a host given, kfp would not look for it."""
+    import kfp
+    from kfp.client import (
+        KF_PIPELINES_SA_TOKEN_ENV,
+        KF_PIPELINES_SA_TOKEN_PATH,
+        ServiceAccountTokenVolumeCredentials,
+    )
+
+    token = Path(os.environ.get(KF_PIPELINES_SA_TOKEN_ENV) or KF_PIPELINES_SA_TOKEN_PATH)
+    if token.is_file():
+        credentials = ServiceAccountTokenVolumeCredentials(str(token))
+        return kfp.Client(host=host, namespace=namespace, credentials=credentials)
+    return kfp.Client(host=host, namespace=namespace)
+
+
+def submit_run(
+    host: str,
+    namespace: str | None,
+    project: str,
+    kind: str,
+    arguments: dict[str, Any],
+    experiment: str,
+    service_account: str | None,
+    run_name: str | None = None,
+) -> str:
+    """Creates a run of the project's compiled pipeline of `kind` with `arguments` (already
+    checked) in `experiment`; returns its run id."""
+    named = {"run_name": run_name} if run_name else {}
+    run = client(host, namespace).create_run_from_pipeline_package(
+        str(compiled_path(project, kind)),
+        arguments=arguments,
+        experiment_name=experiment,
+        service_account=service_account,
+        **named,
+    )
+    return str(run.run_id)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,17 +241,17 @@ def main(argv: list[str] | None = None) -> None:
     except ArgumentsError as error:
         parser.error(str(error))
 
-    import kfp
-
-    client = kfp.Client(host=args.host, namespace=args.namespace)
-    run = client.create_run_from_pipeline_package(
-        str(compiled_path(args.project, args.pipeline)),
-        arguments=arguments,
-        experiment_name=args.experiment or args.project,
-        service_account=_run_account(args.deploy_mode, args.service_account),
+    run_id = submit_run(
+        args.host,
+        args.namespace,
+        args.project,
+        args.pipeline,
+        arguments,
+        args.experiment or args.project,
+        run_account(args.deploy_mode, args.service_account),
     )
     which = "" if args.pipeline == TRAINING else f" {args.pipeline}"
-    print(f"submitted {args.project}{which}: run {run.run_id}")
+    print(f"submitted {args.project}{which}: run {run_id}")
 
 
 if __name__ == "__main__":

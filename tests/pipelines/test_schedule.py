@@ -17,7 +17,8 @@ import pytest
 
 from pipelines import schedule
 from pipelines.compile import compiled_path
-from tests.pipelines.test_submit import KfpApi, make
+from tests.pipelines.test_submit import make
+from tests.support.kfp_api import KfpApi
 
 HOST = "--host=https://kfp.example.com/pipeline"
 LOG_ROOT = "--log-root=s3://mlops/inference"

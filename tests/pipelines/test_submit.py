@@ -8,19 +8,18 @@ that records every request it receives.
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import kfp
 import pytest
 
 from pipelines import submit
 from pipelines.compile import compiled_path
+from tests.support.kfp_api import KfpApi
 from tests.support.servers import REPO_ROOT, server_env
 
 MLFLOW = "http://mlflow.mlops:5000"
@@ -48,60 +47,6 @@ def client(monkeypatch: pytest.MonkeyPatch) -> type[RecordingClient]:
     RecordingClient.calls = []
     monkeypatch.setattr(kfp, "Client", RecordingClient)
     return RecordingClient
-
-
-class KfpApi:
-    """A stand-in for a KFP API server on 127.0.0.1: it records every request and answers the
-    calls `kfp.Client` makes to submit or schedule a run (health, experiment by name, run,
-    recurring run)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, dict[str, Any]]] = []
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                api.answer(self)
-
-            def do_POST(self) -> None:
-                api.answer(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = json.loads(handler.rfile.read(length) or b"{}")
-        path = urlsplit(handler.path).path
-        self.requests.append((handler.command, path, body))
-        replies: dict[tuple[str, str], dict[str, Any]] = {
-            ("GET", "/apis/v2beta1/healthz"): {"multi_user": False},
-            ("GET", "/apis/v2beta1/experiments"): {
-                "experiments": [{"experiment_id": "exp-1", "display_name": "existing"}],
-                "total_size": 1,
-            },
-            ("POST", "/apis/v2beta1/runs"): {"run_id": "run-1", "experiment_id": "exp-1"},
-            ("POST", "/apis/v2beta1/recurringruns"): {"recurring_run_id": "rr-1"},
-        }
-        reply = replies.get((handler.command, path))
-        data = json.dumps(reply if reply is not None else {"error": "not found"}).encode()
-        handler.send_response(200 if reply is not None else 404)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def sent(self, method: str, path: str) -> dict[str, Any]:
-        [body] = [b for m, p, b in self.requests if (m, p) == (method, path)]
-        return body
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -342,3 +287,25 @@ def test_a_batch_run_without_a_file_or_with_training_arguments_is_refused(
     assert stopped.value.code == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert client.calls == []
+
+
+def test_in_a_pod_the_client_sends_kfps_projected_token(
+    kfp_api: KfpApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multi-user KFP API admits a pod by its projected service-account token; with a host
+    given, kfp would send none of its own accord."""
+    token = tmp_path / "token"
+    token.write_text("projected-token\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    submit.main([f"--host={kfp_api.url}", "--project=telecom", f"--mlflow-tracking-uri={MLFLOW}"])
+    assert kfp_api.sent("POST", "/apis/v2beta1/runs")
+    assert kfp_api.authorizations and set(kfp_api.authorizations) == {"Bearer projected-token"}
+
+
+def test_outside_a_pod_the_client_sends_no_token(
+    kfp_api: KfpApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "absent"))
+    submit.main([f"--host={kfp_api.url}", "--project=telecom", f"--mlflow-tracking-uri={MLFLOW}"])
+    assert kfp_api.sent("POST", "/apis/v2beta1/runs")
+    assert set(kfp_api.authorizations) == {None}

@@ -1,5 +1,6 @@
-"""A real Prometheus and Pushgateway on free local ports (Debian packages `prometheus` and
-`prometheus-pushgateway`), for the tests that watch what the servers and the monitoring runs emit."""
+"""A real Prometheus, Pushgateway and Alertmanager on free local ports (Debian packages
+`prometheus`, `prometheus-pushgateway` and `prometheus-alertmanager`), for the tests that watch
+what the servers and the monitoring runs emit, and where their alerts go."""
 
 from __future__ import annotations
 
@@ -76,5 +77,28 @@ def run_pushgateway(root: Path) -> ServerProcess:
             f"--persistence.file={root / 'pushgateway.data'}",
         ],
         root / "pushgateway.log",
+        port,
+    ).ready_or_stopped(timeout=30.0, path="/-/ready")
+
+
+def run_alertmanager(root: Path, config: dict[str, Any]) -> ServerProcess:
+    """An Alertmanager on a free port with `config` (grafana.alertmanager's), ready; alone (no
+    cluster peers), its state in `root`."""
+    binary = require(
+        "prometheus-alertmanager",
+        "Debian package `prometheus-alertmanager`; .ci/run installs it",
+    )
+    (root / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    return start(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={root / 'alertmanager.yml'}",
+            f"--storage.path={root / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        root / "alertmanager.log",
         port,
     ).ready_or_stopped(timeout=30.0, path="/-/ready")

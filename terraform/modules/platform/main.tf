@@ -69,6 +69,14 @@ resource "helm_release" "kube_prometheus_stack" {
         serviceMonitorSelectorNilUsesHelmValues = false
       }
     }
+    alertmanager = {
+      alertmanagerSpec = {
+        # The AlertmanagerConfig of the alert receiver (manifests/components/alert-receiver)
+        # routes alerts aggregated by project, which carry no `namespace` label: the default
+        # strategy (OnNamespace) would route only alerts labelled with the config's namespace.
+        alertmanagerConfigMatcherStrategy = { type = "None" }
+      }
+    }
     grafana = {
       sidecar = {
         dashboards = {

@@ -12,8 +12,8 @@ the project's:
 - InferenceService: KServe's Python SDK models at v0.17.0, which KServe generates from the same
   Go API types as its CRD (field names, types, required fields); the pod fields come from the
   Kubernetes client's models (1.34: the SDK refers to 1.34 types).
-- PodMonitor, ServiceMonitor, PrometheusRule: cloudcoil's models generated from the
-  prometheus-operator v0.79.2 CRDs.
+- PodMonitor, ServiceMonitor, PrometheusRule, AlertmanagerConfig (v1alpha1): cloudcoil's models
+  generated from the prometheus-operator v0.79.2 CRDs.
 - AuthorizationPolicy, RequestAuthentication: cloudcoil's models generated from the Istio 1.24.2
   CRDs.
 
@@ -151,12 +151,16 @@ def main(directory: Path) -> None:
         raise SystemExit(f"expected {SOURCES}, found {found}")
     from cloudcoil.models.istio.security import v1 as istio_security
     from cloudcoil.models.prometheus_operator import v1 as monitoring
+    from cloudcoil.models.prometheus_operator import v1alpha1 as monitoring_alpha
 
     schemas = {
         ("serving.kserve.io/v1beta1", "InferenceService"): sdk_schema("V1beta1InferenceService"),
         ("monitoring.coreos.com/v1", "PodMonitor"): pydantic_schema(monitoring.PodMonitor),
         ("monitoring.coreos.com/v1", "ServiceMonitor"): pydantic_schema(monitoring.ServiceMonitor),
         ("monitoring.coreos.com/v1", "PrometheusRule"): pydantic_schema(monitoring.PrometheusRule),
+        ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): pydantic_schema(
+            monitoring_alpha.AlertmanagerConfig
+        ),
         ("security.istio.io/v1", "AuthorizationPolicy"): pydantic_schema(
             istio_security.AuthorizationPolicy
         ),
