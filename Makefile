@@ -431,11 +431,10 @@ check-image: $(STAMP)
 # (PROJECT=HOST:PORT, replicas repeat the project; default PROJECT on PORT when PROJECT is given).
 SCRAPE ?= $(if $(filter-out all,$(PROJECT)),$(PROJECT)=127.0.0.1:$(PORT))
 PORTS ?=
-COOLDOWN_S ?=
-DAILY_BUDGET ?=
 stack: $(STAMP)
 	$(PY) -m benchmarks.stack up --root "$(STACK_DIR)" $(SCRAPE) $(if $(PORTS),--ports "$(PORTS)") \
-		$(if $(COOLDOWN_S),--cooldown-s $(COOLDOWN_S)) $(if $(DAILY_BUDGET),--daily-budget $(DAILY_BUDGET))
+		$(if $(COOLDOWN_S),--cooldown-s $(COOLDOWN_S)) $(if $(DAILY_BUDGET),--daily-budget $(DAILY_BUDGET)) \
+		$(if $(MONITOR_ARGS),--monitor-args "$(MONITOR_ARGS)")
 
 stack-down: $(STAMP)
 	$(PY) -m benchmarks.stack down --root "$(STACK_DIR)"

@@ -34,6 +34,7 @@ import httpx
 import yaml
 
 from grafana import local
+from grafana.alertmanager import alertmanager_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO_ROOT / ".state" / "stack"
@@ -343,11 +344,13 @@ class Stack:
         config = folder / "alertmanager.yml"
 
         def prepare() -> None:
-            from grafana import alertmanager
-
             folder.mkdir(parents=True, exist_ok=True)
             receiver_url = f"http://127.0.0.1:{self.ports.receiver}/alerts"
-            config.write_text(yaml.safe_dump(alertmanager.config(receiver_url, group_wait="5s")))
+            config.write_text(
+                yaml.safe_dump(
+                    alertmanager_config(receiver_url, group_wait="5s", group_interval="30s")
+                )
+            )
 
         command = [
             _binary("prometheus-alertmanager", "prometheus-alertmanager"),
@@ -396,7 +399,10 @@ class Stack:
         from now on; it rereads the file by itself."""
         path = self._path("prometheus", "targets.json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(local.file_targets(list(targets)), indent=2))
+        # written whole, then renamed: Prometheus may read the file at any moment
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(local.file_targets(list(targets)), indent=2))
+        partial.replace(path)
         return path
 
     # -- running them -------------------------------------------------------------------

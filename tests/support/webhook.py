@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,6 +56,17 @@ class Receiver:
     def url(self) -> str:
         """The webhook's URL, with a secret path as a Slack webhook's."""
         return f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
+
+    def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """The last notice received that passes `check`, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if found := [r.body for r in self.received if check(r.body)]:
+                return found[-1]
+            time.sleep(0.2)
+        raise AssertionError(f"no such notice within {timeout:g} s: {self.received}")
 
     def take(self) -> list[dict[str, Any]]:
         """The notices received since the last take."""
