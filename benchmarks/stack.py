@@ -147,10 +147,12 @@ class Stack:
         interval: str = "5s",
         receiver: Receiver | None = None,
         postgres_root: Path | None = None,
+        mlflow_workers: int = 2,
     ) -> None:
         self.root = root.resolve()
         # The `postgres` user must reach it: as root, not under a folder only root may enter.
         self.postgres_root = postgres_root or self.root / "postgres"
+        self.mlflow_workers = mlflow_workers
         saved = self._saved()
         self.ports = ports or Ports(**saved.get("ports", {}))
         self.rules = rules
@@ -297,7 +299,8 @@ class Stack:
             str(Path(sys.executable).parent / "mlflow"), "server",
             "--backend-store-uri", self.backend_uri(),
             "--artifacts-destination", f"s3://{MLFLOW_BUCKET}",
-            "--host", "127.0.0.1", "--port", str(self.ports.mlflow), "--workers", "2",
+            "--host", "127.0.0.1", "--port", str(self.ports.mlflow),
+            "--workers", str(self.mlflow_workers),
         ]  # fmt: skip
         env = self.s3_env() | {"MLFLOW_S3_ENDPOINT_URL": self.s3_url}
         return Service(

@@ -22,7 +22,9 @@ def test_a_second_start_reuses_the_stack_and_a_restart_keeps_its_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = stack_on(tmp_path / "stack", PARTS)
+    # the module-level URI, which an earlier test in this process may have set, wins over env
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.tracking_uri)
+    mlflow.set_tracking_uri(stack.tracking_uri)
     try:
         pids = {name: stack.running(name) for name in PARTS}
         assert all(pids.values())

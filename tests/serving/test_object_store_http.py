@@ -50,7 +50,8 @@ def s3_logged(
         served["bankchurn"].model_dir,
         models_root / "logs" / "s3-logged.log",
         inference_log=ROOT,
-        env=store.env,
+        # one attempt per write: an outage shows in the counter at once, not after backoffs
+        env=store.env | {"AWS_MAX_ATTEMPTS": "1"},
     )
     try:
         server.wait_ready(timeout=START_WAIT_SECONDS)

@@ -41,7 +41,8 @@ def stack_on(root: Path, only: Sequence[str], **options: Any) -> Stack:
                         ".ci/run installs it)")  # fmt: skip
     # pytest's folders are root's alone; PostgreSQL runs as its own user
     postgres = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
-    stack = Stack(root, free_ports(), postgres_root=postgres, **options)
+    # one MLflow worker: a test is its only client, and each worker costs an import of MLflow
+    stack = Stack(root, free_ports(), postgres_root=postgres, mlflow_workers=1, **options)
     try:
         stack.up(only=only)
     except BaseException:
