@@ -118,7 +118,6 @@ LONGEST_GROUPS = (
     "pipelines/test_fourth_project",
     "pipelines/test_local_run",
     "pipelines/test_loop",
-    "pipelines/test_tracking_server",
     "serving",
     "pipelines/test_local_cli",
     "pipelines/test_batch_scoring",

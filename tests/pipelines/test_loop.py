@@ -10,7 +10,9 @@ An iid window gives no drift and no retraining. A window with a planted shift in
 most important input moves the predicted classes away from the reference: the alert fires, the
 receiver starts one monitoring run (a second alert within the cool-down starts none), which finds
 drift naming the column, retrains, promotes, and both replicas serve the new champion without a
-failed request. The rules are the shipped ones, that alert's `for` cut to 0 s: the expressions,
+failed request. Under that run the MLflow server restarts (the replicas' polls fail and say so,
+the run's calls retry), and PostgreSQL restarts the moment the retraining has created its
+version (the registration goes through, and the version is whole). The rules are the shipped ones, that alert's `for` cut to 0 s: the expressions,
 routes and gates are under test, not the waiting.
 """
 
@@ -34,7 +36,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.stack import INFERENCE_LOG, Stack
+from benchmarks.stack import INFERENCE_LOG, MLFLOW_BUCKET, Stack
 from components.core import explain, inference_log, ingest, lineage, registry
 from components.core.projects import PROJECTS
 from components.core.train import train
@@ -43,7 +45,7 @@ from pipelines import traffic
 from tests.conftest import quick_spec
 from tests.support.data import REPO_ROOT
 from tests.support.models import register_as_champion
-from tests.support.object_store import use_store
+from tests.support.object_store import ObjectStore, use_store
 from tests.support.observability import Prometheus
 from tests.support.servers import ServerProcess, free_port, start
 from tests.support.stack import Receiver, stack_on
@@ -54,6 +56,7 @@ SHIFTED = "mb_used"
 FACTOR = 2.0
 ROWS = 600
 ACTION_ALERT = "MLOpsPredictionsAwayFromReference"
+UNREACHABLE = f"cannot read models:/{SPEC.name}@champion from the registry"
 # About the plumbing, not the model: a quick search, and gates it passes.
 MONITOR_ARGS = ["--hours", "1", "--trials", "1", "--gate-overrides", '{"accuracy": 0.6, "roc_auc": 0.6}']  # fmt: skip
 pytestmark = pytest.mark.slow
@@ -175,6 +178,9 @@ def serve_replica(stack: Stack, log: Path) -> ServerProcess:
         ],
         log,
         port,
+        # MLflow's client retries a refused call for minutes by default; the poll asks again
+        # next second anyway, and the test needs to see the outage within its time
+        env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
         group=True,
     )
 
@@ -217,6 +223,35 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
             for replica in replicas:
                 replica.stop()
             stack.down()
+
+
+def restart_postgres_once_a_version_is_added(
+    loop: Loop, stop: threading.Event, outage: dict[str, float]
+) -> None:
+    """Restarts the database behind the tracking server the moment a version beyond the
+    champion exists: the register step is then between creating its version and naming it."""
+    client = mlflow.MlflowClient(loop.stack.tracking_uri)
+    while not stop.is_set():
+        try:
+            added = len(client.search_model_versions(f"name = '{SPEC.name}'")) > 1
+        except mlflow.exceptions.MlflowException:
+            added = False
+        if added:
+            started = time.monotonic()
+            loop.stack.stop("postgres")
+            time.sleep(3.0)
+            loop.stack.up(only=["postgres"])
+            outage["seconds"] = time.monotonic() - started
+            return
+        time.sleep(0.1)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.3)
 
 
 def keep_predicting(loop: Loop, stop: threading.Event) -> None:
@@ -271,8 +306,23 @@ def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop)
         assert posted.status_code == 200, posted.text
         held = loop.wait_for_decision(lambda d: d.get("alertname") == "MLOpsPredictionShift", 60)
         assert held["decision"] in {"running", "cooling-down"}, held
+
+        # Faults under the run: the MLflow server restarts while both replicas follow its alias
+        # (their failed polls are logged, the answers go on, the run's calls retry), and
+        # PostgreSQL restarts the moment the retraining has created its version.
+        loop.stack.stop("mlflow")
+        for replica in loop.replicas:
+            wait_until(lambda r=replica: UNREACHABLE in r.log_tail(200_000), 60, "a failed poll")
+        loop.stack.up(only=["mlflow"])
+        outage: dict[str, float] = {}
+        watcher = threading.Thread(
+            target=restart_postgres_once_a_version_is_added, args=(loop, stop, outage)
+        )
+        watcher.start()
         finished = loop.wait_for_decision(lambda d: d.get("event") == "run-finished", 900)
         assert finished["returncode"] == 0, Path(finished["log"]).read_text()[-4000:]
+        watcher.join(timeout=60)
+        assert outage, "the registration ended before PostgreSQL could be restarted under it"
         assert [d["decision"] for d in loop.decisions() if "decision" in d].count("started") == 1
 
         second = loop.latest()
@@ -285,8 +335,16 @@ def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop)
         version = second["retrained_version"]
         assert version == str(int(loop.champion) + 1)
         client = mlflow.MlflowClient(loop.stack.tracking_uri)
+        # one version added through the database's restart, and it is whole
+        versions = client.search_model_versions(f"name = '{SPEC.name}'")
+        assert sorted(v.version for v in versions) == [loop.champion, version]
         tags = client.get_model_version(SPEC.name, version).tags
         assert tags["decision"] == second["decision"] and tags["trigger"] == second["reason"]
+        assert len(tags["model_file_sha256"]) == 64
+        # its files went through the server's proxy into the bucket: no client held an S3 key
+        run = client.get_run(str(client.get_model_version(SPEC.name, version).run_id))
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
+        assert any(k.endswith("/model.pkl") for k in ObjectStore(loop.stack).keys(MLFLOW_BUCKET))
         assert tags["monitoring_time"] == second["summary"]["time"]
         assert set(json.loads(tags["figures_after"])) == {
             registry.TEST_SPLIT,
