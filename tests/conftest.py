@@ -115,9 +115,9 @@ def frame_without_target(spec: ProjectSpec, frame: pd.DataFrame) -> pd.DataFrame
 # run). `make test` keeps the collection's order of groups (--no-loadscope-reorder): handed out
 # longest first, they end together instead of one starting on a worker the other has left idle.
 LONGEST_GROUPS = (
+    "pipelines/test_loop",
     "pipelines/test_fourth_project",
     "pipelines/test_local_run",
-    "pipelines/test_loop",
     "serving",
     "pipelines/test_local_cli",
     "pipelines/test_batch_scoring",

@@ -6,7 +6,7 @@ scraping both replicas and the Pushgateway with the project's alert rules, sendi
 Alertmanager, which routes them to the alert receiver, which starts the monitoring pipeline
 (`pipelines.monitor` through `kfp.local`); the pipeline's exit handler posts its notice.
 
-An iid window gives no drift and no retraining. A window with a planted shift in the champion's
+iid traffic keeps the predictions near the reference: no alert, no run. A window with a planted shift in the champion's
 most important input moves the predicted classes away from the reference: the alert fires, the
 receiver starts one monitoring run (a second alert within the cool-down starts none), which finds
 drift naming the column, retrains, promotes, and both replicas serve the new champion without a
@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +41,6 @@ from components.core.train import train
 from grafana import alerts, local
 from pipelines import traffic
 from tests.conftest import quick_spec
-from tests.support.data import REPO_ROOT
 from tests.support.models import register_as_champion
 from tests.support.object_store import ObjectStore, use_store
 from tests.support.observability import Prometheus
@@ -102,16 +99,6 @@ class Loop:
                 return
             time.sleep(0.5)
         raise AssertionError(f"{len(frame)} rows not in the s3:// log after 60 s")
-
-    def monitor(self) -> dict[str, Any]:
-        """One monitoring run over the last hour of the log, as `make monitor STACK=1` runs it."""
-        command = [sys.executable, "-m", "pipelines.monitor", "--project", SPEC.name]
-        command += ["--labels", str(self.labels), *MONITOR_ARGS]
-        done = subprocess.run(
-            command, cwd=REPO_ROOT, env=self.env(), capture_output=True, text=True, timeout=900
-        )
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        return self.latest()
 
     def latest(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(
@@ -243,7 +230,7 @@ def restart_postgres_once_a_version_is_added(
             loop.stack.up(only=["postgres"])
             outage["seconds"] = time.monotonic() - started
             return
-        time.sleep(0.1)
+        time.sleep(0.5)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -255,7 +242,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def keep_predicting(loop: Loop, stop: threading.Event) -> None:
-    """A request to each replica every 0.2 s, of rows shifted as the traffic is."""
+    """A request to each replica every 0.5 s, of rows shifted as the traffic is."""
     frame = SPEC.make_synthetic(2, 5)
     frame[SHIFTED] *= FACTOR
     rows = frame[SPEC.input_columns].to_dict("records")
@@ -265,19 +252,14 @@ def keep_predicting(loop: Loop, stop: threading.Event) -> None:
                 f"{replica.url}/v1/models/{SPEC.name}:predict", json={"instances": rows}, timeout=30
             )
             loop.statuses.append(answer.status_code)
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop) -> None:
-    # 1. iid traffic: no drift, quality within tolerance, nothing retrained, no alert.
+    # 1. iid traffic: the predictions stay near the reference, no alert, no run.
     loop.send(SPEC.make_synthetic(ROWS, 21), seed=21)
-    first = loop.monitor()
-    assert first["rows"] == ROWS and first["labelled_rows"] == ROWS and first["enough_data"]
-    assert not first["drift_detected"] and not first["retrain_recommended"], first["reason"]
-    assert {"accuracy", "roc_auc"} <= set(first["live_metrics"])
-    assert (first["retrained"], first["promoted"]) == (False, False)
-    assert first["champion_version_before"] == first["champion_version_after"] == loop.champion
-    loop.prometheus.wait_for(f'mlops_monitoring_drift_detected{{project="{SPEC.name}"}} == 0')
+    loop.prometheus.wait_for(f'sum(mlops_predictions_total{{isvc="{SPEC.name}"}}) >= {ROWS}')
+    time.sleep(3.0)  # a few rule evaluations over what was scraped
     assert not loop.prometheus.query(f'ALERTS{{alertname="{ACTION_ALERT}"}}')
     assert loop.decisions() == []
 
@@ -285,7 +267,6 @@ def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop)
     # through each replica, while both keep answering other requests.
     stop = threading.Event()
     predicting = threading.Thread(target=keep_predicting, args=(loop, stop))
-    predicting.start()
     try:
         loop.send(SPEC.make_synthetic(2 * ROWS, 22), seed=22, shift=f"{SHIFTED}:{FACTOR:g}")
         # the predicted classes left the reference: Prometheus fires, Alertmanager delivers,
@@ -296,6 +277,8 @@ def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop)
         )
         started = loop.wait_for_decision(lambda d: d.get("decision") == "started", 60)
         assert started["project"] == SPEC.name and started["alertname"] == ACTION_ALERT
+        # from here to the new champion on both replicas, every request must be answered
+        predicting.start()
         # a second alert for the project within the cool-down starts nothing
         second_alert = {"labels": {"alertname": "MLOpsPredictionShift", "isvc": SPEC.name, "severity": "warning"}}  # fmt: skip
         posted = httpx.post(
@@ -368,7 +351,8 @@ def test_the_loop_from_an_alert_to_a_retrained_champion_on_the_stack(loop: Loop)
         )
     finally:
         stop.set()
-        predicting.join(timeout=60)
+        if predicting.is_alive():
+            predicting.join(timeout=60)
     assert loop.statuses and set(loop.statuses) == {200}, sorted(set(loop.statuses))
     decided = [(d["alertname"], d["decision"]) for d in loop.decisions() if "decision" in d]
     print(f"loop: {len(loop.statuses)} requests answered during the run, all 200; {decided}")
