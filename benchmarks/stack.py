@@ -96,6 +96,8 @@ class Service:
     prepare: Callable[[], None] | None = None
     started: Callable[[], None] | None = None
     """Runs once the service is ready after a fresh start (not when it was already running)."""
+    package: str = ""
+    """The Debian package of its binary, named when the binary is missing at start."""
 
     @property
     def url(self) -> str:
@@ -129,13 +131,6 @@ def _alive(pid: int) -> bool:
         if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
             return False
     return True
-
-
-def _binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise StackError(f"{name} is not installed: apt-get install {package}")
-    return path
 
 
 class Stack:
@@ -311,7 +306,7 @@ class Stack:
         folder = self._path("pushgateway")
         port = self.ports.pushgateway
         command = [
-            _binary("prometheus-pushgateway", "prometheus-pushgateway"),
+            "prometheus-pushgateway",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--persistence.file={folder / 'pushgateway.data'}",
             "--persistence.interval=30s",
@@ -319,6 +314,7 @@ class Stack:
         return Service(
             "pushgateway", port, command, _http_ok(f"http://127.0.0.1:{port}/-/ready"),
             prepare=lambda: folder.mkdir(parents=True, exist_ok=True),
+            package="prometheus-pushgateway",
         )  # fmt: skip
 
     def _alert_receiver(self) -> Service:
@@ -356,7 +352,7 @@ class Stack:
             )
 
         command = [
-            _binary("prometheus-alertmanager", "prometheus-alertmanager"),
+            "prometheus-alertmanager",
             f"--config.file={config}",
             f"--storage.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -365,7 +361,7 @@ class Stack:
         ]
         return Service(
             "alertmanager", port, command, _http_ok(f"http://127.0.0.1:{port}/-/ready"),
-            prepare=prepare,
+            prepare=prepare, package="prometheus-alertmanager",
         )  # fmt: skip
 
     def _prometheus(self) -> Service:
@@ -394,7 +390,7 @@ class Stack:
         command = local.command(config, folder / "data", f"127.0.0.1:{port}")
         return Service(
             "prometheus", port, command, _http_ok(f"http://127.0.0.1:{port}/-/ready"),
-            prepare=prepare,
+            prepare=prepare, package="prometheus",
         )  # fmt: skip
 
     def scrape(self, targets: Iterable[tuple[str, str]]) -> Path:
@@ -443,6 +439,12 @@ class Stack:
         self._write_env()
 
     def _start(self, service: Service, timeout: float) -> int:
+        # Checked here, not where the commands are built: stopping or listing the stack must
+        # work where a part it does not use is not installed.
+        if service.package and shutil.which(service.command[0]) is None:
+            raise StackError(
+                f"{service.command[0]} is not installed: apt-get install {service.package}"
+            )
         if _listening(service.port):
             raise StackError(
                 f"{service.name}: port {service.port} is taken by another process "

@@ -69,11 +69,9 @@ def prometheus_config(
 
 
 def command(config: Path, data: Path, listen: str) -> list[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise SystemExit("prometheus is not installed: apt-get install prometheus")
+    """Prometheus's command line; the caller checks that it is installed."""
     return [
-        binary,
+        shutil.which("prometheus") or "prometheus",
         f"--config.file={config}",
         f"--storage.tsdb.path={data}",
         f"--web.listen-address={listen}",
@@ -109,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     config = args.state / "prometheus.yml"
     targets = dict(args.targets)
     config.write_text(yaml.safe_dump(prometheus_config(targets, pushgateway=args.pushgateway)))
+    if shutil.which("prometheus") is None:
+        raise SystemExit("prometheus is not installed: apt-get install prometheus")
     argv_ = command(config, args.state / "data", args.listen)
     scraped = f"{targets}" + (
         f" and the Pushgateway {args.pushgateway}" if args.pushgateway else ""

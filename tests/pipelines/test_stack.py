@@ -71,3 +71,13 @@ def test_ports_are_parsed_or_refused_by_name() -> None:
     assert Ports.parse("mlflow=5001, s3=9001").mlflow == 5001
     with pytest.raises(ValueError, match="NAME one of alertmanager, mlflow"):
         Ports.parse("minio=9000")
+
+
+def test_a_missing_binary_is_named_at_start_and_stopping_needs_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Debian binary on it
+    stack = Stack(tmp_path / "stack", Ports(pushgateway=1))
+    assert stack.down() == [] and stack.status()[0]["state"] == "down"
+    with pytest.raises(StackError, match="apt-get install prometheus-pushgateway"):
+        stack.up(only=["pushgateway"])
