@@ -61,7 +61,7 @@ help:
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
 	@echo "make app [APP_PORT=8501] [PORT=8080] [DATA=listings.csv | DATA_DIR=../shared/data] [TOKEN=...|TOKEN_FILE=path]   (beside make serve PROJECT=carvision)"
 	@echo "make app-screenshots [DATA=... | DATA_DIR=...] [ALLOW_UNVERIFIED=1]   (the dashboard's tabs for docs/images)"
-	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image"
+	@echo "make image [BASE_IMAGE=localhost/debian:bookworm] | check-image [STACK=1]"
 	@echo "make stack [SCRAPE='telecom=127.0.0.1:8080 telecom=127.0.0.1:8082'] [PORTS=mlflow=5000,s3=9000,...] [COOLDOWN_S=21600] [DAILY_BUDGET=4] | stack-status | stack-down"
 	@echo "    (then STACK=1 on run, serve, traffic, monitor, score, app: the stack's MLflow server, s3:// log, Pushgateway)"
 
@@ -421,9 +421,10 @@ app-screenshots: $(STAMP)
 	$(PY) -m benchmarks.screenshots --app --data "$(APP_DATA)" \
 		$(if $(ALLOW_UNVERIFIED),--allow-unverified-model)
 
-# A compiled step and the server's entrypoint, run inside the built image.
+# A compiled step and the server's entrypoint, run inside the built image; with STACK=1, an
+# inference log part written and read back in the image on the stack's s3:// store.
 check-image: $(STAMP)
-	$(PY) -m benchmarks.image_check
+	$(PY) -m benchmarks.image_check $(if $(filter 1,$(STACK)),--stack-dir "$(STACK_DIR)")
 
 # The parts a cluster has, on 127.0.0.1 (benchmarks/stack.py, docs/operations.md): PostgreSQL,
 # an S3 API, an MLflow server, Pushgateway, Alertmanager, the alert receiver and Prometheus,

@@ -3,15 +3,24 @@
 The step's command and arguments are taken from `pipelines/compiled/<project>.yaml` as they are.
 The executor input is built by kfp.local's own helpers, so the container sees what a KFP
 launcher would give it, and it writes its outputs to a folder mounted from this machine.
+
+With a stack (`make check-image STACK=1`, after `make stack`), the image also writes an
+inference log part to the stack's `s3://` store with the server's own writer and reads the
+window back with monitoring's reader, beside a part this machine wrote: what a server pod and a
+monitoring step do on a cluster, with the S3 client the image carries.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +28,9 @@ from google.protobuf import json_format
 from kfp.local import executor_input_utils, placeholder_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from benchmarks.stack import INFERENCE_LOG, Stack
+from components.core import inference_log
+from components.core.lineage import utc_now
 from components.image import IMAGE
 from pipelines.compile import load_compiled
 
@@ -93,15 +105,97 @@ def server_help(image: str = IMAGE) -> str:
     return done.stdout
 
 
+# Run inside the image: the server's writer puts rows tagged `image-<token>` into the log, and
+# monitoring's reader reads the project's log back. Prints {request id: rows} as JSON.
+_IN_IMAGE = """
+import collections, datetime as dt, json, sys
+import numpy as np
+from components.core.inference_log import read_window
+from serving.inference_log import Answered, InferenceLogWriter
+root, project, token, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+writer = InferenceLogWriter(root, project, flush_seconds=0.1).start()
+writer.submit(Answered(
+    request_id=f"image-{token}", when=dt.datetime.now(dt.UTC), model_version="image-check",
+    inputs={"calls": np.arange(rows, dtype=float)}, outputs={"label": np.zeros(rows)},
+    rows=rows))
+writer.close()
+since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)  # this check's rows, not the log
+window = read_window(root, project, start=since)
+print(json.dumps(collections.Counter(window["request_id"])))
+"""
+
+
+def log_round_trip(
+    stack: Stack, project: str = "telecom", rows: int = 5, image: str = IMAGE
+) -> dict[str, Any]:
+    """A log part written here and one written in the image, both read back on each side.
+
+    Returns the rows per request id that the image read and that this machine read."""
+    if not image_exists(image):
+        raise ImageCheckError(f"image {image} not found: build it with `make image`")
+    token = uuid.uuid4().hex[:12]
+    here = inference_log.record(
+        f"host-{token}", 0, utc_now(), project, "image-check", {"calls": 1.0}, {"label": 0}
+    )
+    env = stack.s3_env()
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        inference_log.write_part(INFERENCE_LOG, project, [here])
+        environment = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
+        done = subprocess.run(
+            [*RUN, *environment, "--entrypoint", "python", image, "-c", _IN_IMAGE,
+             INFERENCE_LOG, project, token, str(rows)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ImageCheckError(
+                f"the log round trip exited {done.returncode} in {image} against {stack.s3_url}:"
+                f"\n{done.stderr[-3000:]}"
+            )
+        in_image = json.loads(done.stdout.strip().splitlines()[-1])
+        since = utc_now() - dt.timedelta(minutes=10)
+        window = inference_log.read_window(INFERENCE_LOG, project, start=since)
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    counts = window["request_id"].value_counts()
+    on_host = {k: int(counts.get(k, 0)) for k in (f"host-{token}", f"image-{token}")}
+    mine = {k: int(in_image.get(k, 0)) for k in on_host}
+    return {"image": image, "root": INFERENCE_LOG, "token": token,
+            "read_in_image": mine, "read_here": on_host}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--project", default="telecom")
+    parser.add_argument("--stack-dir", type=Path, help="a stack `make stack` started (STACK=1)")
     args = parser.parse_args(argv)
+    try:
+        return _check(args)
+    except ImageCheckError as exc:
+        print(f"check-image: {exc}", file=sys.stderr)
+        return 1
+
+
+def _check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="image-check-") as folder:
         result = run_ingest(args.project, Path(folder))
     info = result["source_info"]
     print(f"{result['image']}: compiled ingest step of {args.project} ran, {info['rows']} rows")
     print("model server:", server_help().splitlines()[0])
+    if args.stack_dir is not None:
+        stack = Stack(args.stack_dir)
+        if stack.running("s3") is None:
+            raise ImageCheckError(f"no object store runs in {args.stack_dir}: run `make stack`")
+        trip = log_round_trip(stack, args.project)
+        print(f"inference log on {trip['root']} ({stack.s3_url}): read in the image "
+              f"{trip['read_in_image']}, read here {trip['read_here']}")  # fmt: skip
+        if 0 in trip["read_in_image"].values() or 0 in trip["read_here"].values():
+            raise ImageCheckError("a log part was not read back on both sides")
     return 0
 
 

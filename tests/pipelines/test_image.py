@@ -5,9 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.image_check import image_exists, run_ingest, server_help
+from benchmarks.image_check import image_exists, log_round_trip, run_ingest, server_help
 from components.core.projects import get_spec
 from components.image import IMAGE
+from tests.support.stack import stack_on
 
 pytestmark = [
     pytest.mark.image,
@@ -29,3 +30,14 @@ def test_a_compiled_step_runs_in_the_project_image(tmp_path: Path) -> None:
 def test_the_image_entrypoint_is_the_model_server() -> None:
     usage = server_help()
     assert "--model_uri" in usage and "--model_name" in usage
+
+
+def test_the_image_writes_and_reads_the_inference_log_on_the_stack(tmp_path: Path) -> None:
+    stack = stack_on(tmp_path / "stack", only=["s3"])
+    try:
+        trip = log_round_trip(stack, "telecom", rows=5)
+    finally:
+        stack.down()
+    host, image = f"host-{trip['token']}", f"image-{trip['token']}"
+    assert trip["read_in_image"] == {host: 1, image: 5}
+    assert trip["read_here"] == {host: 1, image: 5}
