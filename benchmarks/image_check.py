@@ -137,9 +137,13 @@ def log_round_trip(
     here = inference_log.record(
         f"host-{token}", 0, utc_now(), project, "image-check", {"calls": 1.0}, {"label": 0}
     )
+    import s3fs
+
     env = stack.s3_env()
     previous = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # fsspec keeps one S3 filesystem per process, bound to the endpoint it first saw
+    s3fs.S3FileSystem.clear_instance_cache()
     try:
         inference_log.write_part(INFERENCE_LOG, project, [here])
         environment = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
@@ -162,6 +166,7 @@ def log_round_trip(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        s3fs.S3FileSystem.clear_instance_cache()
     counts = window["request_id"].value_counts()
     on_host = {k: int(counts.get(k, 0)) for k in (f"host-{token}", f"image-{token}")}
     mine = {k: int(in_image.get(k, 0)) for k in on_host}
