@@ -35,7 +35,7 @@ endif
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes check-cards screenshots image \
 	app app-screenshots \
-	check-image stack stack-down stack-status clean
+	check-image stack stack-down stack-status stage rollout-status clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -49,6 +49,8 @@ help:
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make alert-receiver [RECEIVER_PORT=9095] [TOKEN_FILE=path] [COOLDOWN_S=21600] [DAILY_BUDGET=4] [MONITOR_ARGS='--retrain 0'] [PUSHGATEWAY=127.0.0.1:9091]   (Alertmanager's webhook: its action alerts start make monitor's run, gated per project)"
 	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<path or URL, .csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
+	@echo "make stage PROJECT=telecom VERSION=N TO=shadow|canary|champion|rolled_back [SHARE=0.1] [REASON=...] | rollout-status PROJECT=telecom"
+	@echo "    (servers following @champion serve a staged version beside it: docs/operations.md, Safe rollout)"
 	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
 	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
@@ -306,6 +308,23 @@ monitor: $(STAMP)
 		--trials $(TRIALS) $(if $(RETRAIN_SOURCE),--retrain-source "$(RETRAIN_SOURCE)") \
 		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
+# A registered VERSION moved along its rollout by hand (components.core.rollout): TO=shadow|canary
+# (SHARE of the requests, 0.1 by default)|champion|rolled_back, REASON recorded on the version;
+# rollout-status shows the version being rolled out.
+SHARE ?=
+REASON ?=
+stage: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	@test -n "$(TO)" -a -n "$(STAGE_VERSION)" || { echo "VERSION=<registered version> TO=<stage> are required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.stage --project $(PROJECT) --version "$(STAGE_VERSION)" --to $(TO) \
+		$(if $(SHARE),--share $(SHARE)) $(if $(REASON),--reason "$(REASON)")
+
+rollout-status: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.stage --project $(PROJECT)
+
 # PROJECT's batch scoring pipeline through kfp.local on DATA (a .csv or .parquet path or URL),
 # with the champion (or VERSION) pinned for every shard; the predictions go to OUT (its extension
 # sets the format), the rejected rows beside it as <stem>.rejected.<ext>. SHARD_ROWS rows per
@@ -319,6 +338,7 @@ DRIFT_GATE ?=
 DRIFT_MIN_ROWS ?=
 REASONS ?=
 SCORE_VERSION = $(if $(filter command line,$(origin VERSION)),$(VERSION))
+STAGE_VERSION = $(SCORE_VERSION)
 # The ONNX graph of champions registered before registration produced one, checked on their own
 # test split rebuilt from the source their run recorded (DATA= where it moved).
 compile-champions: $(STAMP)

@@ -398,6 +398,96 @@ QUALITY_PANELS = (
     inference_log,
 )
 
+# --- Rollout: the champion and the version staged beside it, arm by arm -----------------------
+ROLLOUT_ROW = "Rollout: champion and staged version"
+ROLLOUT_Y = QUALITY_Y + 22
+"""Below the quality panels (the inference log panel ends at QUALITY_Y + 22)."""
+ARM = "isvc, stage, version"
+ARM_LEGEND = "{{isvc}} {{stage}} v{{version}}"
+
+
+def staged_version() -> dict[str, Any]:
+    return panel(
+        "Staged version",
+        "The version being rolled out beside each project's champion, its stage and the share "
+        "of requests it answers (0: shadow, which answers none). Empty: no rollout.",
+        [target(f"max by ({ARM}) (mlops_staged_share{{{SELECTOR}}})", ARM_LEGEND)],
+        (0, ROLLOUT_Y + 1, 6, 8),
+        kind="stat",
+        unit="percentunit",
+        textMode="value_and_name",
+        colorMode="none",
+    )
+
+
+def arm_rows() -> dict[str, Any]:
+    return panel(
+        "Rows predicted per second by arm",
+        "Rows each version predicted, by its stage: champion and canary answers were returned, "
+        "shadow answers only logged.",
+        [
+            target(
+                f"sum by ({ARM}) (rate(mlops_arm_rows_total{{{SELECTOR}}}[{RATE_WINDOW}]))",
+                ARM_LEGEND,
+            )
+        ],
+        (6, ROLLOUT_Y + 1, 9, 8),
+        unit="rps",
+    )
+
+
+def arm_errors() -> dict[str, Any]:
+    return panel(
+        "Failed requests per second by arm",
+        "Requests a version's model call failed on: a canary's are answered 500, a shadow's "
+        "are only counted.",
+        [
+            target(
+                f"sum by ({ARM}) (rate(mlops_arm_errors_total{{{SELECTOR}}}[{RATE_WINDOW}]))",
+                ARM_LEGEND,
+            )
+        ],
+        (15, ROLLOUT_Y + 1, 9, 8),
+        unit="reqps",
+    )
+
+
+def arm_latency() -> dict[str, Any]:
+    return panel(
+        "Model call time by arm (median, p95)",
+        "Time of one model call over a group of requests, per version and stage.",
+        [
+            target(
+                f"histogram_quantile({q}, sum by ({ARM}, le) "
+                f"(rate(mlops_arm_prediction_seconds_bucket{{{SELECTOR}}}[{RATE_WINDOW}])))",
+                f"{ARM_LEGEND} {name}",
+                ref,
+            )
+            for ref, (name, q) in zip("AB", (("median", "0.5"), ("p95", "0.95")), strict=True)
+        ],
+        (0, ROLLOUT_Y + 9, 12, 8),
+        unit="s",
+    )
+
+
+def arm_output() -> dict[str, Any]:
+    return panel(
+        "Mean output by arm",
+        "Mean model output per row (P(positive) for a classifier, the predicted value for a "
+        "regression), per version and stage: the arms side by side on the same traffic.",
+        [
+            target(
+                f"sum by ({ARM}) (rate(mlops_arm_output_sum{{{SELECTOR}}}[{RATE_WINDOW}]))\n"
+                f"  /\nsum by ({ARM}) (rate(mlops_arm_output_count{{{SELECTOR}}}[{RATE_WINDOW}]))",
+                ARM_LEGEND,
+            )
+        ],
+        (12, ROLLOUT_Y + 9, 12, 8),
+    )
+
+
+ROLLOUT_PANELS = (staged_version, arm_rows, arm_errors, arm_latency, arm_output)
+
 
 def variables() -> list[dict[str, Any]]:
     return [
@@ -428,7 +518,8 @@ def variables() -> list[dict[str, Any]]:
 
 def dashboard() -> dict[str, Any]:
     made = [make() for make in PANELS] + [row(QUALITY_ROW, QUALITY_Y)]
-    made += [make() for make in QUALITY_PANELS]
+    made += [make() for make in QUALITY_PANELS] + [row(ROLLOUT_ROW, ROLLOUT_Y)]
+    made += [make() for make in ROLLOUT_PANELS]
     panels = [{"id": number, **p} for number, p in enumerate(made, start=1)]
     return {
         "uid": UID,

@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 from kserve.logging import logger
 
-from components.core.inference_log import check_sample_rate, keeps, record, write_part
+from components.core.inference_log import (
+    SERVED_STAGE,
+    check_sample_rate,
+    keeps,
+    record,
+    write_part,
+)
 from serving import metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -68,6 +74,8 @@ class Answered:
     outputs: Mapping[str, np.ndarray]
     """The response fields, one array each, in response order."""
     rows: int
+    stage: str = SERVED_STAGE
+    """The rollout stage of the version that answered (components.core.rollout)."""
 
 
 def _json_values(values: np.ndarray, whole: bool = False) -> list[Any]:
@@ -99,6 +107,7 @@ def records(
             {name: values[row] for name, values in inputs.items()},
             {name: values[row] for name, values in outputs.items()},
             sample_rate,
+            answered.stage,
         )
         for row in range(answered.rows)
     ]

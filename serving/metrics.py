@@ -79,6 +79,74 @@ INFERENCE_LOG_DROPPED = Counter(
     ["project"],
 )
 
+# One series per rollout arm (stage champion, canary or shadow, and the version), so that the
+# dashboard and the rollout judge see the arms side by side.
+ARM_ROWS = Counter(
+    "mlops_arm_rows",
+    "Rows predicted, by the rollout stage and version that predicted them (shadow: never returned)",
+    ["project", "stage", "version"],
+)
+ARM_ERRORS = Counter(
+    "mlops_arm_errors",
+    "Requests a version's prediction failed on, by rollout stage and version",
+    ["project", "stage", "version"],
+)
+ARM_SECONDS = Histogram(
+    "mlops_arm_prediction_seconds",
+    "Time of one model call over a group of requests, by rollout stage and version",
+    ["project", "stage", "version"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ARM_OUTPUT = Histogram(
+    "mlops_arm_output",
+    "The model's output per row (P(positive), or the predicted value), by stage and version",
+    ["project", "stage", "version"],
+    buckets=tuple(sorted({round(0.1 * i, 1) for i in range(1, 10)} | set(VALUE_BUCKETS))),
+)
+STAGED = Gauge(
+    "mlops_staged_share",
+    "The version being rolled out beside the champion: the share of requests it answers "
+    "(0 in shadow), labelled with its stage",
+    ["project", "stage", "version"],
+)
+SHADOW_DROPPED = Counter(
+    "mlops_shadow_dropped",
+    "Rows the shadow version did not score: its queue was full (the champion answered them)",
+    ["project"],
+)
+
+
+def record_arm(project: str, stage: str, version: str, seconds: float, output: np.ndarray) -> None:
+    ARM_ROWS.labels(project, stage, version).inc(len(output))
+    ARM_SECONDS.labels(project, stage, version).observe(seconds)
+    observe_all(ARM_OUTPUT.labels(project, stage, version), output)
+
+
+def observe_all(histogram: Histogram, values: np.ndarray) -> None:
+    """`histogram.observe` of every value, in one pass: a bucket count per bucket hit rather
+    than a Python call per row. prometheus_client (pinned) keeps per-bucket counts and a sum;
+    tests/unit/test_rollout.py checks the result against `observe`."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return
+    bounds = np.asarray(histogram._upper_bounds)
+    hits = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for index in np.flatnonzero(hits):
+        histogram._buckets[index].inc(int(hits[index]))
+    histogram._sum.inc(float(values.sum()))
+
+
+def record_arm_error(project: str, stage: str, version: str, requests: int) -> None:
+    ARM_ERRORS.labels(project, stage, version).inc(requests)
+
+
+def record_staged(project: str, stage: str | None, version: str | None, share: float) -> None:
+    """The staged version now (None: none); the one before disappears."""
+    STAGED.remove_by_labels({"project": project})
+    if stage is not None and version is not None:
+        STAGED.labels(project, stage, version).set(share)
+
 
 def record_model(project: str, version: str, run_id: str) -> None:
     MODEL_INFO.labels(project, version, run_id).set(1)

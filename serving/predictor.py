@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ from components.core.loading import (
 from components.core.model_uri import MODELS_SCHEME
 from components.core.model_uri import parse as parse_model_uri
 from components.core.projects import get_spec
+from components.core.rollout import Stage, Staged
 from serving import metrics
 from serving.batching import Grouper
 from serving.inference_log import (
@@ -49,7 +53,8 @@ from serving.inputs import (
     validate_group,
     validated_frame,
 )
-from serving.refresh import AliasRefresher, follows_alias
+from serving.refresh import AliasRefresher, StagedFollower, follows_alias
+from serving.shadow import ShadowScorer, ShadowWork
 
 WARM_UP_ROWS = 5
 V2_DATATYPES = {
@@ -62,6 +67,37 @@ V2_DATATYPES = {
 """Open Inference Protocol datatype of each schema column type (text of any kind is BYTES)."""
 MAX_EXPLAINER_VOCABULARY = 10_000
 """Distinct text values the explainer may collect before it is rebuilt (free-text fields)."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """The staged version served beside the champion: its model and its stage."""
+
+    staged: Staged
+    loaded: LoadedModel
+
+
+CHAMPION_STAGE = str(Stage.CHAMPION)
+_UNANSWERED = RuntimeError("no model answered this request")
+
+
+def _rows_of(frame: pd.DataFrame, spans: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """The frame's rows of these requests, in order (the frame itself when they are all)."""
+    if sum(end - first for _, first, end in spans) == len(frame):
+        return frame
+    picked = np.concatenate([np.arange(first, end) for _, first, end in spans])
+    return frame.iloc[picked].reset_index(drop=True)
+
+
+def _relative(
+    requests: Sequence[Parsed], spans: list[tuple[int, int, int]]
+) -> list[tuple[str, int, int]]:
+    """(request id, first row, end row) of each span within the frame `_rows_of` gives."""
+    out, offset = [], 0
+    for index, first, end in spans:
+        out.append((requests[index].request_id or "", offset, offset + end - first))
+        offset += end - first
+    return out
 
 
 def _is_json_media_type(content_type: str | None) -> bool:
@@ -118,6 +154,9 @@ class ProjectPredictor(Model):
         self.refresh_interval = refresh_interval
         self.verification = verification
         self.refresher: AliasRefresher | None = None
+        self.staged_follower: StagedFollower | None = None
+        self.arm: Arm | None = None
+        self.shadow = ShadowScorer(self.spec, inference_log)
         self.loaded: LoadedModel | None = None
         self.explainer: Explainer | None = None
         # The explainer keeps a vocabulary of text values, so one explanation at a time; a
@@ -143,6 +182,18 @@ class ProjectPredictor(Model):
                     lambda: self._model().provenance.version,
                     self.refresh,
                 ).start()
+                parts = parse_model_uri(self.model_uri)
+                assert parts is not None
+                self.staged_follower = StagedFollower(
+                    self.name,
+                    parts.name,
+                    self.refresh_interval,
+                    lambda: None if self.arm is None else self.arm.staged,
+                    self.stage_version,
+                    self.restage,
+                )
+                self.staged_follower.check()  # a version staged before the server started
+                self.staged_follower.start()
             else:
                 logger.warning(
                     "--refresh_interval ignored: %s is not a registry alias (models:/NAME@ALIAS)",
@@ -159,15 +210,45 @@ class ProjectPredictor(Model):
         checked = Verification(require=self.verification.require)
         self._install(*self._prepare(f"{MODELS_SCHEME}{parts.name}/{version}", None, checked))
 
-    def _prepare(
-        self, uri: str, version: str | None, verification: Verification
-    ) -> tuple[LoadedModel, Explainer]:
-        loaded = load(self.spec, uri, version, verification)
+    def stage_version(self, staged: Staged) -> None:
+        """Loads and warms the staged version, then serves it beside the champion."""
+        parts = parse_model_uri(self.model_uri)
+        assert parts is not None
+        uri = f"{MODELS_SCHEME}{parts.name}/{staged.version}"
+        checked = Verification(require=self.verification.require)
+        loaded = load(self.spec, uri, None, checked)
+        self._warm(loaded, uri)
+        self.arm = Arm(staged, loaded)
+        for stage in (Stage.SHADOW, Stage.CANARY):
+            metrics.record_arm_error(self.name, str(stage), staged.version, 0)
+        metrics.record_staged(self.name, staged.stage, staged.version, staged.share)
+
+    def restage(self, staged: Staged | None) -> None:
+        """The staged version's new stage or share, or (None) the end of its arm."""
+        if staged is None or self.arm is None:
+            self.arm = None
+            metrics.record_staged(self.name, None, None, 0.0)
+            return
+        self.arm = Arm(staged, self.arm.loaded)
+        metrics.record_staged(self.name, staged.stage, staged.version, staged.share)
+
+    def _warm(self, loaded: LoadedModel, uri: str) -> None:
         try:
             warm = loaded.background.head(WARM_UP_ROWS)
             output = loaded.output(self.spec, warm)
             if output.shape != (len(warm),) or not np.all(np.isfinite(output)):
                 raise ValueError(f"expected {len(warm)} finite outputs, got {output!r}")
+        except Exception as exc:  # a model that cannot predict its own training rows is unusable
+            raise ModelLoadError(
+                f"model from {uri} failed its warm-up prediction: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _prepare(
+        self, uri: str, version: str | None, verification: Verification
+    ) -> tuple[LoadedModel, Explainer]:
+        loaded = load(self.spec, uri, version, verification)
+        self._warm(loaded, uri)
+        try:
             explainer = explainer_for(self.spec, loaded.model, loaded.background)
             explainer.explain(loaded.background.head(1))
         except Exception as exc:  # a model that cannot predict its own training rows is unusable
@@ -182,6 +263,7 @@ class ProjectPredictor(Model):
             self.loaded, self.explainer = loaded, explainer
         provenance = loaded.provenance
         metrics.record_model(self.name, provenance.version, provenance.run_id)
+        metrics.record_arm_error(self.name, CHAMPION_STAGE, provenance.version, 0)
         if previous is not None:
             old = previous.provenance
             if (old.version, old.run_id) != (provenance.version, provenance.run_id):
@@ -209,6 +291,9 @@ class ProjectPredictor(Model):
     def close(self) -> None:
         if self.refresher is not None:
             self.refresher.stop()
+        if self.staged_follower is not None:
+            self.staged_follower.stop()
+        self.shadow.close()
         if self.inference_log is not None:
             self.inference_log.close()
 
@@ -264,49 +349,114 @@ class ProjectPredictor(Model):
 
     def run_group(
         self, requests: Sequence[Parsed]
-    ) -> list[dict[str, Any] | InferResponse | RequestRejected]:
+    ) -> list[dict[str, Any] | InferResponse | RequestRejected | Exception]:
         """Schema check and prediction of several requests at once; a response or 400 each.
-        The whole group is predicted by one model, even if a refresh swaps it meanwhile."""
-        loaded = self._model()
+        The whole group is predicted by the models served when it started, even if a refresh
+        swaps one meanwhile: the champion's requests by the champion, a canary's share of them
+        by the canary, and a copy of the champion's handed to a shadow."""
+        loaded, arm = self._model(), self.arm
         frame, verdicts = validate_group(self.spec, requests)
         for verdict in verdicts:
             if verdict is not None:
                 metrics.record_rejection(self.name, verdict.fields)
-        outputs = self._outputs(loaded, frame) if len(frame) else {}
-        log = self.inference_log if len(frame) else None
-        inputs: Mapping[str, np.ndarray] = {}
-        if log is not None:
-            when = utc_now()
-            inputs = {name: frame[name].to_numpy() for name in self.spec.input_columns}
-        results: list[dict[str, Any] | InferResponse | RequestRejected] = []
+        # the 400s where they are; the answers fill the rest
+        results: list[dict[str, Any] | InferResponse | RequestRejected | Exception] = [
+            verdict if verdict is not None else _UNANSWERED for verdict in verdicts
+        ]
+        if not len(frame):
+            return results
+        when = utc_now()
+        spans: list[tuple[int, int, int]] = []  # (request index, first row, end row)
+        canary: list[tuple[int, int, int]] = []
         offset = 0
-        for request, verdict in zip(requests, verdicts, strict=True):
+        for index, (request, verdict) in enumerate(zip(requests, verdicts, strict=True)):
             if verdict is not None:
-                results.append(verdict)
                 continue
-            end = offset + request.rows
-            part = {name: values[offset:end] for name, values in outputs.items()}
-            results.append(self._response(request, part, loaded.provenance.version))
+            request.request_id = request.request_id or new_request_id()
+            span = (index, offset, offset + request.rows)
+            offset += request.rows
+            answered_by_canary = arm is not None and arm.staged.answers(request.request_id)
+            (canary if answered_by_canary else spans).append(span)
+        if spans:
+            self._answer(requests, results, frame, spans, loaded, CHAMPION_STAGE, when)
+        if canary and arm is not None:
+            self._answer(requests, results, frame, canary, arm.loaded, str(Stage.CANARY), when)
+        if spans and arm is not None and arm.staged.stage is Stage.SHADOW:
+            rows = _rows_of(frame, spans)
+            self.shadow.offer(
+                ShadowWork(
+                    arm.loaded,
+                    rows,
+                    _relative(requests, spans),
+                    when,
+                )
+            )
+        return results
+
+    def _answer(
+        self,
+        requests: Sequence[Parsed],
+        results: list[dict[str, Any] | InferResponse | RequestRejected | Exception],
+        frame: pd.DataFrame,
+        spans: list[tuple[int, int, int]],
+        loaded: LoadedModel,
+        stage: str,
+        when: dt.datetime,
+    ) -> None:
+        """Predicts `spans` of the group's frame with `loaded`, and puts the answers in
+        `results`. The champion's failure fails the group as before; a canary's fails only its
+        own requests (a 500 each), counted against its version."""
+        rows = _rows_of(frame, spans)
+        version = loaded.provenance.version
+        began = time.perf_counter()
+        try:
+            outputs, output = self._outputs(loaded, rows, served=stage == CHAMPION_STAGE)
+        except Exception as exc:
+            metrics.record_arm_error(self.name, stage, version, len(spans))
+            if stage == CHAMPION_STAGE:
+                raise
+            logger.error(
+                "canary version %s of %s failed on %d requests: %s: %s",
+                version, self.name, len(spans), type(exc).__name__, exc,
+            )  # fmt: skip
+            failed = RuntimeError(f"the {self.name} model failed on this request")
+            for index, _, _ in spans:
+                results[index] = failed
+            return
+        metrics.record_arm(self.name, stage, version, time.perf_counter() - began, output)
+        log = self.inference_log
+        inputs = {name: rows[name].to_numpy() for name in self.spec.input_columns} if log else {}
+        offset = 0
+        for index, first, end in spans:
+            request = requests[index]
+            size = end - first
+            part = {name: values[offset : offset + size] for name, values in outputs.items()}
+            results[index] = self._response(request, part, version)
             if log is not None:
                 log.submit(
                     Answered(
                         request.request_id or new_request_id(),
                         when,
-                        loaded.provenance.version,
-                        {name: values[offset:end] for name, values in inputs.items()},
+                        version,
+                        {name: values[offset : offset + size] for name, values in inputs.items()},
                         part,
                         request.rows,
+                        stage,
                     )
                 )
-            offset = end
-        return results
+            offset += size
 
-    def _outputs(self, loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _outputs(
+        self, loaded: LoadedModel, frame: pd.DataFrame, served: bool = True
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The response's fields and the model's output. `served`: the champion's answers,
+        which the served-output metrics (the alerts' reference comparison) count."""
         # P(positive) for classifiers, the price for regression: the same output explain() explains.
         output = loaded.output(self.spec, frame)
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
-        self.task.record_served(metrics, self.name, output, threshold)
-        return self._columns(output, threshold)
+        if served:
+            self.task.record_served(metrics, self.name, output, threshold)
+        return self._columns(output, threshold), output
 
     def _columns(self, output: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
         """The response's fields for the model's outputs, in the project's output format."""

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 from kserve.logging import logger
 
-from components.core import model_uri
+from components.core import model_uri, rollout
 from components.core.loading import registry_provenance
+from components.core.rollout import Staged
 from serving import metrics
 
 DEFAULT_RETRY_SECONDS = 300.0
@@ -96,3 +97,90 @@ class AliasRefresher:
             return None
         self._failed = None
         return version
+
+
+class StagedFollower:
+    """Following the version being rolled out (components.core.rollout): every `interval`
+    seconds, which version is staged, in which stage and with which share. A new version is
+    loaded and warmed by `load(version)` and only then served beside the champion; a new stage
+    or share of the same version applies at once; no staged version ends the arm. A registry
+    that cannot be read changes nothing."""
+
+    def __init__(
+        self,
+        project: str,
+        registered_name: str,
+        interval: float,
+        serving: Callable[[], Staged | None],
+        load: Callable[[Staged], None],
+        update: Callable[[Staged | None], None],
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"the refresh interval must be positive, not {interval}")
+        self.project, self.registered_name, self.interval = project, registered_name, interval
+        self.serving, self.load, self.update = serving, load, update
+        self.retry_seconds = retry_seconds
+        self._failed: tuple[str, float] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="staged-refresh", daemon=True)
+
+    def start(self) -> StagedFollower:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.check()
+
+    def check(self) -> Staged | None:
+        """One look at the registry; the staged version served after it (None: none)."""
+        served = self.serving()
+        try:
+            staged = rollout.current(self.registered_name)
+        except Exception as exc:  # the registry may be down for a while; ask again next time
+            logger.warning(
+                "cannot read the staged version of %s: %s: %s",
+                self.project,
+                type(exc).__name__,
+                exc,
+            )
+            return served
+        if staged == served:
+            return served
+        if staged is None or (served is not None and staged.version == served.version):
+            self.update(staged)
+            logger.info("%s: staged now %s", self.project, _described(staged))
+            return staged
+        if self._failed is not None:
+            failed, when = self._failed
+            if failed == staged.version and time.monotonic() - when < self.retry_seconds:
+                return served
+        try:
+            self.load(staged)
+        except Exception as exc:  # the champion serves on; the staged version is tried later
+            self._failed = (staged.version, time.monotonic())
+            metrics.MODEL_REFRESH_FAILURES.labels(self.project).inc()
+            logger.error(
+                "cannot serve staged version %s of %s: %s: %s",
+                staged.version,
+                self.project,
+                type(exc).__name__,
+                exc,
+            )
+            return served
+        self._failed = None
+        logger.info("%s: staged now %s", self.project, _described(staged))
+        return staged
+
+
+def _described(staged: Staged | None) -> str:
+    if staged is None:
+        return "nothing (the champion answers every request)"
+    share = f" on {staged.share:.0%} of the requests" if staged.share else ""
+    return f"version {staged.version} in {staged.stage}{share}"

@@ -49,14 +49,16 @@ from components.core.lineage import utc_now
 if TYPE_CHECKING:
     from components.core.spec import ProjectSpec
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ROOT_ENV = "MLOPS_INFERENCE_LOG"
 """Where the server writes the log when no flag names it; empty or unset: no log."""
 SAMPLE_ENV = "MLOPS_INFERENCE_LOG_SAMPLE"
 """The share of requests the server logs when no flag says (default 1: every request)."""
 OUTPUT_PREFIX = "output."
-META_COLUMNS = ("request_id", "row", "time", "model_version", "sample_rate")
+META_COLUMNS = ("request_id", "row", "time", "model_version", "stage", "sample_rate")
+SERVED_STAGE = "champion"
+"""The stage of a row logged before stages were (schema_version 1 and 2): the champion's."""
 PART_PREFIX, PART_SUFFIX = "part-", ".jsonl"
 COMPACTED_PREFIX, COMPACTED_SUFFIX = "compacted-", ".parquet"
 QUARANTINE = "_corrupt"
@@ -103,7 +105,10 @@ def record(
     inputs: Mapping[str, Any],
     outputs: Mapping[str, Any],
     sample_rate: float = 1.0,
+    stage: str = SERVED_STAGE,
 ) -> dict[str, Any]:
+    """One logged row; `stage`: the rollout stage of the version that answered (champion,
+    canary, or shadow for an answer logged and never returned)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "request_id": request_id,
@@ -111,6 +116,7 @@ def record(
         "time": when.astimezone(dt.UTC).isoformat(timespec="microseconds"),
         "project": project,
         "model_version": model_version,
+        "stage": stage,
         "sample_rate": sample_rate,
         "inputs": dict(inputs),
         "outputs": dict(outputs),
@@ -189,6 +195,7 @@ class LogSchema:
                 ("row", pa.int64()),
                 ("time", pa.timestamp("us", tz="UTC")),
                 ("model_version", pa.string()),
+                ("stage", pa.string()),
                 ("sample_rate", pa.float64()),
                 ("inputs", pa.struct(list(self.inputs.items()))),
                 ("outputs", pa.struct(list(self.outputs.items()))),
@@ -203,6 +210,7 @@ class LogSchema:
                 ("row", pa.int64()),
                 ("time", pa.timestamp("us", tz="UTC")),
                 ("model_version", pa.string()),
+                ("stage", pa.string()),
                 ("sample_rate", pa.float64()),
                 *self.inputs.items(),
                 *((OUTPUT_PREFIX + name, kind) for name, kind in self.outputs.items()),
@@ -232,9 +240,10 @@ def _flat_table(table: pa.Table) -> pa.Table:
             f"schema_version {found}, expected one of {', '.join(map(str, READABLE_VERSIONS))}"
         )
     columns: dict[str, pa.ChunkedArray] = {}
-    for name in ("request_id", "row", "time", "model_version", "sample_rate"):
+    for name in META_COLUMNS:
         if name in table.column_names:
             columns[name] = table[name]
+    columns["stage"] = _with_stage(table)
     if "sample_rate" not in columns:
         columns["sample_rate"] = pa.chunked_array([pa.nulls(table.num_rows, pa.float64())])
     columns["sample_rate"] = pc.fill_null(columns["sample_rate"].cast(pa.float64()), 1.0)
@@ -253,6 +262,20 @@ def _flat_table(table: pa.Table) -> pa.Table:
     if missing:
         raise PartError(f"records without {', '.join(missing)}: not inference log records")
     return pa.table(columns)
+
+
+def _with_stage(table: pa.Table) -> pa.ChunkedArray:
+    """The table's stage column, the champion's where a row has none (logged before stages)."""
+    if "stage" not in table.column_names:
+        return pa.chunked_array([pa.array([SERVED_STAGE] * table.num_rows, pa.string())])
+    return pc.fill_null(table["stage"].cast(pa.string()), SERVED_STAGE)
+
+
+def _set_stage(table: pa.Table) -> pa.Table:
+    stage = _with_stage(table)
+    if "stage" in table.column_names:
+        return table.set_column(table.column_names.index("stage"), "stage", stage)
+    return table.append_column("stage", stage)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -456,6 +479,8 @@ class LogScan:
     end: dt.datetime | None = None
     schema: LogSchema | None = None
     batch_rows: int = BATCH_ROWS
+    stages: tuple[str, ...] | None = None
+    """Only the rows these rollout stages answered (None: every row)."""
     parts_read: int = 0
     skipped: list[Skipped] = field(default_factory=list)
 
@@ -500,18 +525,22 @@ class LogScan:
                     table = pa.Table.from_batches([batch])
                     if self.schema is not None:
                         table = conform(table, self.schema.flat())
+                    table = _set_stage(table)
                     rows += table.num_rows
                     yield self._within(table)
             except (OSError, pa.ArrowException) as exc:
                 self.skipped.append(Skipped(path, f"unreadable after {rows:,} rows ({exc})"))
 
     def _within(self, table: pa.Table) -> pa.Table:
-        if self.start is None and self.end is None:
+        if self.start is None and self.end is None and self.stages is None:
             return table
         keep = None
+        if self.stages is not None:
+            keep = pc.is_in(table["stage"], pa.array(self.stages, pa.string()))
         times = table["time"]
         if self.start is not None:
-            keep = pc.greater_equal(times, pa.scalar(self.start, pa.timestamp("us", tz="UTC")))
+            after = pc.greater_equal(times, pa.scalar(self.start, pa.timestamp("us", tz="UTC")))
+            keep = after if keep is None else pc.and_(keep, after)
         if self.end is not None:
             before = pc.less(times, pa.scalar(self.end, pa.timestamp("us", tz="UTC")))
             keep = before if keep is None else pc.and_(keep, before)
@@ -531,8 +560,9 @@ def scan(
     end: dt.datetime | None = None,
     schema: LogSchema | None = None,
     batch_rows: int = BATCH_ROWS,
+    stages: tuple[str, ...] | None = None,
 ) -> LogScan:
-    return LogScan(root, project, start, end, schema, batch_rows)
+    return LogScan(root, project, start, end, schema, batch_rows, stages)
 
 
 def read_window(

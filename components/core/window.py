@@ -402,7 +402,12 @@ def collect_log(
             "there"
         )
         start = kept
-    found = inference_log.scan(root, spec.name, start, end, inference_log.LogSchema.of(spec))
+    # The champion's rows: a staged version's (canary, shadow) are another model's answers,
+    # which its rollout judges on their own.
+    found = inference_log.scan(
+        root, spec.name, start, end, inference_log.LogSchema.of(spec),
+        stages=(inference_log.SERVED_STAGE,),
+    )  # fmt: skip
     described = f"inference log {root}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     collector = _Collector(spec, sample_rows, labelled_path)
     for batch in _log_batches(spec, found, labels, seed):

@@ -179,7 +179,9 @@ def test_the_dashboard_has_fixed_ids_and_reads_the_chosen_datasource_and_project
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     panels = [p for p in board["panels"] if p["type"] != "row"]
-    assert len(panels) == len(dashboard.PANELS) + len(dashboard.QUALITY_PANELS)
+    assert len(panels) == len(dashboard.PANELS) + len(dashboard.QUALITY_PANELS) + len(
+        dashboard.ROLLOUT_PANELS
+    )
     for panel in panels:
         assert panel["datasource"]["uid"] == "${datasource}"
         assert panel["targets"]
@@ -190,10 +192,11 @@ def test_the_dashboard_has_fixed_ids_and_reads_the_chosen_datasource_and_project
     assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "isvc"]
 
 
-def test_the_quality_row_sits_below_the_serving_panels_without_overlap() -> None:
+def test_the_quality_and_rollout_rows_sit_below_the_serving_panels_without_overlap() -> None:
     board = dashboard.dashboard()
-    [row] = [p for p in board["panels"] if p["type"] == "row"]
-    assert row["title"] == dashboard.QUALITY_ROW
+    row, rollout = [p for p in board["panels"] if p["type"] == "row"]
+    assert (row["title"], rollout["title"]) == (dashboard.QUALITY_ROW, dashboard.ROLLOUT_ROW)
+    rollout_titles = {make()["title"] for make in dashboard.ROLLOUT_PANELS}
     cells: set[tuple[int, int]] = set()
     for panel in board["panels"]:
         grid = panel["gridPos"]
@@ -205,8 +208,9 @@ def test_the_quality_row_sits_below_the_serving_panels_without_overlap() -> None
         }
         assert not cells & mine, f"{panel['title']} overlaps another panel"
         cells |= mine
-        below = grid["y"] > row["gridPos"]["y"]
+        below = row["gridPos"]["y"] < grid["y"] < rollout["gridPos"]["y"]
         assert below == (panel["title"] in {make()["title"] for make in dashboard.QUALITY_PANELS})
+        assert (grid["y"] > rollout["gridPos"]["y"]) == (panel["title"] in rollout_titles)
 
 
 # --- Terraform ---------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Moves a registered version along its rollout by hand, or shows where it is (`make stage`,
+`make rollout-status`).
+
+`python -m pipelines.stage --project telecom --version 7 --to shadow|canary|champion|rolled_back
+[--share 0.1] [--reason "..."]`; without `--to` it prints the staged version, if any. The
+registry is MLFLOW_TRACKING_URI's. Servers following `models:/<project>@champion` pick the
+change up within their refresh interval (components.core.rollout, docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from components.core import rollout
+from components.core.projects import PROJECTS
+from components.core.rollout import RolloutError, Stage
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "someone"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", required=True, choices=sorted(PROJECTS))
+    parser.add_argument("--version", help="the registered version to move (with --to)")
+    parser.add_argument("--to", choices=[str(s) for s in Stage])
+    parser.add_argument("--share", type=float, help="a canary's share of requests (0 to 1)")
+    parser.add_argument("--reason", default="", help="recorded on the version")
+    args = parser.parse_args(argv)
+    try:
+        if args.to is not None:
+            if not args.version:
+                parser.error("--to needs --version")
+            reason = args.reason or f"moved by hand by {_who()}"
+            rollout.stage(args.project, args.version, Stage(args.to), share=args.share,
+                          reason=reason)  # fmt: skip
+        staged = rollout.current(args.project)
+    except RolloutError as exc:
+        print(f"stage: {exc}", file=sys.stderr)
+        return 1
+    if staged is None:
+        print(f"{args.project}: no version is being rolled out; the champion answers every request")
+    else:
+        share = f", answering {staged.share:.0%} of the requests" if staged.share else ""
+        print(f"{args.project}: version {staged.version} in {staged.stage}{share} "
+              f"({staged.reason or 'no reason recorded'})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
