@@ -33,9 +33,9 @@ endif
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes check-cards screenshots image \
+	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes bench-rollout check-cards screenshots image \
 	app app-screenshots \
-	check-image stack stack-down stack-status stage rollout-status clean
+	check-image stack stack-down stack-status stage rollout-status judge approve reject clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -51,6 +51,7 @@ help:
 	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<path or URL, .csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make stage PROJECT=telecom VERSION=N TO=shadow|canary|champion|rolled_back [SHARE=0.1] [REASON=...] | rollout-status PROJECT=telecom"
 	@echo "    (servers following @champion serve a staged version beside it: docs/operations.md, Safe rollout)"
+	@echo "make judge PROJECT=telecom [LABELS=labels.csv] [EVERY=60] [APPROVAL=required] | approve PROJECT= VERSION= | reject PROJECT= VERSION=   (the rollout judge)"
 	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
 	@echo "make submit HOST=https://<kfp-endpoint> PROJECT=telecom MLFLOW=<uri> [SOURCE=<uri>] [DEPLOY_MODE=apply] [PARAMS='{\"seed\": 7}']"
 	@echo "    (PIPELINE=batch-scoring submits the batch scoring pipeline: SOURCE=<.csv|.parquet URI> required)"
@@ -58,6 +59,7 @@ help:
 	@echo "    (MLFLOW: the MLflow server the cluster's pods reach; default \$$MLFLOW_TRACKING_URI)"
 	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
 	@echo "make bench-scale [DATA_DIR=../shared/data] [SIZES=1000000,3000000,10000000]   (monitoring windows and batches at production volume, every step's time and peak memory: .state/bench/scale.md)"
+	@echo "make bench-rollout [DATA_DIR=../shared/data] [REPLAYS=50]   (the rollout judge's false rollback and promotion rates over replays: .state/bench/rollout.md)"
 	@echo "make bench-tree-shapes [DATA_DIR=../shared/data] [PROJECT=carvision]   (speed and accuracy of the champion's tree shapes: .state/bench/tree_shapes.md)"
 	@echo "make bench-cost [DATA_DIR=../shared/data] [PROJECT=all|bankchurn|telecom|carvision]   (CPU and memory per step, per 1M predictions and batch rows: .state/bench/cost.md)"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
@@ -320,6 +322,23 @@ stage: $(STAMP)
 		$(PY) -m pipelines.stage --project $(PROJECT) --version "$(STAGE_VERSION)" --to $(TO) \
 		$(if $(SHARE),--share $(SHARE)) $(if $(REASON),--reason "$(REASON)")
 
+# The rollout judge (components/core/judge.py): one look at the staged version on INFERENCE_LOG
+# and LABELS, acted on in the registry; EVERY=<seconds> looks again until the rollout ends;
+# APPROVAL=required holds a promotion for approve (or reject) PROJECT= VERSION=.
+EVERY ?= 0
+APPROVAL ?= automatic
+judge: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.judge --project $(PROJECT) --log-root "$(INFERENCE_LOG)" \
+		$(if $(wildcard $(LABELS)),--labels "$(LABELS)") --approval $(APPROVAL) --every $(EVERY)
+
+approve reject: $(STAMP)
+	@test "$(PROJECT)" != all -a -n "$(STAGE_VERSION)" || { echo "PROJECT= and VERSION= are required"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.stage --project $(PROJECT) --version "$(STAGE_VERSION)" --$@ \
+		$(if $(REASON),--reason "$(REASON)")
+
 rollout-status: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
@@ -392,6 +411,13 @@ bench-scale: $(STAMP)
 bench-cost: $(STAMP)
 	$(PY) -m benchmarks.cost $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		$(if $(filter all,$(PROJECT)),,--project $(PROJECT))
+
+# The rollout judge over replays of iid traffic on the real telecom split: how often an equal
+# challenger is rolled back or promoted (the stated rates), and how fast the planted faults go;
+# writes .state/bench/rollout.md. REPLAYS per challenger (50).
+REPLAYS ?= 50
+bench-rollout: $(STAMP)
+	$(PY) -m benchmarks.rollout $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") --replays $(REPLAYS)
 
 # The champion's tree shape beside others (PROJECT, carvision when all): more and smaller trees,
 # fewer and larger ones, ordinal-coded categories; in CV on its training split, on its test split

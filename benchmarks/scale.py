@@ -119,7 +119,8 @@ def write_log(
                 request = f"{seed:08x}{number:024x}"
                 lines.append(
                     f'{head}{request}", "row": 0, "time": "{stamp}", "project": "{project}", '
-                    f'"model_version": "{version}", "stage": "champion", "sample_rate": 1.0, '
+                    f'"model_version": "{version}", "stage": "champion", "latency_ms": null, '
+                    f'"error": null, "sample_rate": 1.0, '
                     f"{fragments[pick]}}}"
                 )
                 if number % round(1 / LABELLED_SHARE) == 0:
@@ -145,7 +146,7 @@ def check_record_format(project: str, fragments: list[str], version: str) -> Non
     made = (
         f'{head}x", "row": 0, "time": "{when.isoformat(timespec="microseconds")}", '
         f'"project": "{project}", "model_version": "{version}", "stage": "champion", '
-        f'"sample_rate": 1.0, {fragments[0]}}}'
+        f'"latency_ms": null, "error": null, "sample_rate": 1.0, {fragments[0]}}}'
     )
     if made != expected:
         raise SystemExit(f"the generated record differs from the server's:\n{made}\n{expected}")

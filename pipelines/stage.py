@@ -32,7 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", choices=[str(s) for s in Stage])
     parser.add_argument("--share", type=float, help="a canary's share of requests (0 to 1)")
     parser.add_argument("--reason", default="", help="recorded on the version")
+    decided = parser.add_mutually_exclusive_group()
+    decided.add_argument("--approve", action="store_true", help="promote a version awaiting it")
+    decided.add_argument("--reject", action="store_true", help="roll back a version awaiting it")
     args = parser.parse_args(argv)
+    if args.approve or args.reject:
+        if args.to is not None or not args.version:
+            parser.error("--approve and --reject take --version and no --to")
+        args.to = str(Stage.CHAMPION if args.approve else Stage.ROLLED_BACK)
+        waiting = rollout.awaiting(args.project, args.version)
+        verb = "approved" if args.approve else "rejected"
+        args.reason = (
+            f"{verb} by {_who()}"
+            + (f": {args.reason}" if args.reason else "")
+            + (f" (the judge: {waiting})" if waiting else "")
+        )
     try:
         if args.to is not None:
             if not args.version:

@@ -76,6 +76,10 @@ class Answered:
     rows: int
     stage: str = SERVED_STAGE
     """The rollout stage of the version that answered (components.core.rollout)."""
+    latency_ms: float | None = None
+    """The model call that answered it (over its whole group of requests)."""
+    error: str | None = None
+    """Why the model call failed; `outputs` is then empty."""
 
 
 def _json_values(values: np.ndarray, whole: bool = False) -> list[Any]:
@@ -97,6 +101,7 @@ def records(
     """The log records of one answered request: one per row, numbered within the request."""
     inputs = {name: _json_values(a, name in whole) for name, a in answered.inputs.items()}
     outputs = {name: _json_values(a) for name, a in answered.outputs.items()}
+    # a failed call's rows: its inputs, no outputs
     return [
         record(
             answered.request_id,
@@ -108,6 +113,8 @@ def records(
             {name: values[row] for name, values in outputs.items()},
             sample_rate,
             answered.stage,
+            answered.latency_ms,
+            answered.error,
         )
         for row in range(answered.rows)
     ]

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,36 @@ def _relative(
         out.append((requests[index].request_id or "", offset, offset + end - first))
         offset += end - first
     return out
+
+
+def _spans_answered(
+    requests: Sequence[Parsed],
+    spans: list[tuple[int, int, int]],
+    inputs: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    when: dt.datetime,
+    version: str,
+    stage: str,
+    seconds: float,
+    error: str | None,
+) -> Iterator[Answered]:
+    """What the log records of each request of `spans`, its columns sliced from the arm's."""
+    offset = 0
+    for index, first, end in spans:
+        size = end - first
+        window = slice(offset, offset + size)
+        yield Answered(
+            requests[index].request_id or new_request_id(),
+            when,
+            version,
+            {name: values[window] for name, values in inputs.items()},
+            {name: values[window] for name, values in outputs.items()},
+            size,
+            stage,
+            round(seconds * 1000.0, 3),
+            error,
+        )
+        offset += size
 
 
 def _is_json_media_type(content_type: str | None) -> bool:
@@ -408,43 +438,43 @@ class ProjectPredictor(Model):
         own requests (a 500 each), counted against its version."""
         rows = _rows_of(frame, spans)
         version = loaded.provenance.version
+        log = self.inference_log
+        inputs = {name: rows[name].to_numpy() for name in self.spec.input_columns} if log else {}
         began = time.perf_counter()
         try:
             outputs, output = self._outputs(loaded, rows, served=stage == CHAMPION_STAGE)
         except Exception as exc:
+            seconds = time.perf_counter() - began
             metrics.record_arm_error(self.name, stage, version, len(spans))
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if log is not None:  # the rollout judge counts every arm's failures
+                for answered in _spans_answered(
+                    requests, spans, inputs, {}, when, version, stage, seconds, error
+                ):
+                    log.submit(answered)
             if stage == CHAMPION_STAGE:
                 raise
             logger.error(
-                "canary version %s of %s failed on %d requests: %s: %s",
-                version, self.name, len(spans), type(exc).__name__, exc,
+                "canary version %s of %s failed on %d requests: %s",
+                version, self.name, len(spans), error,
             )  # fmt: skip
             failed = RuntimeError(f"the {self.name} model failed on this request")
             for index, _, _ in spans:
                 results[index] = failed
             return
-        metrics.record_arm(self.name, stage, version, time.perf_counter() - began, output)
-        log = self.inference_log
-        inputs = {name: rows[name].to_numpy() for name in self.spec.input_columns} if log else {}
+        seconds = time.perf_counter() - began
+        metrics.record_arm(self.name, stage, version, seconds, output)
         offset = 0
         for index, first, end in spans:
-            request = requests[index]
             size = end - first
             part = {name: values[offset : offset + size] for name, values in outputs.items()}
-            results[index] = self._response(request, part, version)
-            if log is not None:
-                log.submit(
-                    Answered(
-                        request.request_id or new_request_id(),
-                        when,
-                        version,
-                        {name: values[offset : offset + size] for name, values in inputs.items()},
-                        part,
-                        request.rows,
-                        stage,
-                    )
-                )
+            results[index] = self._response(requests[index], part, version)
             offset += size
+        if log is not None:
+            for answered in _spans_answered(
+                requests, spans, inputs, outputs, when, version, stage, seconds, None
+            ):
+                log.submit(answered)
 
     def _outputs(
         self, loaded: LoadedModel, frame: pd.DataFrame, served: bool = True

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from kserve.logging import logger
@@ -87,26 +87,26 @@ class ShadowScorer:
         provenance = work.loaded.provenance
         stage = str(Stage.SHADOW)
         began = time.perf_counter()
+        error = None
+        columns: dict[str, Any] = {}
         try:
             output = work.loaded.output(self.spec, work.frame)
+            columns = self.spec.task.columns(output, work.loaded.threshold)
         except Exception as exc:  # the shadow's failure is its own: counted, never answered
+            error = f"{type(exc).__name__}: {exc}"[:500]
             metrics.record_arm_error(self.spec.name, stage, provenance.version, len(work.spans))
             logger.warning(
-                "shadow version %s of %s failed on %d rows: %s: %s",
+                "shadow version %s of %s failed on %d rows: %s",
                 provenance.version,
                 self.spec.name,
                 len(work.frame),
-                type(exc).__name__,
-                exc,
+                error,
             )
-            return
-        metrics.record_arm(
-            self.spec.name, stage, provenance.version, time.perf_counter() - began, output
-        )
+        seconds = time.perf_counter() - began
+        if error is None:
+            metrics.record_arm(self.spec.name, stage, provenance.version, seconds, output)
         if self.inference_log is None:
             return
-        threshold = work.loaded.threshold
-        columns = self.spec.task.columns(output, threshold)
         inputs = {name: work.frame[name].to_numpy() for name in self.spec.input_columns}
         for request_id, start, end in work.spans:
             self.inference_log.submit(
@@ -118,5 +118,7 @@ class ShadowScorer:
                     {name: values[start:end] for name, values in columns.items()},
                     end - start,
                     stage,
+                    round(seconds * 1000.0, 3),
+                    error,
                 )
             )

@@ -56,7 +56,9 @@ ROOT_ENV = "MLOPS_INFERENCE_LOG"
 SAMPLE_ENV = "MLOPS_INFERENCE_LOG_SAMPLE"
 """The share of requests the server logs when no flag says (default 1: every request)."""
 OUTPUT_PREFIX = "output."
-META_COLUMNS = ("request_id", "row", "time", "model_version", "stage", "sample_rate")
+META_COLUMNS = (
+    "request_id", "row", "time", "model_version", "stage", "latency_ms", "error", "sample_rate",
+)  # fmt: skip
 SERVED_STAGE = "champion"
 """The stage of a row logged before stages were (schema_version 1 and 2): the champion's."""
 PART_PREFIX, PART_SUFFIX = "part-", ".jsonl"
@@ -106,9 +108,12 @@ def record(
     outputs: Mapping[str, Any],
     sample_rate: float = 1.0,
     stage: str = SERVED_STAGE,
+    latency_ms: float | None = None,
+    error: str | None = None,
 ) -> dict[str, Any]:
     """One logged row; `stage`: the rollout stage of the version that answered (champion,
-    canary, or shadow for an answer logged and never returned)."""
+    canary, or shadow for an answer logged and never returned); `latency_ms`: the model call
+    that answered it; `error`: why the model call failed (then `outputs` is empty)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "request_id": request_id,
@@ -117,6 +122,8 @@ def record(
         "project": project,
         "model_version": model_version,
         "stage": stage,
+        "latency_ms": latency_ms,
+        "error": error,
         "sample_rate": sample_rate,
         "inputs": dict(inputs),
         "outputs": dict(outputs),
@@ -196,6 +203,8 @@ class LogSchema:
                 ("time", pa.timestamp("us", tz="UTC")),
                 ("model_version", pa.string()),
                 ("stage", pa.string()),
+                ("latency_ms", pa.float64()),
+                ("error", pa.string()),
                 ("sample_rate", pa.float64()),
                 ("inputs", pa.struct(list(self.inputs.items()))),
                 ("outputs", pa.struct(list(self.outputs.items()))),
@@ -211,6 +220,8 @@ class LogSchema:
                 ("time", pa.timestamp("us", tz="UTC")),
                 ("model_version", pa.string()),
                 ("stage", pa.string()),
+                ("latency_ms", pa.float64()),
+                ("error", pa.string()),
                 ("sample_rate", pa.float64()),
                 *self.inputs.items(),
                 *((OUTPUT_PREFIX + name, kind) for name, kind in self.outputs.items()),
@@ -244,6 +255,14 @@ def _flat_table(table: pa.Table) -> pa.Table:
         if name in table.column_names:
             columns[name] = table[name]
     columns["stage"] = _with_stage(table)
+    for name, kind in (("latency_ms", pa.float64()), ("error", pa.string())):
+        # absent before schema 3, and null-typed where no row of a part has one
+        given = columns.get(name)
+        columns[name] = (
+            pa.chunked_array([pa.nulls(table.num_rows, kind)])
+            if given is None
+            else given.cast(kind)
+        )
     if "sample_rate" not in columns:
         columns["sample_rate"] = pa.chunked_array([pa.nulls(table.num_rows, pa.float64())])
     columns["sample_rate"] = pc.fill_null(columns["sample_rate"].cast(pa.float64()), 1.0)
@@ -481,6 +500,8 @@ class LogScan:
     batch_rows: int = BATCH_ROWS
     stages: tuple[str, ...] | None = None
     """Only the rows these rollout stages answered (None: every row)."""
+    answered: bool = False
+    """Only rows a model answered (True), not those whose model call failed."""
     parts_read: int = 0
     skipped: list[Skipped] = field(default_factory=list)
 
@@ -532,11 +553,14 @@ class LogScan:
                 self.skipped.append(Skipped(path, f"unreadable after {rows:,} rows ({exc})"))
 
     def _within(self, table: pa.Table) -> pa.Table:
-        if self.start is None and self.end is None and self.stages is None:
+        if self.start is None and self.end is None and self.stages is None and not self.answered:
             return table
         keep = None
         if self.stages is not None:
             keep = pc.is_in(table["stage"], pa.array(self.stages, pa.string()))
+        if self.answered and "error" in table.column_names:
+            ok = pc.is_null(table["error"])
+            keep = ok if keep is None else pc.and_(keep, ok)
         times = table["time"]
         if self.start is not None:
             after = pc.greater_equal(times, pa.scalar(self.start, pa.timestamp("us", tz="UTC")))
@@ -561,8 +585,9 @@ def scan(
     schema: LogSchema | None = None,
     batch_rows: int = BATCH_ROWS,
     stages: tuple[str, ...] | None = None,
+    answered: bool = False,
 ) -> LogScan:
-    return LogScan(root, project, start, end, schema, batch_rows, stages)
+    return LogScan(root, project, start, end, schema, batch_rows, stages, answered)
 
 
 def read_window(

@@ -12,7 +12,7 @@ version beside it:
   an id gets the same model.
 
 Ending a rollout removes the alias: `champion` moves the champion alias to the version,
-`rolled_back` leaves the champion where it was. Either way the version keeps its tags, so its
+`rolled_back` (found worse) and `retired` (not shown better) leave the champion where it was. Either way the version keeps its tags, so its
 history stays readable.
 """
 
@@ -26,12 +26,19 @@ from enum import StrEnum
 from typing import Any
 
 from components.core.contracts import CHAMPION
+from components.core.lineage import utc_now
 
 STAGED = "staged"
 """The registry alias of the version being rolled out."""
 STAGE_TAG = "rollout_stage"
 SHARE_TAG = "rollout_share"
 REASON_TAG = "rollout_reason"
+VERDICT_TAG = "rollout_verdict"
+"""The judge's last verdict on the version, as JSON (components.core.judge)."""
+AWAITING_TAG = "rollout_awaiting_approval"
+"""Set (to the judge's reason) while a promotion waits for a person (`make approve`)."""
+SINCE_TAG = "rollout_since"
+"""When the version entered its stage (UTC, ISO 8601): the judge's window starts there."""
 DEFAULT_CANARY_SHARE = 0.1
 _HASH_SPACE = float(1 << 64)
 _ROUTE_SALT = b"mlops-canary:"
@@ -43,14 +50,16 @@ class Stage(StrEnum):
     CANARY = "canary"
     CHAMPION = CHAMPION
     ROLLED_BACK = "rolled_back"
+    RETIRED = "retired"
+    """Ended without being shown better; nothing was found wrong with it."""
 
 
 SERVED_BESIDE = (Stage.SHADOW, Stage.CANARY)
 """The stages in which a server runs the version beside the champion."""
 NEXT = {
     None: {Stage.SHADOW, Stage.CANARY},
-    Stage.SHADOW: {Stage.CANARY, Stage.CHAMPION, Stage.ROLLED_BACK},
-    Stage.CANARY: {Stage.SHADOW, Stage.CANARY, Stage.CHAMPION, Stage.ROLLED_BACK},
+    Stage.SHADOW: {Stage.CANARY, Stage.CHAMPION, Stage.ROLLED_BACK, Stage.RETIRED},
+    Stage.CANARY: {Stage.SHADOW, Stage.CANARY, Stage.CHAMPION, Stage.ROLLED_BACK, Stage.RETIRED},
 }
 """The moves a staged version may make (canary -> canary changes its share)."""
 
@@ -74,6 +83,7 @@ class Staged:
     share: float = 0.0
     """The share of requests it answers (canary); 0 in shadow."""
     reason: str = ""
+    since: str = ""
 
     def __post_init__(self) -> None:
         if self.stage not in SERVED_BESIDE:
@@ -103,7 +113,7 @@ class Staged:
                     f"version {version}: {SHARE_TAG}={tags.get(SHARE_TAG)!r} is not a number"
                 ) from None
         assert stage is not None
-        return cls(version, stage, share, tags.get(REASON_TAG, ""))
+        return cls(version, stage, share, tags.get(REASON_TAG, ""), tags.get(SINCE_TAG, ""))
 
     def answers(self, request_id: str) -> bool:
         """Whether this version answers the request (a canary's share, sticky by id)."""
@@ -118,7 +128,16 @@ def routes_to_canary(request_id: str, share: float) -> bool:
 # -- the registry ------------------------------------------------------------------------------
 
 
-def _client() -> Any:
+MAX_TAG_CHARS = 5_000
+"""What any MLflow store keeps of a tag value."""
+
+
+def client() -> Any:
+    """An MLflow client of the tracking URI in effect."""
+    return _default_client()
+
+
+def _default_client() -> Any:
     import mlflow
 
     return mlflow.MlflowClient()
@@ -138,7 +157,7 @@ def _alias_version(client: Any, name: str, alias: str) -> str | None:
 
 def current(name: str, client: Any = None) -> Staged | None:
     """The version of `name` being rolled out now, or None."""
-    client = client or _client()
+    client = client or _default_client()
     version = _alias_version(client, name, STAGED)
     if version is None:
         return None
@@ -160,12 +179,12 @@ def stage(
 
     `shadow` and `canary` stage the version (ending the rollout of any other one); `champion`
     promotes it and `rolled_back` ends it, both only for the version being rolled out."""
-    client = client or _client()
+    client = client or _default_client()
     version = str(version)
     from mlflow.exceptions import MlflowException
 
     try:
-        client.get_model_version(name, version)
+        found = client.get_model_version(name, version)
     except MlflowException as exc:
         if "not found" not in str(exc).lower() and "RESOURCE_DOES_NOT_EXIST" not in str(
             exc.error_code
@@ -180,7 +199,7 @@ def stage(
     if to not in NEXT.get(now, set()):
         where = f"in {now}" if now else "not being rolled out"
         raise RolloutError(f"version {version} of {name} is {where}: it cannot move to {to}")
-    tags = {STAGE_TAG: str(to), REASON_TAG: reason}
+    tags = {STAGE_TAG: str(to), REASON_TAG: reason, SINCE_TAG: utc_now().isoformat()}
     if to is Stage.CANARY:
         tags[SHARE_TAG] = str(check_share(DEFAULT_CANARY_SHARE if share is None else share))
     elif share is not None:
@@ -192,6 +211,8 @@ def stage(
         )
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    if AWAITING_TAG in (found.tags or {}):  # whatever moved it answered the wait
+        client.delete_model_version_tag(name, version, AWAITING_TAG)
     if to in SERVED_BESIDE:
         client.set_registered_model_alias(name, STAGED, version)
     else:
@@ -199,3 +220,9 @@ def stage(
             client.set_registered_model_alias(name, CHAMPION, version)
         client.delete_registered_model_alias(name, STAGED)
     return to
+
+
+def awaiting(name: str, version: str, client: Any = None) -> str:
+    """Why the judge holds `version` for a person's approval ("" when it does not)."""
+    client = client or _default_client()
+    return str((client.get_model_version(name, str(version)).tags or {}).get(AWAITING_TAG, ""))

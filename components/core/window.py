@@ -274,6 +274,14 @@ class Collected:
     labelled_path: str
 
 
+def joined_batches(
+    spec: ProjectSpec, found: inference_log.LogScan, labels: str, seed: int = 0
+) -> Iterator[pd.DataFrame]:
+    """The scan's rows as DataFrames, `labels` (a path or URL; "" for none) joined on request
+    id and row, as a monitoring window joins them."""
+    return _log_batches(spec, found, labels, seed)
+
+
 def _log_batches(
     spec: ProjectSpec, found: inference_log.LogScan, labels: str, seed: int
 ) -> Iterator[pd.DataFrame]:
@@ -406,7 +414,7 @@ def collect_log(
     # which its rollout judges on their own.
     found = inference_log.scan(
         root, spec.name, start, end, inference_log.LogSchema.of(spec),
-        stages=(inference_log.SERVED_STAGE,),
+        stages=(inference_log.SERVED_STAGE,), answered=True,
     )  # fmt: skip
     described = f"inference log {root}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     collector = _Collector(spec, sample_rows, labelled_path)

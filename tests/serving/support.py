@@ -110,10 +110,66 @@ class FailsOn:
         return self.model.predict(frame)
 
 
-def quick_model(spec: ProjectSpec, candidate: str, train_frame: pd.DataFrame) -> Any:
+class _Wrapped:
+    """A fitted classifier that predicts as `model`, with something planted around it."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @property
+    def classes_(self) -> Any:
+        return self.model.classes_
+
+    @property
+    def threshold(self) -> Any:
+        return getattr(self.model, "threshold", 0.5)
+
+    def _planted(self, frame: pd.DataFrame) -> None:
+        raise NotImplementedError
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        self._planted(frame)
+        return self.model.predict_proba(frame)
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        self._planted(frame)
+        return self.model.predict(frame)
+
+
+class FailsShare(_Wrapped):
+    """Raises on a one-row call whose row hashes into `share` of the hash space: that share of
+    one-row requests fails, the same ones every time. Calls of several rows (saving the model,
+    the server's warm-up) pass, so that the version registers and loads as a real one does."""
+
+    def __init__(self, model: Any, share: float) -> None:
+        super().__init__(model)
+        self.share = share
+
+    def _planted(self, frame: pd.DataFrame) -> None:
+        if len(frame) != 1:
+            return
+        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        if (hashed % 10_000 < self.share * 10_000).any():
+            raise RuntimeError("planted fault: a share of the rows fail")
+
+
+class SlowBy(_Wrapped):
+    """Answers `seconds` later than `model` on every call."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        super().__init__(model)
+        self.seconds = seconds
+
+    def _planted(self, frame: pd.DataFrame) -> None:
+        time.sleep(self.seconds)
+
+
+def quick_model(
+    spec: ProjectSpec, candidate: str, train_frame: pd.DataFrame, seed: int = 42
+) -> Any:
     narrowed = dataclasses.replace(spec, candidates=(spec.candidate(candidate),))
     return train.train(
-        narrowed, train_frame, seed=42, trials_per_candidate=1, time_budget_s=30
+        narrowed, train_frame, seed=seed, trials_per_candidate=1, time_budget_s=30
     ).model
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +91,16 @@ def registry(mlflow_uri: str, tmp_path: Path) -> Iterator[tuple[str, list[str]]]
         mlflow.set_tracking_uri(previous)
 
 
+def _current(name: str) -> Staged | None:
+    """The staged version, its `since` checked (a time of this test) and then left out."""
+    found = rollout.current(name)
+    if found is None:
+        return None
+    since = dt.datetime.fromisoformat(found.since)
+    assert dt.timedelta(0) <= dt.datetime.now(dt.UTC) - since < dt.timedelta(minutes=5)
+    return dataclasses.replace(found, since="")
+
+
 def _alias(name: str, alias: str) -> str | None:
     import mlflow
 
@@ -102,17 +114,15 @@ def test_stages_move_in_the_registry_and_say_why(registry: tuple[str, list[str]]
     name, (champion, second, third, _) = registry
     assert rollout.current(name) is None
     rollout.stage(name, second, Stage.SHADOW, reason="offline: better on the test split")
-    assert rollout.current(name) == Staged(
-        second, Stage.SHADOW, 0.0, "offline: better on the test split"
-    )
+    assert _current(name) == Staged(second, Stage.SHADOW, 0.0, "offline: better on the test split")
     rollout.stage(name, second, Stage.CANARY, share=0.2, reason="shadow agreed")
-    assert rollout.current(name) == Staged(second, Stage.CANARY, 0.2, "shadow agreed")
+    assert _current(name) == Staged(second, Stage.CANARY, 0.2, "shadow agreed")
     # staging another version ends the first one's rollout, on the record
     rollout.stage(name, third, Stage.SHADOW, reason="newer")
     tags = mlflow.MlflowClient().get_model_version(name, second).tags
     assert tags[rollout.STAGE_TAG] == "rolled_back"
     assert tags[rollout.REASON_TAG] == f"replaced by version {third}"
-    assert rollout.current(name) == Staged(third, Stage.SHADOW, 0.0, "newer")
+    assert _current(name) == Staged(third, Stage.SHADOW, 0.0, "newer")
     rollout.stage(name, third, Stage.CHAMPION, reason="canary won")
     assert _alias(name, CHAMPION) == third and _alias(name, rollout.STAGED) is None
     assert rollout.current(name) is None
@@ -137,7 +147,7 @@ def test_moves_the_registry_refuses_name_the_version_and_its_stage(
         rollout.stage(name, second, Stage.SHADOW, share=0.5, reason="x")
     assert rollout.current(name) is None  # nothing moved
     rollout.stage(name, second, Stage.CANARY, reason="straight to canary")
-    assert rollout.current(name) == Staged(second, Stage.CANARY, rollout.DEFAULT_CANARY_SHARE,
+    assert _current(name) == Staged(second, Stage.CANARY, rollout.DEFAULT_CANARY_SHARE,
                                            "straight to canary")  # fmt: skip
     rollout.stage(name, second, Stage.ROLLED_BACK, reason="5% errors")
     assert rollout.current(name) is None and _alias(name, CHAMPION) == champion
@@ -171,3 +181,82 @@ def test_the_stage_command_moves_a_version_and_names_a_refused_move(
     assert f"stage: version {champion} of {name} is the champion already" in capsys.readouterr().err
     assert stage.main(["--project", name]) == 0
     assert f"version {second} in canary" in capsys.readouterr().out
+
+
+def _log(root: Path, when: dt.datetime, rows: list[tuple[str, str, str, float, float]]) -> None:
+    """Log records of (request id, stage, version, P(Ultra), call time in ms)."""
+    from components.core.inference_log import record, write_part
+
+    write_part(str(root), "telecom", [
+        record(request_id, 0, when, "telecom", version, {"calls": 1.0},
+               {"ultra_probability": p, "recommended_plan": "Ultra" if p >= 0.5 else "Smart"},
+               stage=stage, latency_ms=ms)
+        for request_id, stage, version, p, ms in rows
+    ])  # fmt: skip
+
+
+def test_the_judge_rolls_a_slow_canary_back_and_records_its_verdict(
+    registry: tuple[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import mlflow
+
+    from pipelines import judge
+
+    name, (_, second, _, _) = registry
+    rollout.stage(name, second, Stage.CANARY, share=0.5, reason="test")
+    rng = np.random.default_rng(0)
+    rows = [(f"c{i}", "champion", "1", float(rng.random()), float(rng.normal(2, 0.2)))
+            for i in range(60)]  # fmt: skip
+    rows += [(f"k{i}", "canary", second, float(rng.random()), float(rng.normal(30, 0.2)))
+             for i in range(60)]  # fmt: skip
+    _log(tmp_path, dt.datetime.now(dt.UTC), rows)
+    args = ["--project", "telecom", "--registered-name", name, "--log-root", str(tmp_path)]
+    assert judge.main(args) == 0
+    out = capsys.readouterr().out
+    assert "telecom canary: rollback: rolled back: latency worse than the champion's" in out
+    tags = mlflow.MlflowClient().get_model_version(name, second).tags
+    assert tags[rollout.STAGE_TAG] == "rolled_back"
+    verdict = json.loads(tags[rollout.VERDICT_TAG])
+    assert verdict["action"] == "rollback" and verdict["challenger_requests"] == 60
+    assert judge.main(args) == 0
+    assert "no version is being rolled out" in capsys.readouterr().out
+
+
+def test_a_promotion_that_needs_approval_waits_for_a_person(
+    registry: tuple[str, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow
+
+    from pipelines import judge, stage
+
+    name, (champion, second, _, _) = registry
+    rollout.stage(name, second, Stage.CANARY, share=0.5, reason="test")
+    rng = np.random.default_rng(1)
+    truth = rng.random(400) < 0.5
+    # the champion guesses; the canary knows
+    rows = [(f"c{i}", "champion", "1", float(rng.random()), 2.0) for i in range(200)]
+    rows += [(f"k{i}", "canary", second, 0.9 if truth[200 + i] else 0.1, 2.0) for i in range(200)]
+    _log(tmp_path, dt.datetime.now(dt.UTC), rows)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,row,is_ultra\n" + "".join(
+        f"{request_id},0,{int(truth[i])}\n" for i, (request_id, *_) in enumerate(rows)
+    ))  # fmt: skip
+    args = ["--project", "telecom", "--registered-name", name, "--log-root", str(tmp_path),
+            "--labels", str(labels), "--approval", "required"]  # fmt: skip
+    assert judge.main(args) == 0
+    assert "canary: promote: promoted: quality (Brier score) better" in capsys.readouterr().out
+    assert _alias(name, CHAMPION) == champion  # held
+    waiting = rollout.awaiting(name, second)
+    assert waiting.startswith("promoted: quality (Brier score) better")
+    monkeypatch.setattr(stage, "PROJECTS", {name: None})
+    assert stage.main(["--project", name, "--version", second, "--approve"]) == 0
+    assert _alias(name, CHAMPION) == second
+    tags = mlflow.MlflowClient().get_model_version(name, second).tags
+    assert rollout.AWAITING_TAG not in tags
+    assert tags[rollout.REASON_TAG].startswith("approved by ")
+    assert f"(the judge: {waiting})" in tags[rollout.REASON_TAG]
