@@ -33,7 +33,7 @@ endif
 
 .PHONY: help install lock run test coverage-check test-all lint format compile-pipelines generate check-compiled check-manifests \
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
-	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes bench-rollout check-cards screenshots image \
+	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes bench-rollout bench-shadow check-cards screenshots image \
 	app app-screenshots \
 	check-image stack stack-down stack-status stage rollout-status judge approve reject clean
 
@@ -60,6 +60,7 @@ help:
 	@echo "make bench-pipelines | bench-quality | bench-serving | bench-batch [DATA_DIR=../shared/data]"
 	@echo "make bench-scale [DATA_DIR=../shared/data] [SIZES=1000000,3000000,10000000]   (monitoring windows and batches at production volume, every step's time and peak memory: .state/bench/scale.md)"
 	@echo "make bench-rollout [DATA_DIR=../shared/data] [REPLAYS=50]   (the rollout judge's false rollback and promotion rates over replays: .state/bench/rollout.md)"
+	@echo "make bench-shadow [DATA_DIR=../shared/data]   (a shadow's cost to the champion's p50, after make run: .state/bench/shadow.md)"
 	@echo "make bench-tree-shapes [DATA_DIR=../shared/data] [PROJECT=carvision]   (speed and accuracy of the champion's tree shapes: .state/bench/tree_shapes.md)"
 	@echo "make bench-cost [DATA_DIR=../shared/data] [PROJECT=all|bankchurn|telecom|carvision]   (CPU and memory per step, per 1M predictions and batch rows: .state/bench/cost.md)"
 	@echo "make check-cards | screenshots   (after make run DATA_DIR=../shared/data)"
@@ -418,6 +419,11 @@ bench-cost: $(STAMP)
 REPLAYS ?= 50
 bench-rollout: $(STAMP)
 	$(PY) -m benchmarks.rollout $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") --replays $(REPLAYS)
+
+# What a shadow costs the champion's p50: the registered telecom champion served alone and with
+# a copy of itself in shadow, in alternating blocks of paced requests; .state/bench/shadow.md.
+bench-shadow: $(STAMP)
+	$(PY) -m benchmarks.shadow $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 # The champion's tree shape beside others (PROJECT, carvision when all): more and smaller trees,
 # fewer and larger ones, ordinal-coded categories; in CV on its training split, on its test split

@@ -50,6 +50,25 @@ def image_exists(image: str = IMAGE) -> bool:
     return found.returncode == 0
 
 
+def image_revision(image: str = IMAGE) -> str:
+    """The commit the image was built from (its OCI revision label)."""
+    found = subprocess.run(
+        [*PODMAN, "image", "inspect", "--format",
+         '{{index .Labels "org.opencontainers.image.revision"}}', image],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return found.stdout.strip()
+
+
+def tree_revision() -> str:
+    """This checkout's commit, as `make image` names it."""
+    found = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    return found.stdout.strip() or "unknown"
+
+
 def step_command(
     project: str, step: str, arguments: dict[str, Any], root: Path
 ) -> tuple[str, list[str]]:

@@ -19,6 +19,7 @@ one that fails 5% of requests, and one better (the champion against a weaker mod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -248,8 +249,6 @@ def _table(results: dict[str, Replays], policy: JudgePolicy) -> str:
 
 
 def _trained(spec: ProjectSpec, train_frame: pd.DataFrame, seed: int) -> Any:
-    import dataclasses
-
     from components.core import train
 
     narrowed = dataclasses.replace(spec, candidates=(spec.candidates[0],))
@@ -305,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         name: replays(spec, target, base, challenger, policy, args.replays)
         for name, (base, challenger) in cases.items()
     }
+    # the same faults staged straight to canary, where clients see them until the verdict
+    straight = dataclasses.replace(policy, shadow_requests=0)
+    for name in ("5% of requests fail", "20 ms slower",
+                 "worse (labels flipped where mb_used is in its top quarter)"):  # fmt: skip
+        base, challenger = cases[name]
+        results[f"{name}, straight to canary"] = replays(
+            spec, target, base, challenger, straight, args.replays
+        )
     text = _table(results, policy)
     took = time.perf_counter() - began
     REPORT.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.image_check import image_exists, log_round_trip, run_ingest, server_help
+from benchmarks.image_check import (
+    image_exists,
+    image_revision,
+    log_round_trip,
+    run_ingest,
+    server_help,
+    tree_revision,
+)
 from components.core.projects import get_spec
 from components.image import IMAGE
 from tests.support.stack import stack_on
@@ -33,6 +40,9 @@ def test_the_image_entrypoint_is_the_model_server() -> None:
 
 
 def test_the_image_writes_and_reads_the_inference_log_on_the_stack(tmp_path: Path) -> None:
+    built, here = image_revision(), tree_revision()
+    if built != here:  # an older image may not read the log format this tree writes
+        pytest.skip(f"{IMAGE} was built from {built}, this tree is {here}: `make image`")
     stack = stack_on(tmp_path / "stack", only=["s3"])
     try:
         trip = log_round_trip(stack, "telecom", rows=5)
