@@ -10,10 +10,14 @@ own measured single-row calls; a planted error rate fails that share of the chal
 requests. The judge (components.core.judge) looks after every `growth` more requests and the
 replay ends at its first verdict other than hold.
 
-With real data (DATA_DIR, default ../shared/data) the champion is the registered telecom champion
-when the MLflow store has one, else one trained here; the challengers are: the same candidate on
-another seed (equal), one trained on labels flipped for a group (worse), a slower one (+20 ms),
-one that fails 5% of requests, and one better (the champion against a weaker model, reversed).
+On the real telecom file (DATA_DIR, default ../shared/data), split as the pipeline splits it
+(seed 42), the champion is the project's first candidate trained on the training split, and the
+challengers are: the same candidate on another seed (equal), one trained on labels flipped where
+mb_used is in its top quarter (worse), the champion 20 ms slower, the champion failing 5% of
+requests, and (better) the champion itself against one trained on 120 rows; the planted faults
+also staged straight to canary, where clients see them until the verdict. Each is trained here
+rather than taken from the registry: an equal challenger needs the champion's own recipe and
+another seed.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             "# A shadow's cost to the champion's answers",
             "",
-            f"`make bench-shadow` ({' '.join(sys.argv[1:] if argv is None else argv)}), "
+            f"`{shlex.join(['python', '-m', 'benchmarks.shadow', *(sys.argv[1:] if argv is None else argv)])}`"
+            f"{' (make bench-shadow)' if os.environ.get('MAKELEVEL') else ''}, "
             f"{started:%Y-%m-%d %H:%M} UTC, commit {commit_text()}: the registered "
             f"models:/telecom@champion (v{champion.version} in {args.tracking_uri}) as both "
             f"versions; single-row v1 requests of {source} at {args.rate:g}/s, blocks of "
