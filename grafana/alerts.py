@@ -25,6 +25,11 @@ ERROR_TOLERANCE = 0.10
 errors are in the target's unit (USD for a price), so an absolute bound would mean nothing."""
 MIN_LABELLED_ROWS = 100
 """Labelled rows below which the live figures are shown but not alerted on (the policy's own)."""
+STAGED = 'stage=~"canary|shadow"'
+"""The series of a version staged beside the champion (components.core.rollout)."""
+STAGED_ERROR_SHARE = 0.02
+STAGED_SLOWER_S = 0.005
+"""The rollout judge's latency margin (components.core.judge.JudgePolicy)."""
 STALE_AFTER_HOURS = 26
 """A daily monitoring run, with two hours of slack."""
 
@@ -142,6 +147,33 @@ ALERTS = (
         "{{ $labels.isvc }} serves {{ $value }} model versions at once",
         "Pods of {{ $labels.isvc }} have served different registry versions for 30 minutes: "
         "a rollout is stuck. Compare mlops_model_info across pods.",
+    ),
+    Alert(
+        "MLOpsStagedVersionFailing",
+        f"sum by (isvc, stage, version) (rate(mlops_arm_errors_total{{{STAGED}}}[5m]))\n"
+        f"  /\nsum by (isvc, stage, version) (rate(mlops_arm_rows_total{{{STAGED}}}[5m]))\n"
+        f"  > {STAGED_ERROR_SHARE}",
+        "2m",
+        "critical",
+        "The staged version {{ $labels.version }} of {{ $labels.isvc }} fails in {{ $labels.stage }}",
+        "Version {{ $labels.version }} of {{ $labels.isvc }}, in {{ $labels.stage }}, failed "
+        "{{ $value | humanizePercentage }} as many requests as it answered rows over 5 minutes "
+        "(a canary's failures are answered 500). Roll it back: make stage ... TO=rolled_back, "
+        "or let make judge do it.",
+    ),
+    Alert(
+        "MLOpsStagedVersionSlow",
+        f"histogram_quantile(0.5, sum by (isvc, le) "
+        f"(rate(mlops_arm_prediction_seconds_bucket{{{STAGED}}}[5m])))\n"
+        f"  - on (isvc)\nhistogram_quantile(0.5, sum by (isvc, le) "
+        f'(rate(mlops_arm_prediction_seconds_bucket{{stage="champion"}}[5m])))\n'
+        f"  > {STAGED_SLOWER_S}",
+        "5m",
+        "warning",
+        "The staged version of {{ $labels.isvc }} answers slower than its champion",
+        "The median model call of the version staged beside {{ $labels.isvc }}'s champion took "
+        "{{ $value | humanizeDuration }} longer than the champion's over 5 minutes (more than "
+        f"{STAGED_SLOWER_S * 1000:g} ms, the judge's latency margin).",
     ),
     Alert(
         "MLOpsInferenceLogDropping",
