@@ -23,8 +23,11 @@ from typing import Any
 
 import yaml
 
-from pipelines.alert_receiver import ACTION_ALERTS, ALERTS_PATH, PROJECT_LABELS
+from pipelines.alert_receiver import ACTION_ALERTS, ALERTS_PATH, PROJECT_LABELS, ROLLBACK_ALERTS
 
+ROUTED = (*ACTION_ALERTS, *ROLLBACK_ALERTS)
+"""What the receiver acts on: the alerts that start a monitoring run, and those that roll a
+staged version back."""
 RECEIVER = "mlops-alert-receiver"
 """The receiver's name in Alertmanager, and the name of its Kubernetes objects."""
 DROP = "null"
@@ -54,7 +57,7 @@ def alertmanager_config(
     group_wait: str = GROUP_WAIT,
     group_interval: str = GROUP_INTERVAL,
     repeat_interval: str = REPEAT_INTERVAL,
-    alerts: Sequence[str] = ACTION_ALERTS,
+    alerts: Sequence[str] = ROUTED,
 ) -> dict[str, Any]:
     """An Alertmanager configuration (alertmanager.yml) that sends `alerts` to the receiver at
     `receiver_url` with the bearer token in `token_file`, and every other alert nowhere."""
@@ -88,7 +91,7 @@ def alertmanager_config_resource(
     group_wait: str = GROUP_WAIT,
     group_interval: str = GROUP_INTERVAL,
     repeat_interval: str = REPEAT_INTERVAL,
-    alerts: Sequence[str] = ACTION_ALERTS,
+    alerts: Sequence[str] = ROUTED,
 ) -> dict[str, Any]:
     """The same route as an AlertmanagerConfig (monitoring.coreos.com/v1alpha1), its token read
     from the Secret `mlops-alert-receiver-token` of its own namespace."""

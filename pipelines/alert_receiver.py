@@ -10,6 +10,11 @@ cool-down has passed; a project starts no run during the cool-down after its las
 (watched in local mode only). Every decision is one JSON line in `<state-dir>/decisions.jsonl`
 and on stdout, and counted in `mlops_alert_receiver_decisions_total` (`GET /metrics`).
 
+A firing MLOpsStagedVersionFailing or MLOpsStagedVersionSlow rolls the version staged beside
+the project's champion back at once, through the registry of MLFLOW_TRACKING_URI, with no gate
+(decision `rolled-back`; `ignored` when nothing, or another version, is staged; `failed`, answered
+503 so that Alertmanager retries, when the registry cannot be reached).
+
 `--mode local` starts `python -m pipelines.monitor --project <p>` here; `--mode cluster` creates a
 run of the compiled monitoring pipeline through the KFP API, with the arguments `make schedule`
 sends. `make alert-receiver` runs it on this machine; manifests/components/alert-receiver on a
@@ -55,6 +60,9 @@ ACTION_ALERTS = (
 )
 """The alerts that call for a monitoring run: what the servers predict moved, the live quality
 fell, or the last run is overdue."""
+ROLLBACK_ALERTS = ("MLOpsStagedVersionFailing", "MLOpsStagedVersionSlow")
+"""The alerts that roll the version staged beside a champion back at once, with no gate: a
+canary failing or slow harms clients now (components.core.rollout)."""
 LOOPING_ALERTS = ("MLOpsDataDrift", "MLOpsRetrainRecommended")
 """Raised by a monitoring run's own verdict, which has already acted on it: a run started from
 them would raise them again."""
@@ -77,6 +85,7 @@ DECISIONS = (
     "running",
     "ignored",
     "failed",
+    "rolled-back",
 )
 STATE_FILE = "gate.json"
 DECISIONS_FILE = "decisions.jsonl"
@@ -113,6 +122,8 @@ class Notice:
     fingerprint: str
     project: str
     """The `isvc` label, else the `project` label, else ""."""
+    version: str = ""
+    """The `version` label, where the alert names one (a staged version's)."""
 
 
 def parse_payload(body: bytes) -> list[Notice]:
@@ -158,7 +169,7 @@ def _notice(alert: Any, where: str) -> Notice:
     if not isinstance(fingerprint, str) or not fingerprint:
         raise PayloadError(f"{where}.fingerprint must be a non-empty string")
     project = next((labels[name] for name in PROJECT_LABELS if labels.get(name)), "")
-    return Notice(labels["alertname"], status, fingerprint, project)
+    return Notice(labels["alertname"], status, fingerprint, project, labels.get("version", ""))
 
 
 # --- The gate ------------------------------------------------------------------------------------
@@ -554,6 +565,7 @@ class _Receiver:
         self._gate, self._log = gate, log
         self._projects = frozenset(projects)
         self.launch: Launch = _no_launcher
+        self.roll_back: RollBack = roll_back_staged
         # One at a time: the decisions and the run-finished lines reach the log in the order
         # they happened.
         self._lock = threading.RLock()
@@ -574,13 +586,40 @@ class _Receiver:
         except PayloadError as error:
             return 400, {"error": str(error)}
         with self._lock:
-            decisions = [self._gate.decide(notice, self.launch) for notice in notices]
+            decisions = [
+                self._roll_back(notice)
+                if notice.alertname in ROLLBACK_ALERTS
+                else self._gate.decide(notice, self.launch)
+                for notice in notices
+            ]
             for decision in decisions:
                 self._log.write(decision.record())
                 project = decision.project if decision.project in self._projects else "unknown"
                 self._decisions.labels(project, decision.decision).inc()
         failed = any(d.decision == "failed" for d in decisions)
         return (503 if failed else 200), {"decisions": [d.record() for d in decisions]}
+
+    def _roll_back(self, notice: Notice) -> Decision:
+        def decided(decision: str, reason: str) -> Decision:
+            return Decision(_iso(utc_now()), decision, notice.project, notice.alertname,
+                            notice.fingerprint, notice.status, reason)  # fmt: skip
+
+        if notice.status != "firing":
+            return decided("ignored", "resolved: nothing to roll back")
+        if notice.project not in self._projects:
+            return decided("ignored", f"{notice.project or 'no project'} is not a project here")
+        try:
+            done = self.roll_back(notice)
+        except Exception as error:  # answered 503: Alertmanager sends it again
+            return decided("failed", f"could not roll back: {type(error).__name__}: {error}")
+        if done is None:
+            reason = (
+                f"version {notice.version} of {notice.project} is not staged"
+                if notice.version
+                else f"{notice.project} has no staged version"
+            )
+            return decided("ignored", reason)
+        return decided("rolled-back", done)
 
     def finished(self, project: str, run: str, returncode: int | None, log: Path) -> None:
         with self._lock:
@@ -595,6 +634,23 @@ class _Receiver:
                     "log": str(log),
                 }
             )
+
+
+RollBack = Callable[[Notice], str | None]
+"""Rolls back the notice's project's staged version; what it did, or None when nothing was
+staged (or another version is)."""
+
+
+def roll_back_staged(notice: Notice) -> str | None:
+    """Through the registry of MLFLOW_TRACKING_URI (components.core.rollout)."""
+    from components.core import rollout
+
+    staged = rollout.current(notice.project)
+    if staged is None or (notice.version and notice.version != staged.version):
+        return None
+    reason = f"rolled back by the alert {notice.alertname} (fingerprint {notice.fingerprint})"
+    rollout.stage(notice.project, staged.version, rollout.Stage.ROLLED_BACK, reason=reason)
+    return f"rolled back version {staged.version} from {staged.stage}"
 
 
 def _no_launcher(notice: Notice, now: datetime) -> Launched:

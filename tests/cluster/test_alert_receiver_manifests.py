@@ -110,8 +110,16 @@ def test_the_pod_runs_the_receiver_in_cluster_mode_with_arguments_it_accepts(
     assert args.alerts == alert_receiver.ACTION_ALERTS
     # MLflow comes from the serving ConfigMap: with its URI, every project's monitoring run has
     # the arguments the receiver checks before it starts.
-    sources = {s["configMapRef"]["name"] for s in container["envFrom"]}
-    assert sources == {deploy.CONFIG_MAP}
+    sources = {
+        (kind, s[kind]["name"], s[kind].get("optional", False))
+        for s in container["envFrom"]
+        for kind in s
+    }
+    # and the registry's credentials, optional, for the rollback alerts' tag writes
+    assert sources == {
+        ("configMapRef", deploy.CONFIG_MAP, False),
+        ("secretRef", deploy.MLFLOW_SECRET, True),
+    }
     config = named(prod, "ConfigMap")[deploy.CONFIG_MAP]["data"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", config["MLFLOW_TRACKING_URI"])
     for project in ("bankchurn", "carvision", "telecom"):

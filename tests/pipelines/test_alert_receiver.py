@@ -320,3 +320,55 @@ def test_a_receiver_that_could_not_start_runs_refuses_to_start(
     assert stopped.value.code == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert not list(tmp_path.iterdir())
+
+
+def test_a_staged_version_s_alert_rolls_it_back_at_once_and_its_repeat_is_ignored(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    import mlflow
+
+    from components.core import rollout
+    from components.core.contracts import CHAMPION
+    from components.core.rollout import Stage
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    client.create_registered_model("telecom")
+    for _ in range(2):
+        client.create_model_version("telecom", str(tmp_path), run_id=None)
+    client.set_registered_model_alias("telecom", CHAMPION, "1")
+    rollout.stage("telecom", "2", Stage.CANARY, share=0.2, reason="test", client=client)
+    args, env = stand_in(tmp_path / "runs.jsonl")
+    receiver = run_receiver(tmp_path / "state", *args,
+                            env=ENVIRONMENT | env | {"MLFLOW_TRACKING_URI": uri})  # fmt: skip
+    receivers.append(receiver)
+    failing = alert("MLOpsStagedVersionFailing", fingerprint="a1")
+    failing["labels"]["version"] = "2"
+    # another version named: not the staged one, nothing moves
+    other = alert("MLOpsStagedVersionFailing", fingerprint="a2")
+    other["labels"]["version"] = "9"
+    answer = receiver.post(alertmanager_payload(other, failing))
+    assert answer.status_code == 200, answer.text
+    ignored, rolled = answer.json()["decisions"]
+    assert (ignored["decision"], ignored["reason"]) == (
+        "ignored", "version 9 of telecom is not staged"
+    )  # fmt: skip
+    assert rolled["decision"] == "rolled-back"
+    assert rolled["reason"] == "rolled back version 2 from canary"
+    tags = client.get_model_version("telecom", "2").tags
+    assert tags[rollout.STAGE_TAG] == "rolled_back"
+    assert tags[rollout.REASON_TAG] == (
+        "rolled back by the alert MLOpsStagedVersionFailing (fingerprint a1)"
+    )
+    assert (
+        client.get_registered_model("telecom").aliases == {CHAMPION: 1}
+        or str(client.get_registered_model("telecom").aliases[CHAMPION]) == "1"
+    )
+    # the slow alert of the same project, once nothing is staged: ignored; no monitoring run
+    slow = receiver.post(alertmanager_payload(alert("MLOpsStagedVersionSlow", fingerprint="a3")))
+    [decision] = slow.json()["decisions"]
+    assert (decision["decision"], decision["reason"]) == (
+        "ignored", "telecom has no staged version"
+    )  # fmt: skip
+    assert receiver.counter("telecom", "rolled-back") == 1
+    assert recorded(tmp_path / "runs.jsonl") == []

@@ -47,7 +47,9 @@ def test_amtool_accepts_the_configuration(config_file: Path) -> None:
 
 
 @pytest.mark.parametrize("rule", alerts.ALERTS, ids=lambda rule: rule.name)
-def test_only_the_action_alerts_reach_the_receiver(config_file: Path, rule: alerts.Alert) -> None:
+def test_only_the_action_and_rollback_alerts_reach_the_receiver(
+    config_file: Path, rule: alerts.Alert
+) -> None:
     routed = amtool(
         "config",
         "routes",
@@ -58,9 +60,7 @@ def test_only_the_action_alerts_reach_the_receiver(config_file: Path, rule: aler
         f"severity={rule.severity}",
     )
     assert routed.returncode == 0, routed.stderr
-    expected = (
-        alertmanager.RECEIVER if rule.name in alert_receiver.ACTION_ALERTS else alertmanager.DROP
-    )
+    expected = alertmanager.RECEIVER if rule.name in alertmanager.ROUTED else alertmanager.DROP
     assert routed.stdout.strip() == expected
 
 
@@ -72,7 +72,7 @@ def test_the_clusters_alertmanager_config_routes_what_the_file_routes() -> None:
     spec = resource["spec"]
     [matcher] = spec["route"]["matchers"]
     assert route["matchers"] == [f'alertname{matcher["matchType"]}"{matcher["value"]}"']
-    assert set(matcher["value"].split("|")) == set(alert_receiver.ACTION_ALERTS)
+    assert set(matcher["value"].split("|")) == set(alertmanager.ROUTED)
     assert spec["route"]["groupBy"] == route["group_by"]
     for snake, camel in [
         ("group_wait", "groupWait"),
