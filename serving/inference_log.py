@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,32 @@ class Answered:
     """The model call that answered it (over its whole group of requests)."""
     error: str | None = None
     """Why the model call failed; `outputs` is then empty."""
+
+
+def answered_spans(
+    spans: Iterable[tuple[str, int, int]],
+    inputs: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    when: dt.datetime,
+    version: str,
+    stage: str,
+    seconds: float,
+    error: str | None = None,
+) -> Iterator[Answered]:
+    """One `Answered` per (request id, first row, end row) of a model call's columns."""
+    for request_id, first, end in spans:
+        window = slice(first, end)
+        yield Answered(
+            request_id,
+            when,
+            version,
+            {name: values[window] for name, values in inputs.items()},
+            {name: values[window] for name, values in outputs.items()},
+            end - first,
+            stage,
+            round(seconds * 1000.0, 3),
+            error,
+        )
 
 
 def _json_values(values: np.ndarray, whole: bool = False) -> list[Any]:

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +36,8 @@ from serving import metrics
 from serving.batching import Grouper
 from serving.inference_log import (
     REQUEST_ID_HEADER,
-    Answered,
     InferenceLogWriter,
+    answered_spans,
     new_request_id,
     request_id,
 )
@@ -95,39 +95,9 @@ def _relative(
     """(request id, first row, end row) of each span within the frame `_rows_of` gives."""
     out, offset = [], 0
     for index, first, end in spans:
-        out.append((requests[index].request_id or "", offset, offset + end - first))
+        out.append((requests[index].request_id or new_request_id(), offset, offset + end - first))
         offset += end - first
     return out
-
-
-def _spans_answered(
-    requests: Sequence[Parsed],
-    spans: list[tuple[int, int, int]],
-    inputs: Mapping[str, np.ndarray],
-    outputs: Mapping[str, np.ndarray],
-    when: dt.datetime,
-    version: str,
-    stage: str,
-    seconds: float,
-    error: str | None,
-) -> Iterator[Answered]:
-    """What the log records of each request of `spans`, its columns sliced from the arm's."""
-    offset = 0
-    for index, first, end in spans:
-        size = end - first
-        window = slice(offset, offset + size)
-        yield Answered(
-            requests[index].request_id or new_request_id(),
-            when,
-            version,
-            {name: values[window] for name, values in inputs.items()},
-            {name: values[window] for name, values in outputs.items()},
-            size,
-            stage,
-            round(seconds * 1000.0, 3),
-            error,
-        )
-        offset += size
 
 
 def _is_json_media_type(content_type: str | None) -> bool:
@@ -448,8 +418,8 @@ class ProjectPredictor(Model):
             metrics.record_arm_error(self.name, stage, version, len(spans))
             error = f"{type(exc).__name__}: {exc}"[:500]
             if log is not None:  # the rollout judge counts every arm's failures
-                for answered in _spans_answered(
-                    requests, spans, inputs, {}, when, version, stage, seconds, error
+                for answered in answered_spans(
+                    _relative(requests, spans), inputs, {}, when, version, stage, seconds, error
                 ):
                     log.submit(answered)
             if stage == CHAMPION_STAGE:
@@ -471,8 +441,8 @@ class ProjectPredictor(Model):
             results[index] = self._response(requests[index], part, version)
             offset += size
         if log is not None:
-            for answered in _spans_answered(
-                requests, spans, inputs, outputs, when, version, stage, seconds, None
+            for answered in answered_spans(
+                _relative(requests, spans), inputs, outputs, when, version, stage, seconds
             ):
                 log.submit(answered)
 

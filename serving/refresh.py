@@ -28,7 +28,46 @@ def follows_alias(uri: str) -> bool:
     return parts is not None and parts.alias is not None
 
 
-class AliasRefresher:
+class _RegistryPoller:
+    """A daemon thread that calls `check()` every `interval` seconds, and the memory of the
+    version that last failed to load, which is tried again only after `retry_seconds`."""
+
+    thread_name = "registry-poll"
+
+    def __init__(self, project: str, interval: float, retry_seconds: float) -> None:
+        if interval <= 0:
+            raise ValueError(f"the refresh interval must be positive, not {interval}")
+        self.project, self.interval, self.retry_seconds = project, interval, retry_seconds
+        self._failed: tuple[str, float] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.check()
+
+    def check(self) -> object:
+        raise NotImplementedError
+
+    def _waiting_to_retry(self, version: str) -> bool:
+        if self._failed is None:
+            return False
+        failed, when = self._failed
+        return failed == version and time.monotonic() - when < self.retry_seconds
+
+    def _load_failed(self, version: str) -> None:
+        self._failed = (version, time.monotonic())
+        metrics.MODEL_REFRESH_FAILURES.labels(self.project).inc()
+
+
+class AliasRefresher(_RegistryPoller):
+    thread_name = "model-refresh"
+
     def __init__(
         self,
         project: str,
@@ -40,28 +79,14 @@ class AliasRefresher:
     ) -> None:
         if not follows_alias(uri):
             raise ValueError(f"{uri} is not a registry alias (models:/NAME@ALIAS)")
-        if interval <= 0:
-            raise ValueError(f"the refresh interval must be positive, not {interval}")
-        self.project, self.uri, self.interval = project, uri, interval
+        super().__init__(project, interval, retry_seconds)
+        self.uri = uri
         self.served_version, self.refresh = served_version, refresh
-        self.retry_seconds = retry_seconds
-        self._failed: tuple[str, float] | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-refresh", daemon=True)
 
     def start(self) -> AliasRefresher:
         self._thread.start()
         logger.info("following %s: checking the registry every %gs", self.uri, self.interval)
         return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            self.check()
 
     def check(self) -> str | None:
         """One look at the registry; the version now served when it changed, else None."""
@@ -76,16 +101,13 @@ class AliasRefresher:
         if version == served:
             self._failed = None
             return None
-        if self._failed is not None:
-            failed, when = self._failed
-            if failed == version and time.monotonic() - when < self.retry_seconds:
-                return None
+        if self._waiting_to_retry(version):
+            return None
         logger.info("%s moved from version %s to %s: loading it", self.uri, served, version)
         try:
             self.refresh(version)
         except Exception as exc:  # whatever broke, the served model stays
-            self._failed = (version, time.monotonic())
-            metrics.MODEL_REFRESH_FAILURES.labels(self.project).inc()
+            self._load_failed(version)
             logger.error(
                 "cannot serve version %s of %s, still serving version %s: %s: %s",
                 version,
@@ -99,12 +121,14 @@ class AliasRefresher:
         return version
 
 
-class StagedFollower:
+class StagedFollower(_RegistryPoller):
     """Following the version being rolled out (components.core.rollout): every `interval`
     seconds, which version is staged, in which stage and with which share. A new version is
     loaded and warmed by `load(version)` and only then served beside the champion; a new stage
     or share of the same version applies at once; no staged version ends the arm. A registry
     that cannot be read changes nothing."""
+
+    thread_name = "staged-refresh"
 
     def __init__(
         self,
@@ -116,27 +140,13 @@ class StagedFollower:
         update: Callable[[Staged | None], None],
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"the refresh interval must be positive, not {interval}")
-        self.project, self.registered_name, self.interval = project, registered_name, interval
+        super().__init__(project, interval, retry_seconds)
+        self.registered_name = registered_name
         self.serving, self.load, self.update = serving, load, update
-        self.retry_seconds = retry_seconds
-        self._failed: tuple[str, float] | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="staged-refresh", daemon=True)
 
     def start(self) -> StagedFollower:
         self._thread.start()
         return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            self.check()
 
     def check(self) -> Staged | None:
         """One look at the registry; the staged version served after it (None: none)."""
@@ -157,15 +167,12 @@ class StagedFollower:
             self.update(staged)
             logger.info("%s: staged now %s", self.project, _described(staged))
             return staged
-        if self._failed is not None:
-            failed, when = self._failed
-            if failed == staged.version and time.monotonic() - when < self.retry_seconds:
-                return served
+        if self._waiting_to_retry(staged.version):
+            return served
         try:
             self.load(staged)
         except Exception as exc:  # the champion serves on; the staged version is tried later
-            self._failed = (staged.version, time.monotonic())
-            metrics.MODEL_REFRESH_FAILURES.labels(self.project).inc()
+            self._load_failed(staged.version)
             logger.error(
                 "cannot serve staged version %s of %s: %s: %s",
                 staged.version,

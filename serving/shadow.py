@@ -25,7 +25,7 @@ from kserve.logging import logger
 from components.core.loading import LoadedModel
 from components.core.rollout import Stage
 from serving import metrics
-from serving.inference_log import Answered, InferenceLogWriter
+from serving.inference_log import InferenceLogWriter, answered_spans
 
 if TYPE_CHECKING:
     from components.core.spec import ProjectSpec
@@ -108,17 +108,7 @@ class ShadowScorer:
         if self.inference_log is None:
             return
         inputs = {name: work.frame[name].to_numpy() for name in self.spec.input_columns}
-        for request_id, start, end in work.spans:
-            self.inference_log.submit(
-                Answered(
-                    request_id,
-                    work.when,
-                    provenance.version,
-                    {name: values[start:end] for name, values in inputs.items()},
-                    {name: values[start:end] for name, values in columns.items()},
-                    end - start,
-                    stage,
-                    round(seconds * 1000.0, 3),
-                    error,
-                )
-            )
+        for answered in answered_spans(
+            work.spans, inputs, columns, work.when, provenance.version, stage, seconds, error
+        ):
+            self.inference_log.submit(answered)

@@ -394,7 +394,7 @@ def review(
         return None
     rows = window_rows(spec, log_root, staged, labels, now)
     verdict = judge(spec, rows, staged.stage, staged.version, policy)
-    client = rollout.client()
+    client = rollout.registry_client()
     record = json.dumps(verdict.as_dict(), default=str)[: rollout.MAX_TAG_CHARS]
     client.set_model_version_tag(name, staged.version, rollout.VERDICT_TAG, record)
     to = _stage_of(verdict.action)

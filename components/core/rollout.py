@@ -132,12 +132,8 @@ MAX_TAG_CHARS = 5_000
 """What any MLflow store keeps of a tag value."""
 
 
-def client() -> Any:
+def registry_client() -> Any:
     """An MLflow client of the tracking URI in effect."""
-    return _default_client()
-
-
-def _default_client() -> Any:
     import mlflow
 
     return mlflow.MlflowClient()
@@ -157,7 +153,7 @@ def _alias_version(client: Any, name: str, alias: str) -> str | None:
 
 def current(name: str, client: Any = None) -> Staged | None:
     """The version of `name` being rolled out now, or None."""
-    client = client or _default_client()
+    client = client or registry_client()
     version = _alias_version(client, name, STAGED)
     if version is None:
         return None
@@ -179,7 +175,7 @@ def stage(
 
     `shadow` and `canary` stage the version (ending the rollout of any other one); `champion`
     promotes it and `rolled_back` ends it, both only for the version being rolled out."""
-    client = client or _default_client()
+    client = client or registry_client()
     version = str(version)
     from mlflow.exceptions import MlflowException
 
@@ -224,5 +220,5 @@ def stage(
 
 def awaiting(name: str, version: str, client: Any = None) -> str:
     """Why the judge holds `version` for a person's approval ("" when it does not)."""
-    client = client or _default_client()
+    client = client or registry_client()
     return str((client.get_model_version(name, str(version)).tags or {}).get(AWAITING_TAG, ""))
