@@ -29,7 +29,6 @@ import pytest
 from components.core import ingest, judge, rollout
 from components.core.contracts import CHAMPION
 from components.core.judge import Action, JudgePolicy
-from components.core.loading import DIGEST_TAG
 from components.core.projects import get_spec
 from components.core.rollout import Stage
 from components.core.tasks import Binary
@@ -45,7 +44,7 @@ from tests.serving.support import (
     wait_until,
 )
 from tests.support import data
-from tests.support.models import model_file_sha256, save
+from tests.support.models import register_dirs, save
 from tests.support.servers import ServerProcess, launch
 
 SPEC = get_spec("telecom")
@@ -106,25 +105,14 @@ def world(mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory) -> World:
         "weak": quick_model(SPEC, candidate, split.train.head(40)),
     }
     name = f"judge-{uuid.uuid4().hex[:8]}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_uri)
-    try:
-        experiment = mlflow.MlflowClient().create_experiment(
-            name, artifact_location=str(root / "runs")
-        )
-        versions = {}
-        for kind, model in models.items():
-            model_dir = save(SPEC, model, split.train, root / kind, reference_frame=split.test)
-            with mlflow.start_run(experiment_id=experiment) as run:
-                mlflow.log_artifacts(str(model_dir), artifact_path="model")
-            version = str(mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version)
-            mlflow.MlflowClient().set_model_version_tag(
-                name, version, DIGEST_TAG, model_file_sha256(model_dir)
-            )
-            versions[kind] = version
-        mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, versions["champion"])
-    finally:
-        mlflow.set_tracking_uri(previous)
+    dirs = [
+        (kind, save(SPEC, model, split.train, root / kind, reference_frame=split.test))
+        for kind, model in models.items()
+    ]
+    versions = {
+        kind: v for kind, (v, _) in register_dirs(mlflow_uri, name, dirs, root / "runs").items()
+    }
+    mlflow.MlflowClient(mlflow_uri).set_registered_model_alias(name, CHAMPION, versions["champion"])
     labels = root / "labels.csv"
     labels.write_text(f"request_id,row,{SPEC.target}\n")
     pool = split.test.reset_index(drop=True)
@@ -244,7 +232,7 @@ def test_a_planted_challenger_in_canary_is_rolled_back(
     assert last.action is Action.ROLLBACK, last.reason
     assert last.reason.startswith(f"rolled back: {check}"), last.reason
     with world:
-        tags = rollout.client().get_model_version(world.name, world.versions[kind]).tags
+        tags = rollout.registry_client().get_model_version(world.name, world.versions[kind]).tags
     assert tags[rollout.STAGE_TAG] == "rolled_back"
     assert tags[rollout.REASON_TAG] == last.reason
     wait_until(lambda: _staged_share(server) is None, 60.0, "the canary's end", server)
@@ -269,7 +257,9 @@ def test_an_equal_challenger_goes_through_shadow_and_canary_and_retires_unharmed
 
 def test_a_better_challenger_is_promoted_and_served(world: World, server: ServerProcess) -> None:
     with world:
-        rollout.client().set_registered_model_alias(world.name, CHAMPION, world.versions["weak"])
+        rollout.registry_client().set_registered_model_alias(
+            world.name, CHAMPION, world.versions["weak"]
+        )
     wait_until(
         lambda: metric(server, "mlops_model_info", version=world.versions["weak"]) == 1.0,
         60.0,

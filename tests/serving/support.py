@@ -82,34 +82,6 @@ PLANTED_FAULT = ("minutes", 777.125)
 minutes have two decimals, so no training row has it."""
 
 
-class FailsOn:
-    """A fitted classifier that predicts as `model` except on rows where `column` equals
-    `value`, where it raises: a fault inside the server that no client input could cause."""
-
-    def __init__(self, model: Any, column: str, value: object) -> None:
-        self.model, self.column, self.value = model, column, value
-
-    @property
-    def classes_(self) -> Any:
-        return self.model.classes_
-
-    @property
-    def threshold(self) -> Any:
-        return getattr(self.model, "threshold", 0.5)
-
-    def _check(self, frame: pd.DataFrame) -> None:
-        if (frame[self.column] == self.value).any():
-            raise RuntimeError(f"planted fault: {self.column} = {self.value}")
-
-    def predict_proba(self, frame: pd.DataFrame) -> Any:
-        self._check(frame)
-        return self.model.predict_proba(frame)
-
-    def predict(self, frame: pd.DataFrame) -> Any:
-        self._check(frame)
-        return self.model.predict(frame)
-
-
 class _Wrapped:
     """A fitted classifier that predicts as `model`, with something planted around it."""
 
@@ -134,6 +106,19 @@ class _Wrapped:
     def predict(self, frame: pd.DataFrame) -> Any:
         self._planted(frame)
         return self.model.predict(frame)
+
+
+class FailsOn(_Wrapped):
+    """A fitted classifier that predicts as `model` except on rows where `column` equals
+    `value`, where it raises: a fault inside the server that no client input could cause."""
+
+    def __init__(self, model: Any, column: str, value: object) -> None:
+        super().__init__(model)
+        self.column, self.value = column, value
+
+    def _planted(self, frame: pd.DataFrame) -> None:
+        if (frame[self.column] == self.value).any():
+            raise RuntimeError(f"planted fault: {self.column} = {self.value}")
 
 
 class FailsShare(_Wrapped):

@@ -15,9 +15,8 @@ import httpx
 import pytest
 
 from components.core.inference_log import read_window
-from components.core.loading import DIGEST_TAG
 from tests.serving.support import JSON, Served, instances, metric, post, predict, wait_until
-from tests.support.models import model_file_sha256
+from tests.support.models import register_dirs
 from tests.support.servers import ServerProcess, launch
 
 ALIAS = "champion"
@@ -49,26 +48,17 @@ def registry(
 
     runs = tmp_path_factory.mktemp("refresh-runs")
     name = f"refresh-{uuid.uuid4().hex[:8]}"
+    telecom = served["telecom"].model_dir
+    versions = register_dirs(
+        mlflow_uri,
+        name,
+        [("first", telecom), ("second", telecom), ("corrupt", broken_model_dirs["corrupt"]),
+         ("tampered", telecom)],
+        runs,
+    )  # fmt: skip
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(mlflow_uri)
     try:
-        experiment = mlflow.MlflowClient().create_experiment(name, artifact_location=str(runs))
-        versions = {}
-        for kind, path in (
-            ("first", served["telecom"].model_dir),
-            ("second", served["telecom"].model_dir),
-            ("corrupt", broken_model_dirs["corrupt"]),
-            ("tampered", served["telecom"].model_dir),
-        ):
-            with mlflow.start_run(experiment_id=experiment) as run:
-                mlflow.log_artifacts(str(path), artifact_path="model")
-            registered = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
-            version = str(registered.version)
-            versions[kind] = (version, run.info.run_id)
-            # tagged as the register step tags a version
-            mlflow.MlflowClient().set_model_version_tag(
-                name, version, DIGEST_TAG, model_file_sha256(path)
-            )
         stored = mlflow.artifacts.download_artifacts(f"models:/{name}/{versions['tampered'][0]}")
         (Path(stored) / "model.pkl").write_bytes(
             (broken_model_dirs["failing"] / "model.pkl").read_bytes()

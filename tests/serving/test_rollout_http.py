@@ -18,7 +18,6 @@ import pytest
 from components.core import rollout
 from components.core.contracts import CHAMPION
 from components.core.inference_log import read_window
-from components.core.loading import DIGEST_TAG
 from components.core.rollout import Stage, routes_to_canary
 from tests.serving.support import (
     JSON,
@@ -30,7 +29,7 @@ from tests.serving.support import (
     v2_body,
     wait_until,
 )
-from tests.support.models import model_file_sha256
+from tests.support.models import register_dirs
 from tests.support.servers import ServerProcess, launch
 
 STAGE_WAIT_SECONDS = 60.0
@@ -63,28 +62,16 @@ def registry(
 ) -> Registry:
     import mlflow
 
-    runs = tmp_path_factory.mktemp("rollout-runs")
     name = f"rollout-{uuid.uuid4().hex[:8]}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_uri)
-    try:
-        experiment = mlflow.MlflowClient().create_experiment(name, artifact_location=str(runs))
-        versions = {}
-        for kind, path in (
-            ("champion", served["telecom"].model_dir),
-            ("equal", served["telecom"].model_dir),
-            ("failing", broken_model_dirs["failing"]),
-        ):
-            with mlflow.start_run(experiment_id=experiment) as run:
-                mlflow.log_artifacts(str(path), artifact_path="model")
-            version = str(mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version)
-            mlflow.MlflowClient().set_model_version_tag(
-                name, version, DIGEST_TAG, model_file_sha256(path)
-            )
-            versions[kind] = version
-        mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, versions["champion"])
-    finally:
-        mlflow.set_tracking_uri(previous)
+    telecom = served["telecom"].model_dir
+    registered = register_dirs(
+        mlflow_uri,
+        name,
+        [("champion", telecom), ("equal", telecom), ("failing", broken_model_dirs["failing"])],
+        tmp_path_factory.mktemp("rollout-runs"),
+    )
+    versions = {kind: version for kind, (version, _) in registered.items()}
+    mlflow.MlflowClient(mlflow_uri).set_registered_model_alias(name, CHAMPION, versions["champion"])
     return Registry(mlflow_uri, name, versions)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,30 @@ def model_file(path: Path) -> Path:
 def model_file_sha256(path: Path) -> str:
     """What a deploy passes as --model_sha256 for the model directory at `path`."""
     return file_sha256(model_file(path))
+
+
+def register_dirs(
+    uri: str, name: str, dirs: Sequence[tuple[str, Path]], artifacts: Path
+) -> dict[str, tuple[str, str]]:
+    """Each model directory logged by a run of its own and registered as a version of `name`
+    in the registry at `uri`, tagged with its model file's digest as the register step tags it;
+    returns kind -> (version, run id). The tracking URI in effect is left as it was."""
+    import mlflow
+
+    from components.core.loading import DIGEST_TAG
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment(name, artifact_location=str(artifacts))
+        versions = {}
+        for kind, path in dirs:
+            with mlflow.start_run(experiment_id=experiment) as run:
+                mlflow.log_artifacts(str(path), artifact_path="model")
+            version = str(mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version)
+            client.set_model_version_tag(name, version, DIGEST_TAG, model_file_sha256(path))
+            versions[kind] = (version, run.info.run_id)
+        return versions
+    finally:
+        mlflow.set_tracking_uri(previous)
