@@ -1,6 +1,6 @@
 """`python -m serving --model_name telecom [--model_uri /mnt/models] [--http_port 8080]
 [--grpc-port PORT] [--inference_log DIR_OR_URL [--inference_log_sample RATE]]
-[--refresh_interval SECONDS]
+[--refresh_interval SECONDS] [--serving_stage champion|canary]
 [--model_sha256 HEX [--compiled_sha256 HEX] | --allow-unverified-model]
 [--api-token-file PATH] [--max_request_bytes BYTES]`.
 
@@ -34,10 +34,12 @@ from components.core.projects import PROJECTS, get_spec
 from serving.auth import TOKEN_ENV, TOKEN_FILE_FLAG, TokenError, log_setting, read_token
 from serving.inference_log import DEFAULT_MAX_QUEUED, InferenceLogWriter
 from serving.limits import DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_FLAG
-from serving.predictor import ProjectPredictor
+from serving.predictor import CHAMPION_STAGE, ProjectPredictor
 from serving.server import ModelServer
 
 DEFAULT_MODEL_URI = "/mnt/models"
+"""Where KServe's storage initializer (serving.fetch on a cluster) puts the model."""
+SERVING_STAGES = (CHAMPION_STAGE, "canary")
 
 
 def _share_kserve_log(name: str) -> None:
@@ -94,6 +96,13 @@ parser.add_argument(
     type=int,
     default=DEFAULT_MAX_QUEUED,
     help="rows the log may hold in memory before it drops new ones (default: %(default)s)",
+)
+parser.add_argument(
+    "--serving_stage",
+    choices=SERVING_STAGES,
+    default=CHAMPION_STAGE,
+    help="what this server's model is in a rollout, as its log rows and metrics name it: "
+    "the champion, or a canary KServe routes a share of the requests to (default: %(default)s)",
 )
 parser.add_argument(
     "--refresh_interval",
@@ -185,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{MAX_REQUEST_FLAG} must be a positive number of bytes")
     if args.refresh_interval < 0:
         parser.error("--refresh_interval must be 0 (off) or a number of seconds")
+    if args.serving_stage != CHAMPION_STAGE and args.refresh_interval > 0:
+        parser.error(
+            f"--serving_stage {args.serving_stage} serves one version: it follows no alias "
+            "(drop --refresh_interval)"
+        )
     grpc = _grpc_wanted(args)
     # One request at a time: OpenMP's thread team (histogram boosting in sklearn, which
     # explanations call) would only spin against itself on the core or two a server is given.
@@ -219,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model_version,
         inference_log=log,
         refresh_interval=args.refresh_interval,
+        serving_stage=args.serving_stage,
         verification=Verification(
             expected,
             require=not args.allow_unverified_model,

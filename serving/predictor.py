@@ -143,6 +143,7 @@ class ProjectPredictor(Model):
         inference_log: InferenceLogWriter | None = None,
         refresh_interval: float = 0.0,
         verification: Verification = UNCHECKED_WHEN_UNKNOWN,
+        serving_stage: str = CHAMPION_STAGE,
     ) -> None:
         # KServe passes `response_headers` to predict() only when asked (X-Request-ID)
         super().__init__(name, return_response_headers=True)
@@ -153,6 +154,9 @@ class ProjectPredictor(Model):
         self.inference_log = inference_log
         self.refresh_interval = refresh_interval
         self.verification = verification
+        # What this server's own model is in a rollout: the champion, or (on a cluster, where
+        # KServe routes the canary's share to a Deployment of its own) the canary.
+        self.serving_stage = serving_stage
         self.refresher: AliasRefresher | None = None
         self.staged_follower: StagedFollower | None = None
         self.arm: Arm | None = None
@@ -263,7 +267,7 @@ class ProjectPredictor(Model):
             self.loaded, self.explainer = loaded, explainer
         provenance = loaded.provenance
         metrics.record_model(self.name, provenance.version, provenance.run_id)
-        metrics.record_arm_error(self.name, CHAMPION_STAGE, provenance.version, 0)
+        metrics.record_arm_error(self.name, self.serving_stage, provenance.version, 0)
         if previous is not None:
             old = previous.provenance
             if (old.version, old.run_id) != (provenance.version, provenance.run_id):
@@ -378,7 +382,7 @@ class ProjectPredictor(Model):
             answered_by_canary = arm is not None and arm.staged.answers(request.request_id)
             (canary if answered_by_canary else spans).append(span)
         if spans:
-            self._answer(requests, results, frame, spans, loaded, CHAMPION_STAGE, when)
+            self._answer(requests, results, frame, spans, loaded, self.serving_stage, when)
         if canary and arm is not None:
             self._answer(requests, results, frame, canary, arm.loaded, str(Stage.CANARY), when)
         if spans and arm is not None and arm.staged.stage is Stage.SHADOW:
@@ -410,9 +414,10 @@ class ProjectPredictor(Model):
         version = loaded.provenance.version
         log = self.inference_log
         inputs = {name: rows[name].to_numpy() for name in self.spec.input_columns} if log else {}
+        own = stage == self.serving_stage
         began = time.perf_counter()
         try:
-            outputs, output = self._outputs(loaded, rows, served=stage == CHAMPION_STAGE)
+            outputs, output = self._outputs(loaded, rows, served=own)
         except Exception as exc:
             seconds = time.perf_counter() - began
             metrics.record_arm_error(self.name, stage, version, len(spans))
@@ -422,7 +427,7 @@ class ProjectPredictor(Model):
                     _relative(requests, spans), inputs, {}, when, version, stage, seconds, error
                 ):
                     log.submit(answered)
-            if stage == CHAMPION_STAGE:
+            if own:
                 raise
             logger.error(
                 "canary version %s of %s failed on %d requests: %s",

@@ -17,6 +17,7 @@ model's place, is checked the same way: against `--compiled_sha256` and the vers
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -35,6 +36,9 @@ from components.core.spec import ProjectSpec
 from components.core.train import single_threaded
 
 UNKNOWN = "unknown"
+FETCHED_NOTE = "registered-version.json"
+"""Written by the storage initializer (`serving.fetch`) beside the model it fetched: which
+registered version it is, so that the server checks the file against that version's tags."""
 DIGEST_TAG = "model_file_sha256"
 """The model version tag holding the model file's sha256 (the register step's
 `components.core.registry.MODEL_FILE_DIGEST_TAG`)."""
@@ -154,8 +158,42 @@ def resolve(uri: str, version: str | None) -> tuple[Path, Provenance, dict[str, 
         raise ModelLoadError(
             f"cannot load model from {uri}: no MLmodel file there (expected an MLflow model directory)"
         )
+    fetched = fetched_version(path)
+    if fetched is not None:
+        # What the storage initializer fetched: the registry, not the note, vouches for it.
+        name, number = fetched
+        try:
+            found = _mlflow().MlflowClient().get_model_version(name, number)
+        except Exception as exc:  # the version's tags are the digests the file must have
+            raise ModelLoadError(
+                f"cannot load model from {uri}: it was fetched as version {number} of {name}, "
+                f"whose registry entry cannot be read: {type(exc).__name__}: {exc}"
+            ) from exc
+        fetched_from = f"{model_uri.MODELS_SCHEME}{name}/{number} in {uri}"
+        provenance = Provenance(fetched_from, number, str(found.run_id or UNKNOWN))
+        return path, provenance, dict(found.tags or {})
     run_id = mlflow.models.Model.load(str(path)).run_id
     return path, Provenance(uri, version or UNKNOWN, run_id or UNKNOWN), {}
+
+
+def fetched_version(path: Path) -> tuple[str, str] | None:
+    """(registered name, version) of a model directory the storage initializer
+    (`serving.fetch`) wrote, from its FETCHED_NOTE; None for any other directory."""
+    note = path / FETCHED_NOTE
+    if not note.is_file():
+        return None
+    try:
+        fetched = json.loads(note.read_text())
+        name, number = str(fetched["name"]), str(fetched["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"cannot load model from {path}: {FETCHED_NOTE} is unreadable: {exc}"
+        ) from exc
+    if not number.isdigit() or not name:
+        raise ModelLoadError(
+            f"cannot load model from {path}: {FETCHED_NOTE} names version {number!r} of {name!r}"
+        )
+    return name, number
 
 
 def model_file(path: Path, description: Any, uri: str) -> Path:
