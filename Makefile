@@ -35,7 +35,7 @@ endif
 	submit schedule serve traffic monitor score compile-champions prometheus pushgateway \
 	bench-pipelines bench-quality bench-serving bench-monitoring bench-batch bench-cost bench-scale bench-tree-shapes bench-rollout bench-shadow check-cards screenshots image \
 	app app-screenshots \
-	check-image stack stack-down stack-status stage rollout-status judge approve reject clean
+	check-image stack stack-down stack-status stage rollout-status rollout-manifest judge approve reject clean
 
 help:
 	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
@@ -50,6 +50,7 @@ help:
 	@echo "make alert-receiver [RECEIVER_PORT=9095] [TOKEN_FILE=path] [COOLDOWN_S=21600] [DAILY_BUDGET=4] [MONITOR_ARGS='--retrain 0'] [PUSHGATEWAY=127.0.0.1:9091]   (Alertmanager's webhook: its action alerts start make monitor's run, gated per project)"
 	@echo "make score PROJECT=bankchurn DATA=<path or URL, .csv|.parquet> OUT=<path or URL, .csv|.parquet> [SHARD_ROWS=1000000] [MAX_REJECTED=0.1] [DRIFT_GATE=warn|stop|off] [DRIFT_MIN_ROWS=500] [VERSION=N] [REASONS=0|1] [ALLOW_UNVERIFIED=1]"
 	@echo "make stage PROJECT=telecom VERSION=N TO=shadow|canary|champion|rolled_back [SHARE=0.1] [REASON=...] | rollout-status PROJECT=telecom"
+	@echo "make rollout-manifest PROJECT=telecom [OUT=isvc.yaml] [DEPLOY_MODE=apply]  (the rollout as an InferenceService with spec.canary)"
 	@echo "    (servers following @champion serve a staged version beside it: docs/operations.md, Safe rollout)"
 	@echo "make judge PROJECT=telecom [LABELS=labels.csv] [EVERY=60] [APPROVAL=required] | approve PROJECT= VERSION= | reject PROJECT= VERSION=   (the rollout judge)"
 	@echo "make compile-champions [PROJECT=all] [DATA=path] [ALLOW_UNVERIFIED=1]   (the compiled serving path for champions registered before it)"
@@ -128,7 +129,7 @@ compile-pipelines: $(STAMP)
 # Every generated file: compiled pipelines, InferenceServices, dashboard and alert rules.
 GENERATED := pipelines/compiled manifests grafana/dashboards grafana/alerts
 generate: compile-pipelines
-	$(PY) -m components.core.deploy manifests/base/inferenceservices
+	$(PY) -m components.core.deploy manifests/base
 	$(PY) -m grafana
 
 # Generated files are checked in: regenerate and fail on any difference or new file.
@@ -156,9 +157,10 @@ $(TOOLS_STAMP): tests/cluster/tools.lock
 # CEL against sample InferenceServices, the Terraform scanned (with the helm_release policies),
 # promtool's alert unit tests, Terraform formatting (`terraform validate` needs the provider
 # registry). The optional components are checked in the overlays with them
-# (tests/cluster/with-app: dev and prod with the CarVision dashboard).
+# (tests/cluster/with-app: dev and prod with the CarVision dashboard), and prod once more with
+# every InferenceService mid-rollout, a canary beside the champion (tests/cluster/with_canary.py).
 check-manifests: $(STAMP) $(TOOLS_STAMP)
-	@rm -rf $(BUILT) && mkdir -p $(BUILT)/dev $(BUILT)/prod $(BUILT)/deployer $(BUILT)/app
+	@rm -rf $(BUILT) && mkdir -p $(BUILT)/dev $(BUILT)/prod $(BUILT)/deployer $(BUILT)/app $(BUILT)/canary
 	kubectl kustomize manifests/overlays/dev > $(BUILT)/dev/overlay.yaml
 	kubectl kustomize manifests/overlays/prod > $(BUILT)/prod/overlay.yaml
 	kubectl kustomize manifests/deployer > $(BUILT)/deployer/deployer.yaml
@@ -167,10 +169,13 @@ check-manifests: $(STAMP) $(TOOLS_STAMP)
 	$(PY) -m tests.cluster.render $(BUILT)/dev/overlay.yaml > $(BUILT)/dev/predictors.yaml
 	$(PY) -m tests.cluster.render $(BUILT)/prod/overlay.yaml > $(BUILT)/prod/predictors.yaml
 	$(PY) -m tests.cluster.render $(BUILT)/app/prod-overlay.yaml > $(BUILT)/app/prod-predictors.yaml
+	$(PY) -m tests.cluster.with_canary $(BUILT)/prod/overlay.yaml > $(BUILT)/canary/overlay.yaml
+	$(PY) -m tests.cluster.render $(BUILT)/canary/overlay.yaml > $(BUILT)/canary/predictors.yaml
 	$(TOOLS)/bin/python tests/cluster/validate_schemas.py $(BUILT)/*/*.yaml
 	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/dev/overlay.yaml
 	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/prod/overlay.yaml
-	@for target in dev prod deployer app; do echo "checkov: $$target"; \
+	$(TOOLS)/bin/python tests/cluster/admission_cel.py $(BUILT)/canary/overlay.yaml
+	@for target in dev prod deployer app canary; do echo "checkov: $$target"; \
 		$(CHECKOV) -d $(BUILT)/$$target --framework kubernetes || exit 1; done
 	@for target in modules envs; do echo "checkov: terraform/$$target"; \
 		$(CHECKOV) -d terraform/$$target --framework terraform \
@@ -344,6 +349,14 @@ rollout-status: $(STAMP)
 	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
 		$(PY) -m pipelines.stage --project $(PROJECT)
+
+# The rollout as KServe's InferenceService (the champion, a canary's share as spec.canary) in
+# OUT (default: stdout); DEPLOY_MODE=apply also creates or patches it with the in-cluster API.
+rollout-manifest: $(STAMP)
+	@test "$(PROJECT)" != all || { echo "PROJECT=<bankchurn|carvision|telecom> is required"; exit 2; }
+	@MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.state/mlflow/mlflow.db} \
+		$(PY) -m pipelines.stage --project $(PROJECT) --manifest "$(or $(OUT),-)" \
+		$(if $(filter apply,$(DEPLOY_MODE)),--apply)
 
 # PROJECT's batch scoring pipeline through kfp.local on DATA (a .csv or .parquet path or URL),
 # with the champion (or VERSION) pinned for every shard; the predictions go to OUT (its extension

@@ -5,6 +5,10 @@
 [--share 0.1] [--reason "..."]`; without `--to` it prints the staged version, if any. The
 registry is MLFLOW_TRACKING_URI's. Servers following `models:/<project>@champion` pick the
 change up within their refresh interval (components.core.rollout, docs/operations.md).
+
+On a cluster, `--manifest PATH` also writes the rollout as KServe's InferenceService: the champion
+pinned to its version and a canary's share as `spec.canary` (`--namespace`, `--image`); apply it
+with kubectl, or with `--apply` through the in-cluster API as the deploy step does.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 
-from components.core import rollout
-from components.core.projects import PROJECTS
+from components.core import deploy, rollout
+from components.core.projects import PROJECTS, get_spec
 from components.core.rollout import RolloutError, Stage
 
 
@@ -32,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", choices=[str(s) for s in Stage])
     parser.add_argument("--share", type=float, help="a canary's share of requests (0 to 1)")
     parser.add_argument("--reason", default="", help="recorded on the version")
+    parser.add_argument(
+        "--manifest", help="write the rollout's InferenceService here ('-': stdout)"
+    )
+    parser.add_argument("--namespace", default=deploy.Target().namespace)
+    parser.add_argument("--image", default=deploy.Target().image)
+    parser.add_argument("--apply", action="store_true", help="create or patch it (in-cluster)")
     decided = parser.add_mutually_exclusive_group()
     decided.add_argument("--approve", action="store_true", help="promote a version awaiting it")
     decided.add_argument("--reject", action="store_true", help="roll back a version awaiting it")
@@ -64,6 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         share = f", answering {staged.share:.0%} of the requests" if staged.share else ""
         print(f"{args.project}: version {staged.version} in {staged.stage}{share} "
               f"({staged.reason or 'no reason recorded'})")  # fmt: skip
+    if args.manifest or args.apply:
+        return _write_service(args.project, args.manifest, args.namespace, args.image, args.apply)
+    return 0
+
+
+def _write_service(project: str, path: str | None, namespace: str, image: str, apply: bool) -> int:
+    try:
+        target = deploy.Target(namespace=namespace, image=image)
+        service = deploy.rollout_service(get_spec(project), target)
+        text = deploy.to_yaml(service)
+        if path == "-":
+            sys.stdout.write(text)
+        elif path:
+            Path(path).write_text(text)
+            print(f"{project}: InferenceService written to {path}")
+        if apply:
+            print(f"{project}: InferenceService {deploy.apply(service, deploy.in_cluster_api())}")
+    except deploy.DeployError as exc:
+        print(f"stage: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -47,6 +47,20 @@ API_TOKEN_ENV = "MLOPS_API_TOKEN"
 # Without it, KServe's raw mode creates an Ingress for every InferenceService.
 VISIBILITY_LABEL = "networking.kserve.io/visibility"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# KServe's storage initializer fetches the URI in this variable of a custom container; the
+# ClusterStorageContainer below answers for `models:/` URIs.
+STORAGE_URI_ENV = "STORAGE_URI"
+STORAGE_CONTAINER = "mlops-model-registry"
+MODEL_DIR = "/mnt/models"
+STAGE_LABEL = "mlops.kubeflow.org/rollout-stage"
+CHAMPION = "champion"
+CANARY = "canary"
+CONTAINER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 # Credentials of the MLflow server and its artifact store, for the register step (in the
 # pipelines' namespace) and the predictors (in theirs). Every key is optional: a server without
 # authentication needs no Secret.
@@ -146,16 +160,165 @@ def _check_sha256(given: str, name: str = "model_sha256") -> str:
     return digest
 
 
+@dataclass(frozen=True)
+class Canary:
+    """A version answering a share of the requests beside the stable predictor: KServe's
+    `spec.canary`, one Deployment of its own with a fixed replica count."""
+
+    model_uri: str
+    """models:/NAME/VERSION: a canary is always one version."""
+    traffic_percent: int
+    """The share of requests KServe routes to it, in whole percent (0: deployed, no traffic)."""
+    model_sha256: str = ""
+    compiled_sha256: str = ""
+
+    @classmethod
+    def of_share(
+        cls, model_uri: str, share: float, model_sha256: str = "", compiled_sha256: str = ""
+    ) -> Canary:
+        """The rollout's share (0 to 1) in KServe's whole percent; a share above 0 gets 1% at
+        least, so that a small canary still answers something."""
+        percent = round(share * 100)
+        return cls(model_uri, max(percent, 1) if share > 0 else 0, model_sha256, compiled_sha256)
+
+
+def _server(
+    spec: ProjectSpec,
+    model_uri: str,
+    target: Target,
+    digest: str,
+    graph_digest: str,
+    stage: str,
+) -> dict[str, Any]:
+    """The kserve-container: the project image serving the model KServe's storage initializer
+    (the `models:/` ClusterStorageContainer) fetched and verified into /mnt/models."""
+    args = [f"--model_name={spec.name}"]
+    if digest:
+        args.append(f"--model_sha256={digest}")
+    if graph_digest:
+        args.append(f"--compiled_sha256={graph_digest}")
+    if stage != CHAMPION:
+        args.append(f"--serving_stage={stage}")
+    args += [f"--http_port={HTTP_PORT}", "--enable_grpc=false"]
+    return {
+        "name": "kserve-container",
+        "image": target.image,
+        # Every pod start checks the registry's credentials for the image.
+        "imagePullPolicy": "Always",
+        "args": args,
+        "env": [
+            # KServe reads the model's URI here for a custom container (docs/operations.md's
+            # rollback replaces env/0); its storage initializer puts the model in /mnt/models.
+            {"name": STORAGE_URI_ENV, "value": model_uri},
+            {
+                "name": API_TOKEN_ENV,
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": API_TOKEN_SECRET,
+                        "key": API_TOKEN_KEY,
+                        "optional": False,
+                    }
+                },
+            },
+        ],
+        "envFrom": [
+            {"configMapRef": {"name": CONFIG_MAP}},
+            {"secretRef": {"name": MLFLOW_SECRET, "optional": True}},
+        ],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        # Ready only once the model has loaded: the server answers 503 until then.
+        "readinessProbe": {
+            "httpGet": {"path": f"/v1/models/{spec.name}", "port": HTTP_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/", "port": HTTP_PORT},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+        },
+        "resources": {
+            "requests": {
+                "cpu": target.cpu_request,
+                "memory": target.memory_request,
+                "ephemeral-storage": target.ephemeral_request,
+            },
+            "limits": {
+                "cpu": target.cpu_limit,
+                "memory": target.memory_limit,
+                "ephemeral-storage": target.ephemeral_limit,
+            },
+        },
+        "securityContext": CONTAINER_SECURITY,
+        # A version the server refreshes to is downloaded to a temporary directory.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _predictor(
+    spec: ProjectSpec,
+    server: dict[str, Any],
+    target: Target,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The pod fields every predictor of the project shares, around its server container."""
+    return {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        # The server never calls the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "labels": labels,
+        # The `restricted` Pod Security Standard, as the image's user (UID and GID 10001).
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [server],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": target.tmp_size}}],
+    }
+
+
+def _canary_entry(
+    spec: ProjectSpec, canary: Canary, target: Target, labels: dict[str, str]
+) -> dict[str, Any]:
+    parts = model_uri_parts(canary.model_uri)
+    if parts is None or parts.version is None:
+        raise DeployError(f"canary model_uri {canary.model_uri!r}: expected models:/NAME/VERSION")
+    _check_model_uri(spec, canary.model_uri)
+    if not 0 <= canary.traffic_percent <= 100:
+        raise DeployError(
+            f"canary traffic_percent {canary.traffic_percent} is not between 0 and 100"
+        )
+    if target.min_replicas < 1:
+        # KServe caps a canary's replicas at the stable predictor's minReplicas.
+        raise DeployError("a canary needs min_replicas of at least 1 on the stable predictor")
+    digest = _check_sha256(canary.model_sha256)
+    graph_digest = _check_sha256(canary.compiled_sha256, "compiled_sha256")
+    if graph_digest and not digest:
+        raise DeployError("compiled_sha256 pins the graph of a canary whose file is not pinned")
+    server = _server(spec, canary.model_uri, target, digest, graph_digest, CANARY)
+    predictor = _predictor(spec, server, target, labels | {STAGE_LABEL: CANARY})
+    # Its Deployment is <service>-v<version>-predictor; a fixed replica count, no autoscaling.
+    return {
+        "predictor": {"name": f"v{parts.version}", "minReplicas": 1, **predictor},
+        "trafficPercent": canary.traffic_percent,
+    }
+
+
 def inference_service(
     spec: ProjectSpec,
     model_uri: str,
     target: Target,
     model_sha256: str = "",
     compiled_sha256: str = "",
+    canary: Canary | None = None,
 ) -> dict[str, Any]:
-    """The InferenceService (KServe v1 protocol, raw deployment) serving `model_uri`; with
-    `model_sha256` (and `compiled_sha256`), the server refuses a model file (a compiled graph)
-    of any other digest."""
+    """The InferenceService (KServe v1 protocol, Standard mode) serving `model_uri`, and with
+    `canary` a second version answering its share of the requests; with `model_sha256` (and
+    `compiled_sha256`), the server refuses a model file (a compiled graph) of any other
+    digest."""
     _check_model_uri(spec, model_uri)
     digest = _check_sha256(model_sha256)
     graph_digest = _check_sha256(compiled_sha256, "compiled_sha256")
@@ -167,13 +330,17 @@ def inference_service(
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/component": "predictor",
     }
-    # docs/operations.md's rollback patches args/1 (and args/2 and 3, the digests, when given).
-    args = [f"--model_name={spec.name}", f"--model_uri={model_uri}"]
-    if digest:
-        args.append(f"--model_sha256={digest}")
-    if graph_digest:
-        args.append(f"--compiled_sha256={graph_digest}")
-    args += [f"--http_port={HTTP_PORT}", "--enable_grpc=false"]
+    server = _server(spec, model_uri, target, digest, graph_digest, CHAMPION)
+    predictor = {
+        "minReplicas": target.min_replicas,
+        "maxReplicas": target.max_replicas,
+        **_predictor(spec, server, target, labels),
+    }
+    service_spec: dict[str, Any] = {"predictor": predictor}
+    if canary is not None:
+        if canary.model_uri == model_uri:
+            raise DeployError(f"the canary and the stable predictor both serve {model_uri}")
+        service_spec["canary"] = [_canary_entry(spec, canary, target, labels)]
     return {
         "apiVersion": f"{GROUP}/{API_VERSION}",
         "kind": "InferenceService",
@@ -184,90 +351,15 @@ def inference_service(
             "labels": labels | {VISIBILITY_LABEL: "cluster-local"},
             "annotations": {
                 # A Deployment and a Service, no Knative: /metrics stays on the model port.
-                # KServe 0.16+ calls this mode Standard and still reads the older name.
-                "serving.kserve.io/deploymentMode": "RawDeployment",
+                # KServe admits `spec.canary` in this mode only.
+                "serving.kserve.io/deploymentMode": "Standard",
                 "serving.kserve.io/enable-prometheus-scraping": "true",
                 "prometheus.kserve.io/port": str(HTTP_PORT),
                 "prometheus.kserve.io/path": "/metrics",
                 "mlops.kubeflow.org/model-uri": model_uri,
             },
         },
-        "spec": {
-            "predictor": {
-                "minReplicas": target.min_replicas,
-                "maxReplicas": target.max_replicas,
-                "serviceAccountName": SERVICE_ACCOUNT,
-                # The server never calls the Kubernetes API.
-                "automountServiceAccountToken": False,
-                "labels": labels,
-                # The `restricted` Pod Security Standard, as the image's user (UID and GID 10001).
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": RUN_AS,
-                    "runAsGroup": RUN_AS,
-                    "fsGroup": RUN_AS,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [
-                    {
-                        "name": "kserve-container",
-                        "image": target.image,
-                        # Every pod start checks the registry's credentials for the image.
-                        "imagePullPolicy": "Always",
-                        "args": args,
-                        "env": [
-                            {
-                                "name": API_TOKEN_ENV,
-                                "valueFrom": {
-                                    "secretKeyRef": {
-                                        "name": API_TOKEN_SECRET,
-                                        "key": API_TOKEN_KEY,
-                                        "optional": False,
-                                    }
-                                },
-                            }
-                        ],
-                        "envFrom": [
-                            {"configMapRef": {"name": CONFIG_MAP}},
-                            {"secretRef": {"name": MLFLOW_SECRET, "optional": True}},
-                        ],
-                        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-                        # Ready only once the model has loaded: the server answers 503 until then.
-                        "readinessProbe": {
-                            "httpGet": {"path": f"/v1/models/{spec.name}", "port": HTTP_PORT},
-                            "periodSeconds": 5,
-                            "failureThreshold": 3,
-                        },
-                        "livenessProbe": {
-                            "httpGet": {"path": "/", "port": HTTP_PORT},
-                            "initialDelaySeconds": 30,
-                            "periodSeconds": 10,
-                        },
-                        "resources": {
-                            "requests": {
-                                "cpu": target.cpu_request,
-                                "memory": target.memory_request,
-                                "ephemeral-storage": target.ephemeral_request,
-                            },
-                            "limits": {
-                                "cpu": target.cpu_limit,
-                                "memory": target.memory_limit,
-                                "ephemeral-storage": target.ephemeral_limit,
-                            },
-                        },
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        # A registry URI is downloaded to a temporary directory.
-                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                    }
-                ],
-                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": target.tmp_size}}],
-            }
-        },
+        "spec": service_spec,
     }
 
 
@@ -302,6 +394,40 @@ def plan(spec: ProjectSpec, registration: Registration) -> Plan:
             f"version {registration.version} was not promoted; champion {before} stays",
         )
     return Plan(None, f"{spec.name} has no champion: nothing to deploy")
+
+
+def rollout_service(spec: ProjectSpec, target: Target, client: Any = None) -> dict[str, Any]:
+    """The InferenceService of the registry's rollout now: the champion pinned to its version,
+    and a version staged in canary beside it with its share (KServe routes that share; a shadow
+    has no cluster form, so it adds nothing). Each version carries its own digest tags, which
+    its server and storage initializer check."""
+    from components.core import loading, rollout
+
+    client = client or rollout.registry_client()
+    try:
+        champion = client.get_model_version_by_alias(spec.name, rollout.CHAMPION)
+    except Exception as exc:  # no champion: there is nothing to serve
+        raise DeployError(f"{spec.name} has no champion to serve: {exc}") from exc
+    staged = rollout.current(spec.name, client)
+    canary = None
+    if staged is not None and staged.stage is rollout.Stage.CANARY:
+        tags = dict(client.get_model_version(spec.name, staged.version).tags or {})
+        canary = Canary.of_share(
+            f"models:/{spec.name}/{staged.version}",
+            staged.share,
+            tags.get(loading.DIGEST_TAG, ""),
+            tags.get(loading.COMPILED_DIGEST_TAG, "") if tags.get(loading.DIGEST_TAG) else "",
+        )
+    tags = dict(champion.tags or {})
+    digest = tags.get(loading.DIGEST_TAG, "")
+    return inference_service(
+        spec,
+        f"models:/{spec.name}/{champion.version}",
+        target,
+        digest,
+        tags.get(loading.COMPILED_DIGEST_TAG, "") if digest else "",
+        canary=canary,
+    )
 
 
 def to_yaml(manifest: dict[str, Any]) -> str:
@@ -394,27 +520,65 @@ def deploy(
     return Deployment(chosen.model_uri, action, chosen.reason, text + to_yaml(resource))
 
 
+def storage_container(image: str = IMAGE) -> dict[str, Any]:
+    """KServe's storage initializer for `models:/` URIs: the project image resolves the version
+    in the registry, downloads it into /mnt/models and checks the model file against the
+    version's digest tag before the server starts (`serving.fetch`). Cluster-scoped: every
+    InferenceService whose STORAGE_URI is a registry URI gets it as its init container, reading
+    the MLflow settings of its own namespace."""
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "ClusterStorageContainer",
+        "metadata": {"name": STORAGE_CONTAINER},
+        "spec": {
+            "container": {
+                "name": "storage-initializer",
+                "image": image,
+                "imagePullPolicy": "Always",
+                # KServe appends the URI and /mnt/models as the arguments.
+                "command": ["python", "-m", "serving.fetch"],
+                # The root filesystem is read-only: MLflow's temporary files go beside the model.
+                "env": [{"name": "TMPDIR", "value": f"{MODEL_DIR}/.download"}],
+                "envFrom": [
+                    {"configMapRef": {"name": CONFIG_MAP}},
+                    {"secretRef": {"name": MLFLOW_SECRET, "optional": True}},
+                ],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+                },
+                "securityContext": CONTAINER_SECURITY,
+            },
+            "supportedUriFormats": [{"prefix": "models:/"}],
+            "workloadType": "initContainer",
+        },
+    }
+
+
 def write_base(directory: Path, specs: list[ProjectSpec]) -> list[Path]:
     """The checked-in manifests: each project's champion, resolved when a pod starts (so no
-    digest: the server checks the version's registry tag instead)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    digest: the storage initializer and the server check the version's registry tag instead),
+    under `inferenceservices/`, and the storage initializer that fetches it."""
+    header = "# Generated by `make generate` from components/core/deploy.py: do not edit.\n"
+    (directory / "inferenceservices").mkdir(parents=True, exist_ok=True)
     written = []
     for spec in specs:
         manifest = inference_service(spec, f"models:/{spec.name}@champion", Target())
-        path = directory / f"{spec.name}.yaml"
-        path.write_text(
-            "# Generated by `make generate` from components/core/deploy.py: do not edit.\n"
-            + to_yaml(manifest)
-        )
+        path = directory / "inferenceservices" / f"{spec.name}.yaml"
+        path.write_text(header + to_yaml(manifest))
         written.append(path)
-    return written
+    path = directory / "storage-container.yaml"
+    path.write_text(header + to_yaml(storage_container()))
+    return [*written, path]
 
 
 def main(argv: list[str] | None = None) -> int:
     from components.core.projects import PROJECTS
 
-    parser = argparse.ArgumentParser(description="Write the InferenceService manifests.")
-    parser.add_argument("directory", type=Path)
+    parser = argparse.ArgumentParser(
+        description="Write the InferenceService manifests and the storage initializer."
+    )
+    parser.add_argument("directory", type=Path, help="manifests/base")
     args = parser.parse_args(argv)
     for path in write_base(args.directory, [PROJECTS[name] for name in sorted(PROJECTS)]):
         print(path)

@@ -2,9 +2,10 @@
 
 Takes a built overlay, finds the ValidatingAdmissionPolicy, its binding, the parameters
 ConfigMap and the InferenceServices, and evaluates the policy's variables and validations as the
-API server would for each sample: the overlay's own services must be admitted, and each breach
-(another image repository, a host namespace, a privileged container, an added capability,
-another service account, a built-in runtime) refused by the validation meant for it.
+API server would for each sample: the overlay's own services must be admitted, with a canary of
+the project image too, and each breach (another image repository, a host namespace, a privileged
+container, an added capability, another service account, a built-in runtime; in the stable
+predictor or in a canary) refused by the validation meant for it.
 
 cel-python evaluates CEL as the language specification defines it; the API server also
 type-checks the expressions against KServe's schema and bounds their cost, which it does only
@@ -64,6 +65,25 @@ class Policy:
 
 def server(service: Doc) -> Doc:
     return service["spec"]["predictor"]["containers"][0]  # type: ignore[no-any-return]
+
+
+def add_canary(s: Doc) -> None:
+    """The stable predictor again as a canary answering 10% (what deploy.Canary writes)."""
+    predictor = copy.deepcopy(s["spec"]["predictor"])
+    predictor.pop("maxReplicas", None)
+    s["spec"]["canary"] = [{"predictor": predictor | {"name": "v8"}, "trafficPercent": 10}]
+
+
+def canary(change: Callable[[Doc], None]) -> Callable[[Doc], None]:
+    """`change` made to the canary's predictor instead of the stable one's."""
+
+    def changed(s: Doc) -> None:
+        add_canary(s)
+        inner = {"spec": {"predictor": s["spec"]["canary"][0]["predictor"]}}
+        change(inner)
+        s["spec"]["canary"][0]["predictor"] = inner["spec"]["predictor"]
+
+    return changed
 
 
 def with_change(service: Doc, change: Callable[[Doc], None]) -> Doc:
@@ -135,7 +155,18 @@ def breaches(repository: str) -> dict[str, tuple[Callable[[Doc], None], str]]:
             "every component must run as",
         ),
         "no service account": (no_account, "every component must run as"),
-        "a built-in runtime": (runtime, "the predictor must run the project image"),
+        "a built-in runtime": (runtime, "every predictor (spec.predictor and each"),
+        "a canary's image": (
+            canary(image("docker.io/evil/mlops-python:0.1.0")),
+            "every container image",
+        ),
+        "a canary's privileged container": (canary(security("privileged", True)), "privileged"),
+        "a canary's host network": (canary(pod("hostNetwork", True)), "hostNetwork"),
+        "a canary's service account": (
+            canary(pod("serviceAccountName", "default")),
+            "every component must run as",
+        ),
+        "a canary on a built-in runtime": (canary(runtime), "every predictor (spec.predictor"),
     }
 
 
@@ -148,6 +179,7 @@ def admitted_changes(repository: str) -> dict[str, Callable[[Doc], None]]:
             "capabilities"
         ].__setitem__("add", []),
         "hostNetwork false": lambda s: s["spec"]["predictor"].__setitem__("hostNetwork", False),
+        "a canary of the project image": add_canary,
     }
 
 

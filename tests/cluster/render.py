@@ -21,6 +21,7 @@ import yaml
 
 # Fields of KServe's ComponentExtensionSpec and PredictorSpec that are not pod fields.
 COMPONENT_FIELDS = {
+    "name",
     "minReplicas",
     "maxReplicas",
     "scaleTarget",
@@ -51,11 +52,11 @@ COMPONENT_FIELDS = {
 }
 
 
-def predictor_deployment(service: dict[str, Any]) -> dict[str, Any]:
+def predictor_deployment(
+    service: dict[str, Any], predictor: dict[str, Any], component: str
+) -> dict[str, Any]:
     meta = service["metadata"]
     name = meta["name"]
-    predictor = service["spec"]["predictor"]
-    component = f"{name}-predictor"
     selector = {"app": f"isvc.{component}"}
     labels = (
         dict(meta.get("labels", {}))
@@ -85,12 +86,27 @@ def predictor_deployment(service: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def service_deployments(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stable predictor's Deployment, and one per canary: `<service>-<name>-predictor`
+    (KServe names a canary's Deployment after its predictor's name)."""
+    name = service["metadata"]["name"]
+    stable = service["spec"]["predictor"]
+    out = [predictor_deployment(service, stable, f"{name}-predictor")]
+    for canary in service["spec"].get("canary", []):
+        predictor = canary["predictor"]
+        out.append(
+            predictor_deployment(service, predictor, f"{name}-{predictor['name']}-predictor")
+        )
+    return out
+
+
 def deployments(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        predictor_deployment(doc)
+        deployment
         for doc in documents
         if doc.get("kind") == "InferenceService"
         and doc.get("apiVersion", "").startswith("serving.kserve.io/")
+        for deployment in service_deployments(doc)
     ]
 
 

@@ -34,9 +34,13 @@ def test_generated_monitoring_files_are_current(tmp_path: Path) -> None:
         assert checked_in.read_text() == fresh.read_text(), f"{checked_in} is stale: make generate"
 
 
+def annotations(doc: dict[str, Any]) -> dict[str, str]:
+    return doc["metadata"].get("annotations", {})  # type: ignore[no-any-return]
+
+
 def test_generated_inference_services_are_current(tmp_path: Path) -> None:
     for fresh in deploy.write_base(tmp_path, list(PROJECTS.values())):
-        checked_in = ROOT / "manifests" / "base" / "inferenceservices" / fresh.name
+        checked_in = ROOT / "manifests" / "base" / fresh.relative_to(tmp_path)
         assert checked_in.read_text() == fresh.read_text(), f"{checked_in} is stale: make generate"
 
 
@@ -120,13 +124,17 @@ def test_an_overlay_serves_every_champion_in_its_namespace(
     for name, service in services.items():
         predictor = service["spec"]["predictor"]
         assert service["metadata"]["namespace"] == namespace
-        assert f"--model_uri=models:/{name}@champion" in predictor["containers"][0]["args"]
+        server = predictor["containers"][0]
+        assert server["env"][0] == {"name": "STORAGE_URI", "value": f"models:/{name}@champion"}
+        assert annotations(service)["serving.kserve.io/deploymentMode"] == "Standard"
         assert (predictor["minReplicas"], predictor["maxReplicas"]) == replicas
         assert predictor["serviceAccountName"] == deploy.SERVICE_ACCOUNT
     names = {(doc["kind"], doc["metadata"]["name"]) for doc in documents}
     assert ("ServiceAccount", deploy.SERVICE_ACCOUNT) in names
     assert ("ConfigMap", deploy.CONFIG_MAP) in names
     assert ("Namespace", namespace) in names
+    # The storage initializer that fetches the champions the services name.
+    assert ("ClusterStorageContainer", deploy.STORAGE_CONTAINER) in names
     role = by_kind(documents, "Role")[0]
     assert role["rules"] == [
         {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import yaml
 from components.core import deploy
 from components.core.projects import PROJECTS
 from grafana.alertmanager import RECEIVER
-from tests.cluster import render
+from tests.cluster import render, with_canary
 from tests.cluster.test_cluster_side import ROOT, TERRAFORM, blocks, build, by_kind, tool
 
 TOOLS_PYTHON = ROOT / ".state" / "tools" / "bin" / "python"
@@ -126,6 +127,31 @@ def test_each_predictor_pod_passes_the_restricted_standard_as_the_image_user(
             assert server["resources"][bound]["ephemeral-storage"]
         # KServe's fields of the component never reach the pod.
         assert not set(pod) & render.COMPONENT_FIELDS
+
+
+def test_a_canary_pod_and_the_storage_initializer_are_hardened_like_the_predictor() -> None:
+    documents = build("prod")
+    rolled = [
+        with_canary.mid_rollout(d) if d["kind"] == "InferenceService" else d for d in documents
+    ]
+    deployments = {d["metadata"]["name"]: d for d in render.deployments(rolled)}
+    assert set(deployments) == {
+        f"{p}-{suffix}predictor" for p in PROJECTS for suffix in ("", "v8-")
+    }
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        server = assert_hardened(pod, name)
+        canary = name.endswith("-v8-predictor")
+        assert ("--serving_stage=canary" in server["args"]) == canary
+        stage = deployment["spec"]["template"]["metadata"]["labels"].get(deploy.STAGE_LABEL)
+        assert stage == ("canary" if canary else None)
+        assert deployment["spec"]["replicas"] == (1 if canary else 2)
+    [initializer] = by_kind(documents, "ClusterStorageContainer")
+    assert "namespace" not in initializer["metadata"]  # cluster-scoped
+    container = initializer["spec"]["container"]
+    assert container["securityContext"] == deploy.CONTAINER_SECURITY
+    assert container["command"] == ["python", "-m", "serving.fetch"]
+    assert initializer["spec"]["supportedUriFormats"] == [{"prefix": "models:/"}]
 
 
 def test_the_restricted_check_sees_what_it_must_refuse() -> None:
@@ -336,6 +362,10 @@ def test_the_admission_policy_cel_admits_the_services_and_refuses_each_breach(
     )
     out = run_tool("admission_cel.py", built)
     assert re.search(r"admission policy CEL: \d+ passed, 0 failed", out)
+    # Mid-rollout: the canaries are admitted, and held to the same rules.
+    with_canary_of(built, tmp_path / "canary.yaml")
+    out = run_tool("admission_cel.py", tmp_path / "canary.yaml")
+    assert re.search(r"admission policy CEL: \d+ passed, 0 failed", out)
 
 
 def test_every_built_document_matches_its_api_schema(tmp_path: Path) -> None:
@@ -354,23 +384,71 @@ def test_every_built_document_matches_its_api_schema(tmp_path: Path) -> None:
             check=True,
         ).stdout
         path.write_text(text)
+        files.append(path)
+        if name == "prod":  # and once mid-rollout, each service with a canary
+            text = with_canary_of(path, tmp_path / "canary.yaml")
+            files.append(tmp_path / "canary.yaml")
         predictors = render.deployments([d for d in yaml.safe_load_all(text) if d])
         if predictors:
             (tmp_path / f"{name}-predictors.yaml").write_text(yaml.safe_dump_all(predictors))
             files.append(tmp_path / f"{name}-predictors.yaml")
-        files.append(path)
     out = run_tool("validate_schemas.py", *files)
     assert re.search(r"schemas: \d+ passed, 0 failed", out)
+
+
+def with_canary_of(built: Path, out: Path) -> str:
+    """`built` with every InferenceService mid-rollout (tests/cluster/with_canary.py)."""
+    text = yaml.safe_dump_all(
+        [
+            with_canary.mid_rollout(d) if d.get("kind") == "InferenceService" else d
+            for d in yaml.safe_load_all(built.read_text())
+            if d
+        ],
+        sort_keys=False,
+    )
+    out.write_text(text)
+    return text
+
+
+def test_the_canary_schema_refuses_what_kserve_would(tmp_path: Path) -> None:
+    """spec.canary is closed and typed as KServe 0.21 has it: a misspelt share or a share that
+    is not a number is refused, as the API server would."""
+    service = deploy.inference_service(
+        PROJECTS["telecom"],
+        "models:/telecom/7",
+        deploy.Target(),
+        canary=deploy.Canary.of_share("models:/telecom/8", 0.1),
+    )
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(service))
+    run_tool("validate_schemas.py", good)
+    for name, change in {
+        "misspelt": lambda c: c.__setitem__("trafficPercnt", c.pop("trafficPercent")),
+        "text": lambda c: c.__setitem__("trafficPercent", "ten"),
+        "no predictor": lambda c: c.pop("predictor"),
+    }.items():
+        broken = yaml.safe_load(yaml.safe_dump(service))
+        change(broken["spec"]["canary"][0])
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(broken))
+        done = subprocess.run(
+            [str(tools_python()), str(ROOT / "tests/cluster/validate_schemas.py"), str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1 and "spec/canary/0" in done.stdout, (name, done.stdout)
 
 
 def test_the_vendored_schemas_name_their_sources() -> None:
     schemas = ROOT / "tests" / "cluster" / "schemas"
     sources = yaml.safe_load((schemas / "SOURCES.json").read_text())
-    assert sources["kserve"] == "0.17.0"
+    # One KServe release throughout: the SDK the project pins, the schemas, the Terraform default.
+    assert sources["kserve"] == version("kserve")
     variables = blocks("variable", TERRAFORM / "modules" / "platform")
     assert f'default     = "v{sources["kserve"]}"' in variables["kserve_version"]
     for kind in (
         "InferenceService",
+        "ClusterStorageContainer",
         "PodMonitor",
         "PrometheusRule",
         "AlertmanagerConfig",

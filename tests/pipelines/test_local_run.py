@@ -3,6 +3,7 @@ run posts its notice to a real webhook on this machine (NOTIFY_URL, which the st
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from kfp import local
 from kfp.dsl import PipelineTask
 
-from components.core import model_card
+from components.core import deploy, model_card
 from components.core.contracts import KFP_RUN_ID_TAG, DriftSummary
 from components.core.projects import PROJECTS
 from pipelines.resources import for_local_run
@@ -141,8 +142,8 @@ def test_pipeline_registers_a_champion_that_predicts_on_raw_rows(
     assert set(reference["reference_class_share"]) == {"Standard", "Ultra"}
     assert sum(reference["reference_class_share"].values()) == pytest.approx(1.0)
     served = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
-    args = served["spec"]["predictor"]["containers"][0]["args"]
-    assert f"--model_uri=models:/telecom/{registration['version']}" in args
+    env = served["spec"]["predictor"]["containers"][0]["env"]
+    assert env[0] == {"name": "STORAGE_URI", "value": f"models:/telecom/{registration['version']}"}
     drift = DriftSummary.read(task.outputs["drift_summary"].path)
     assert drift.reason == "no champion yet: nothing to compare" and not drift.drift_detected
 
@@ -172,20 +173,34 @@ def test_the_deploy_manifest_starts_a_server_that_serves_the_champion(
     kfp_local: str,
     tmp_path: Path,
 ) -> None:
-    """The container of the written InferenceService, run as KServe would run it (its args and
-    its readiness probe), on this machine's MLflow store instead of the cluster's."""
+    """The pod of the written InferenceService, run as KServe would run it: the storage
+    initializer's command on the container's STORAGE_URI, then the server with its args (a
+    directory standing in for /mnt/models) and its readiness probe, on this machine's MLflow
+    store instead of the cluster's."""
     task = first
     registration = json.loads(Path(task.outputs["registration"].path).read_text())
     resource = yaml.safe_load(Path(task.outputs["inference_service"].path).read_text())
     container = resource["spec"]["predictor"]["containers"][0]
+    [storage_uri] = [e["value"] for e in container["env"] if e["name"] == "STORAGE_URI"]
+    initializer = deploy.storage_container()["spec"]["container"]
+    models = tmp_path / "mnt-models"
+    fetched = subprocess.run(
+        [sys.executable, *initializer["command"][1:], storage_uri, str(models)],
+        env=os.environ | {"MLFLOW_TRACKING_URI": kfp_local},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fetched.returncode == 0, fetched.stderr
     port = free_port()
     server = start(
         "telecom",
-        [sys.executable, "-m", "serving", *container["args"], f"--http_port={port}"],
+        [sys.executable, "-m", "serving", *container["args"], f"--http_port={port}",
+         f"--model_uri={models}"],
         tmp_path / "server.log",
         port,
         env={"MLFLOW_TRACKING_URI": kfp_local},
-    )
+    )  # fmt: skip
     try:
         server.wait_ready(path=container["readinessProbe"]["httpGet"]["path"])
         rows = SPEC.make_synthetic(30, 5).drop(columns=[SPEC.target])

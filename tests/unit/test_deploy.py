@@ -7,6 +7,8 @@ in-memory stand-in with the same three calls and the same ApiException behaviour
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,8 +40,11 @@ def test_the_manifest_serves_the_pinned_version_on_the_v1_port(project: str) -> 
     server = container(manifest)
     assert server["name"] == "kserve-container"
     assert f"--model_name={project}" in server["args"]
-    # docs/operations.md's rollback patches args/1: the model URI must stay there.
-    assert server["args"][1] == f"--model_uri=models:/{project}/7"
+    # docs/operations.md's rollback replaces env/0: the model URI must stay there, where
+    # KServe's storage initializer reads it (the server loads what it fetched).
+    assert server["env"][0] == {"name": "STORAGE_URI", "value": f"models:/{project}/7"}
+    assert not any(arg.startswith("--model_uri") for arg in server["args"])
+    assert manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     assert server["ports"][0]["containerPort"] == deploy.HTTP_PORT
     assert server["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{project}"
     assert server["envFrom"] == [
@@ -78,7 +83,7 @@ def test_the_predictor_is_cluster_local_and_runs_under_the_restricted_pod_standa
     assert server["resources"]["requests"]["ephemeral-storage"] == "256Mi"
     assert server["resources"]["limits"]["ephemeral-storage"] == "2Gi"
     # The API token is required: without its Secret the pod does not start.
-    assert server["env"] == [
+    assert server["env"][1:] == [
         {
             "name": "MLOPS_API_TOKEN",
             "valueFrom": {
@@ -91,11 +96,11 @@ def test_the_predictor_is_cluster_local_and_runs_under_the_restricted_pod_standa
 DIGEST = "ab" * 32
 
 
-def test_a_known_digest_is_passed_next_to_the_model_uri() -> None:
+def test_a_known_digest_is_passed_after_the_project() -> None:
     spec = get_spec("telecom")
     manifest = deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), DIGEST.upper())
     args = container(manifest)["args"]
-    assert args[1:3] == ["--model_uri=models:/telecom/7", f"--model_sha256={DIGEST}"]
+    assert args[1] == f"--model_sha256={DIGEST}"
     without = container(deploy.inference_service(spec, "models:/telecom/7", deploy.Target()))
     assert not any(arg.startswith("--model_sha256") for arg in without["args"])
     with pytest.raises(deploy.DeployError, match="model_sha256 'abc' is not a sha256"):
@@ -108,8 +113,7 @@ def test_a_known_graph_digest_is_passed_after_the_model_files() -> None:
     manifest = deploy.inference_service(
         spec, "models:/telecom/7", deploy.Target(), DIGEST, graph.upper()
     )
-    assert container(manifest)["args"][1:4] == [
-        "--model_uri=models:/telecom/7",
+    assert container(manifest)["args"][1:3] == [
         f"--model_sha256={DIGEST}",
         f"--compiled_sha256={graph}",
     ]
@@ -248,7 +252,7 @@ def test_apply_creates_then_patches_the_same_service() -> None:
     assert deploy.apply(manifest_for(spec, 2), api) == "patched"
     assert api.calls == ["get", "create", "get", "patch"]
     served = api.objects["kubeflow-mlops", "telecom"]
-    assert "--model_uri=models:/telecom/2" in container(served)["args"]
+    assert container(served)["env"][0]["value"] == "models:/telecom/2"
 
 
 def test_apply_names_an_api_refusal_and_changes_nothing() -> None:
@@ -287,3 +291,191 @@ def test_the_step_deploys_nothing_without_a_champion_and_names_a_bad_mode() -> N
     assert done.manifest.startswith("# telecom has no champion")
     with pytest.raises(deploy.DeployError, match="mode 'aply': expected one of manifest, apply"):
         deploy.deploy(spec, registration("1", ["champion"], None), "aply", "ns")
+
+
+def kserve_refusals(service: dict[str, Any]) -> list[str]:
+    """What KServe's webhook (v0.20+, pkg/apis/serving/v1beta1/inference_service_validation.go,
+    validateCanarySpecs) refuses in an InferenceService's canaries, restated: no API server runs
+    here."""
+    canaries = service["spec"].get("canary", [])
+    if not canaries:
+        return []
+    found = []
+    if service["metadata"]["annotations"].get("serving.kserve.io/deploymentMode") != "Standard":
+        found.append("canary is only supported in Standard deployment mode")
+    stable = service["spec"]["predictor"]
+    server = next(c for c in stable["containers"] if c["name"] == "kserve-container")
+    if not any(e["name"] == "STORAGE_URI" for e in server.get("env", [])) and "model" not in stable:
+        found.append("canary requires a stable predictor with a model")
+    names = [c["predictor"].get("name", "") for c in canaries]
+    if "" in names or len(set(names)) < len(names) or stable.get("name") in names:
+        found.append("canary predictor.name is required, unique and not the stable one's")
+    for entry in canaries:
+        predictor = entry["predictor"]
+        if not 0 <= entry["trafficPercent"] <= 100:
+            found.append("trafficPercent must be between 0 and 100")
+        if {"maxReplicas", "scaleTarget", "scaleMetric", "autoScaling"} & set(predictor):
+            found.append("canary uses fixed replicas")
+        if predictor.get("minReplicas", 0) > stable.get("minReplicas", 1):
+            found.append("canary minReplicas must not exceed the stable predictor's")
+    if sum(entry["trafficPercent"] for entry in canaries) > 100:
+        found.append("sum of canary trafficPercent values must be <= 100")
+    return found
+
+
+def test_a_canary_is_what_kserve_admits_and_serves_its_share_as_the_canary() -> None:
+    spec = get_spec("telecom")
+    graph = "cd" * 32
+    canary = deploy.Canary.of_share("models:/telecom/8", 0.1, DIGEST, graph)
+    manifest = deploy.inference_service(spec, "models:/telecom/7", deploy.Target(), canary=canary)
+    assert kserve_refusals(manifest) == []
+    [entry] = manifest["spec"]["canary"]
+    assert entry["trafficPercent"] == 10
+    predictor = entry["predictor"]
+    assert (predictor["name"], predictor["minReplicas"]) == ("v8", 1)
+    [server] = predictor["containers"]
+    assert server["env"][0] == {"name": "STORAGE_URI", "value": "models:/telecom/8"}
+    assert server["args"][1:4] == [
+        f"--model_sha256={DIGEST}",
+        f"--compiled_sha256={graph}",
+        "--serving_stage=canary",
+    ]
+    assert predictor["labels"][deploy.STAGE_LABEL] == "canary"
+    # The same pod as the stable predictor's otherwise: account, hardening, probes, limits.
+    stable = manifest["spec"]["predictor"]
+    for field in ("serviceAccountName", "automountServiceAccountToken", "securityContext"):
+        assert predictor[field] == stable[field]
+    for field in ("securityContext", "resources", "readinessProbe", "envFrom", "image"):
+        assert server[field] == container(manifest)[field]
+    assert "--serving_stage=canary" not in container(manifest)["args"]
+
+
+@pytest.mark.parametrize(
+    ("share", "percent"), [(0.05, 5), (0.5, 50), (1.0, 100), (0.001, 1), (0.0, 0)]
+)
+def test_a_share_becomes_whole_percent_and_a_small_one_still_gets_some(
+    share: float, percent: int
+) -> None:
+    assert deploy.Canary.of_share("models:/telecom/8", share).traffic_percent == percent
+
+
+@pytest.mark.parametrize(
+    ("canary", "target", "message"),
+    [
+        (deploy.Canary("models:/telecom@staged", 10), deploy.Target(), "expected models:/NAME/V"),
+        (deploy.Canary("models:/bankchurn/8", 10), deploy.Target(), "not project 'telecom'"),
+        (deploy.Canary("models:/telecom/8", 101), deploy.Target(), "not between 0 and 100"),
+        (deploy.Canary("models:/telecom/7", 10), deploy.Target(), "both serve models:/telecom/7"),
+        (
+            deploy.Canary("models:/telecom/8", 10),
+            deploy.Target(min_replicas=0),
+            "min_replicas of at least 1",
+        ),
+        (deploy.Canary("models:/telecom/8", 10, "xyz"), deploy.Target(), "'xyz' is not a sha256"),
+    ],
+)
+def test_a_canary_kserve_would_refuse_is_named_before_it_is_sent(
+    canary: deploy.Canary, target: deploy.Target, message: str
+) -> None:
+    with pytest.raises(deploy.DeployError, match=message):
+        deploy.inference_service(get_spec("telecom"), "models:/telecom/7", target, canary=canary)
+
+
+def test_the_restatement_of_kserves_rules_refuses_what_kserve_refuses() -> None:
+    canary = deploy.Canary("models:/telecom/8", 60)
+    good = deploy.inference_service(
+        get_spec("telecom"), "models:/telecom/7", deploy.Target(), canary=canary
+    )
+    raw = yaml.safe_load(deploy.to_yaml(good))
+    raw["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "RawDeployment"
+    assert "canary is only supported in Standard deployment mode" in kserve_refusals(raw)
+    arg = yaml.safe_load(deploy.to_yaml(good))
+    arg["spec"]["predictor"]["containers"][0]["env"].pop(0)
+    assert "canary requires a stable predictor with a model" in kserve_refusals(arg)
+    twice = yaml.safe_load(deploy.to_yaml(good))
+    twice["spec"]["canary"].append(twice["spec"]["canary"][0])
+    assert len(kserve_refusals(twice)) == 2  # the name twice, 120% in all
+    scaled = yaml.safe_load(deploy.to_yaml(good))
+    scaled["spec"]["canary"][0]["predictor"]["maxReplicas"] = 3
+    assert kserve_refusals(scaled) == ["canary uses fixed replicas"]
+
+
+def test_the_storage_initializer_fetches_registry_uris_with_the_namespaces_settings() -> None:
+    found = deploy.storage_container("registry.local/serving:2")
+    assert found["kind"] == "ClusterStorageContainer"
+    assert found["spec"]["supportedUriFormats"] == [{"prefix": "models:/"}]
+    container = found["spec"]["container"]
+    assert container["image"] == "registry.local/serving:2"
+    assert container["command"] == ["python", "-m", "serving.fetch"]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": deploy.CONFIG_MAP}},
+        {"secretRef": {"name": deploy.MLFLOW_SECRET, "optional": True}},
+    ]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.fixture()
+def telecom_registry(tmp_path: Path) -> Iterator[Any]:
+    """A real SQLite registry of its own holding `telecom`: version 1 champion, 2 and 3 more,
+    each with its digest tags as the register step sets them."""
+    import mlflow
+
+    from components.core import loading
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("telecom")
+    for number in ("1", "2", "3"):
+        client.create_model_version("telecom", str(tmp_path), run_id=None)
+        client.set_model_version_tag("telecom", number, loading.DIGEST_TAG, number * 64)
+        client.set_model_version_tag("telecom", number, loading.COMPILED_DIGEST_TAG, "c" * 64)
+    try:
+        yield client
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def test_the_rollout_becomes_an_inference_service_with_the_canarys_share(
+    telecom_registry: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from components.core import rollout
+    from pipelines import stage
+
+    spec = get_spec("telecom")
+    with pytest.raises(deploy.DeployError, match="telecom has no champion to serve"):
+        deploy.rollout_service(spec, deploy.Target())
+    telecom_registry.set_registered_model_alias("telecom", "champion", "1")
+    alone = deploy.rollout_service(spec, deploy.Target())
+    assert "canary" not in alone["spec"]
+    assert container(alone)["env"][0]["value"] == "models:/telecom/1"
+    assert container(alone)["args"][1:3] == [
+        f"--model_sha256={'1' * 64}",
+        f"--compiled_sha256={'c' * 64}",
+    ]
+    # A shadow has no form on the cluster: the service stays the champion's.
+    rollout.stage("telecom", "2", rollout.Stage.SHADOW, reason="test")
+    assert deploy.rollout_service(spec, deploy.Target()) == alone
+    rollout.stage("telecom", "2", rollout.Stage.CANARY, share=0.2, reason="test")
+    out = tmp_path / "isvc.yaml"
+    assert stage.main(["--project", "telecom", "--manifest", str(out), "--namespace", "ns"]) == 0
+    assert f"InferenceService written to {out}" in capsys.readouterr().out
+    written = yaml.safe_load(out.read_text())
+    assert kserve_refusals(written) == []
+    assert written["metadata"]["namespace"] == "ns"
+    [entry] = written["spec"]["canary"]
+    assert entry["trafficPercent"] == 20
+    [server] = entry["predictor"]["containers"]
+    assert server["env"][0]["value"] == "models:/telecom/2"
+    assert f"--model_sha256={'2' * 64}" in server["args"]
+    # Promoted: the champion's service alone again, now version 2.
+    rollout.stage("telecom", "2", rollout.Stage.CHAMPION, reason="test")
+    promoted = deploy.rollout_service(spec, deploy.Target())
+    assert "canary" not in promoted["spec"]
+    assert container(promoted)["env"][0]["value"] == "models:/telecom/2"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert stage.main(["--project", "telecom", "--apply"]) == 1  # off a cluster: named
+    assert "mode 'manifest' off-cluster" in capsys.readouterr().err

@@ -33,7 +33,7 @@ resource "helm_release" "kserve_crd" {
   depends_on       = [helm_release.cert_manager]
 }
 
-# At v0.17.0 KServe publishes two charts, kserve-crd and kserve-resources (the controller);
+# KServe publishes two charts (v0.17.0 to v0.21.0 at least), kserve-crd and kserve-resources (the controller);
 # there is no chart named `kserve`.
 resource "helm_release" "kserve" {
   name       = "kserve"

@@ -12,8 +12,8 @@ variable "cert_manager_version" {
 
 variable "kserve_version" {
   type        = string
-  description = "KServe chart version (charts kserve-crd and kserve-resources)."
-  default     = "v0.17.0"
+  description = "KServe chart version (charts kserve-crd and kserve-resources); v0.20.0 or later: the InferenceServices' canaries need spec.canary."
+  default     = "v0.21.0"
 }
 
 variable "kube_prometheus_stack_version" {

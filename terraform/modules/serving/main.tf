@@ -1,6 +1,7 @@
 # Applies a kustomize overlay of manifests/ as it is, with three site settings patched in: the
-# MLflow server, the inference log's sample rate and the model server image (into the InferenceServices, and its repository into
-# the parameters of the InferenceService admission policy, which refuses any other image).
+# MLflow server, the inference log's sample rate and the model server image (into the
+# InferenceServices and the storage initializer, and its repository into the parameters of the
+# InferenceService admission policy, which refuses any other image).
 # Resources go in three waves (namespaces and CRDs first), as the kustomization provider
 # recommends.
 
@@ -40,6 +41,17 @@ data "kustomization_overlay" "serving" {
     }
     patch = jsonencode([
       { op = "replace", path = "/spec/predictor/containers/0/image", value = var.serving_image },
+    ])
+  }
+
+  # The storage initializer that fetches and verifies the models runs the same image.
+  patches {
+    target {
+      group = "serving.kserve.io"
+      kind  = "ClusterStorageContainer"
+    }
+    patch = jsonencode([
+      { op = "replace", path = "/spec/container/image", value = var.serving_image },
     ])
   }
 }

@@ -5,13 +5,14 @@ Run once per version change, in a scratch venv with exactly these packages (SOUR
 the project's:
 
     uv venv /tmp/schemas && VIRTUAL_ENV=/tmp/schemas uv pip install \
-        kserve==0.17.0 kubernetes==34.1.0 \
+        kserve==0.21.0 kubernetes==35.0.0 \
         cloudcoil-models-prometheus-operator==0.79.2.1 cloudcoil-models-istio==1.24.2.1
     /tmp/schemas/bin/python tests/cluster/schemas/build.py tests/cluster/schemas
 
-- InferenceService: KServe's Python SDK models at v0.17.0, which KServe generates from the same
-  Go API types as its CRD (field names, types, required fields); the pod fields come from the
-  Kubernetes client's models (1.34: the SDK refers to 1.34 types).
+- InferenceService, ClusterStorageContainer: KServe's Python SDK models at v0.21.0, which KServe
+  generates from the same Go API types as its CRDs (field names, types, required fields); the pod
+  fields come from the Kubernetes client's models (35.0.0, the oldest that installs beside that
+  SDK: its urllib3 floor rules out the 1.34 client of KServe's own Go API types).
 - PodMonitor, ServiceMonitor, PrometheusRule, AlertmanagerConfig (v1alpha1): cloudcoil's models
   generated from the prometheus-operator v0.79.2 CRDs.
 - AuthorizationPolicy, RequestAuthentication: cloudcoil's models generated from the Istio 1.24.2
@@ -32,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 SOURCES = {
-    "kserve": "0.17.0",
-    "kubernetes": "34.1.0",
+    "kserve": "0.21.0",
+    "kubernetes": "35.0.0",
     "cloudcoil.models.prometheus_operator": "0.79.2.1",
     "cloudcoil.models.istio": "1.24.2.1",
 }
@@ -155,6 +156,9 @@ def main(directory: Path) -> None:
 
     schemas = {
         ("serving.kserve.io/v1beta1", "InferenceService"): sdk_schema("V1beta1InferenceService"),
+        ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"): sdk_schema(
+            "V1alpha1ClusterStorageContainer"
+        ),
         ("monitoring.coreos.com/v1", "PodMonitor"): pydantic_schema(monitoring.PodMonitor),
         ("monitoring.coreos.com/v1", "ServiceMonitor"): pydantic_schema(monitoring.ServiceMonitor),
         ("monitoring.coreos.com/v1", "PrometheusRule"): pydantic_schema(monitoring.PrometheusRule),
