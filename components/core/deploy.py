@@ -153,6 +153,16 @@ def _check_model_uri(spec: ProjectSpec, model_uri: str) -> None:
         )
 
 
+def _pinned_digests(model_sha256: str, compiled_sha256: str, whose: str) -> tuple[str, str]:
+    """The model file's and the compiled graph's digests, checked; a graph is pinned only
+    with its model file."""
+    digest = _check_sha256(model_sha256)
+    graph_digest = _check_sha256(compiled_sha256, "compiled_sha256")
+    if graph_digest and not digest:
+        raise DeployError(f"compiled_sha256 pins the graph of {whose} whose file is not pinned")
+    return digest, graph_digest
+
+
 def _check_sha256(given: str, name: str = "model_sha256") -> str:
     digest = given.strip().lower()
     if digest and not SHA256_HEX.match(digest):
@@ -255,12 +265,7 @@ def _server(
     }
 
 
-def _predictor(
-    spec: ProjectSpec,
-    server: dict[str, Any],
-    target: Target,
-    labels: dict[str, str],
-) -> dict[str, Any]:
+def _predictor(server: dict[str, Any], target: Target, labels: dict[str, str]) -> dict[str, Any]:
     """The pod fields every predictor of the project shares, around its server container."""
     return {
         "serviceAccountName": SERVICE_ACCOUNT,
@@ -294,12 +299,9 @@ def _canary_entry(
     if target.min_replicas < 1:
         # KServe caps a canary's replicas at the stable predictor's minReplicas.
         raise DeployError("a canary needs min_replicas of at least 1 on the stable predictor")
-    digest = _check_sha256(canary.model_sha256)
-    graph_digest = _check_sha256(canary.compiled_sha256, "compiled_sha256")
-    if graph_digest and not digest:
-        raise DeployError("compiled_sha256 pins the graph of a canary whose file is not pinned")
+    digest, graph_digest = _pinned_digests(canary.model_sha256, canary.compiled_sha256, "a canary")
     server = _server(spec, canary.model_uri, target, digest, graph_digest, CANARY)
-    predictor = _predictor(spec, server, target, labels | {STAGE_LABEL: CANARY})
+    predictor = _predictor(server, target, labels | {STAGE_LABEL: CANARY})
     # Its Deployment is <service>-v<version>-predictor; a fixed replica count, no autoscaling.
     return {
         "predictor": {"name": f"v{parts.version}", "minReplicas": 1, **predictor},
@@ -320,10 +322,7 @@ def inference_service(
     `compiled_sha256`), the server refuses a model file (a compiled graph) of any other
     digest."""
     _check_model_uri(spec, model_uri)
-    digest = _check_sha256(model_sha256)
-    graph_digest = _check_sha256(compiled_sha256, "compiled_sha256")
-    if graph_digest and not digest:
-        raise DeployError("compiled_sha256 pins the graph of a model whose file is not pinned")
+    digest, graph_digest = _pinned_digests(model_sha256, compiled_sha256, "a model")
     target.check()
     labels = {
         "app.kubernetes.io/name": spec.name,
@@ -334,7 +333,7 @@ def inference_service(
     predictor = {
         "minReplicas": target.min_replicas,
         "maxReplicas": target.max_replicas,
-        **_predictor(spec, server, target, labels),
+        **_predictor(server, target, labels),
     }
     service_spec: dict[str, Any] = {"predictor": predictor}
     if canary is not None:
@@ -401,7 +400,7 @@ def rollout_service(spec: ProjectSpec, target: Target, client: Any = None) -> di
     and a version staged in canary beside it with its share (KServe routes that share; a shadow
     has no cluster form, so it adds nothing). Each version carries its own digest tags, which
     its server and storage initializer check."""
-    from components.core import loading, rollout
+    from components.core import rollout
 
     client = client or rollout.registry_client()
     try:
@@ -411,23 +410,26 @@ def rollout_service(spec: ProjectSpec, target: Target, client: Any = None) -> di
     staged = rollout.current(spec.name, client)
     canary = None
     if staged is not None and staged.stage is rollout.Stage.CANARY:
-        tags = dict(client.get_model_version(spec.name, staged.version).tags or {})
-        canary = Canary.of_share(
-            f"models:/{spec.name}/{staged.version}",
-            staged.share,
-            tags.get(loading.DIGEST_TAG, ""),
-            tags.get(loading.COMPILED_DIGEST_TAG, "") if tags.get(loading.DIGEST_TAG) else "",
-        )
-    tags = dict(champion.tags or {})
-    digest = tags.get(loading.DIGEST_TAG, "")
+        tags = client.get_model_version(spec.name, staged.version).tags
+        uri = f"models:/{spec.name}/{staged.version}"
+        canary = Canary.of_share(uri, staged.share, *_tagged_digests(tags))
     return inference_service(
         spec,
         f"models:/{spec.name}/{champion.version}",
         target,
-        digest,
-        tags.get(loading.COMPILED_DIGEST_TAG, "") if digest else "",
+        *_tagged_digests(champion.tags),
         canary=canary,
     )
+
+
+def _tagged_digests(tags: dict[str, str] | None) -> tuple[str, str]:
+    """A version's model file and compiled graph digests from its registry tags (the graph's
+    only with the file's, as the deploy pins them)."""
+    from components.core import loading
+
+    tags = tags or {}
+    digest = tags.get(loading.DIGEST_TAG, "")
+    return digest, tags.get(loading.COMPILED_DIGEST_TAG, "") if digest else ""
 
 
 def to_yaml(manifest: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from components.core.inference_log import read_window
 from tests.serving.support import JSON, Served, instances, metric, post, predict, wait_until
-from tests.support.models import register_dirs
+from tests.support.models import register_dirs, replace_stored_model
 from tests.support.servers import ServerProcess, launch
 
 ALIAS = "champion"
@@ -44,7 +44,6 @@ def registry(
     served: dict[str, Served],
     broken_model_dirs: dict[str, Path],
 ) -> Registry:
-    import mlflow
 
     runs = tmp_path_factory.mktemp("refresh-runs")
     name = f"refresh-{uuid.uuid4().hex[:8]}"
@@ -56,15 +55,7 @@ def registry(
          ("tampered", telecom)],
         runs,
     )  # fmt: skip
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_uri)
-    try:
-        stored = mlflow.artifacts.download_artifacts(f"models:/{name}/{versions['tampered'][0]}")
-        (Path(stored) / "model.pkl").write_bytes(
-            (broken_model_dirs["failing"] / "model.pkl").read_bytes()
-        )
-    finally:
-        mlflow.set_tracking_uri(previous)
+    replace_stored_model(mlflow_uri, name, versions["tampered"][0], broken_model_dirs["failing"])
     found = Registry(mlflow_uri, name, versions)
     found.move("first")
     return found

@@ -20,7 +20,7 @@ from components.core import loading
 from components.core.inference_log import read_window
 from components.core.loading import FETCHED_NOTE, ModelVerificationError, Verification
 from tests.serving.support import Served, instances, metric, predict
-from tests.support.models import model_file, register_dirs
+from tests.support.models import model_file, register_dirs, replace_stored_model
 from tests.support.servers import launch
 
 
@@ -43,15 +43,7 @@ def registry(
     )
     client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
     client.set_registered_model_alias(name, "champion", versions["good"][0])
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_uri)
-    try:  # the stored file of the tampered version, replaced behind its digest tag
-        stored = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{name}/{versions['tampered'][0]}")
-        )
-    finally:
-        mlflow.set_tracking_uri(previous)
-    model_file(stored).write_bytes(model_file(broken_model_dirs["failing"]).read_bytes())
+    replace_stored_model(mlflow_uri, name, versions["tampered"][0], broken_model_dirs["failing"])
     return name, versions
 
 
