@@ -27,6 +27,9 @@ MIN_LABELLED_ROWS = 100
 """Labelled rows below which the live figures are shown but not alerted on (the policy's own)."""
 STAGED = 'stage=~"canary|shadow"'
 """The series of a version staged beside the champion (components.core.rollout)."""
+ON_REQUEST_PATH = 'stage="canary"'
+"""A staged version whose calls are timed as the champion's are (a shadow's run on a background
+thread that waits for the requests', so its times are not comparable)."""
 STAGED_ERROR_SHARE = 0.02
 STAGED_SLOWER_S = 0.005
 """The rollout judge's latency margin (components.core.judge.JudgePolicy)."""
@@ -164,14 +167,14 @@ ALERTS = (
     Alert(
         "MLOpsStagedVersionSlow",
         f"histogram_quantile(0.5, sum by (isvc, le) "
-        f"(rate(mlops_arm_prediction_seconds_bucket{{{STAGED}}}[5m])))\n"
+        f"(rate(mlops_arm_prediction_seconds_bucket{{{ON_REQUEST_PATH}}}[5m])))\n"
         f"  - on (isvc)\nhistogram_quantile(0.5, sum by (isvc, le) "
         f'(rate(mlops_arm_prediction_seconds_bucket{{stage="champion"}}[5m])))\n'
         f"  > {STAGED_SLOWER_S}",
         "5m",
         "warning",
-        "The staged version of {{ $labels.isvc }} answers slower than its champion",
-        "The median model call of the version staged beside {{ $labels.isvc }}'s champion took "
+        "The canary of {{ $labels.isvc }} answers slower than its champion",
+        "The median model call of the canary beside {{ $labels.isvc }}'s champion took "
         "{{ $value | humanizeDuration }} longer than the champion's over 5 minutes (more than "
         f"{STAGED_SLOWER_S * 1000:g} ms, the judge's latency margin).",
     ),
