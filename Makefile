@@ -44,7 +44,7 @@ help:
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [INFERENCE_LOG_SAMPLE=1] [REFRESH=30] [TOKEN=...|TOKEN_FILE=path] [ALLOW_UNVERIFIED=1]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv] [TOKEN=...|TOKEN_FILE=path]"
 	@echo "    (TOKEN: the bearer token; MLOPS_API_TOKEN in the environment instead keeps it out of ps)"
-	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>]"
+	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>] [APPROVAL=required] [ROLLOUT_POLICY=<json>]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make alert-receiver [RECEIVER_PORT=9095] [TOKEN_FILE=path] [COOLDOWN_S=21600] [DAILY_BUDGET=4] [MONITOR_ARGS='--retrain 0'] [PUSHGATEWAY=127.0.0.1:9091]   (Alertmanager's webhook: its action alerts start make monitor's run, gated per project)"
@@ -298,7 +298,10 @@ traffic: $(STAMP)
 # RETENTION_DAYS (0: keep all), reads the last HOURS in bounded memory and compares a sample of
 # DRIFT_SAMPLE_ROWS with the champion's reference; when its policy calls for it, it retrains (RETRAIN=0: report only; TRIALS search trials
 # per candidate, 0 = the project's default; RETRAIN_SOURCE where the champion's data is now, if it
-# moved). Writes .state/monitor/<project>/latest.json.
+# moved). It also gives the version being rolled out, if any, one look of the rollout judge
+# (APPROVAL=required holds a promotion; ROLLOUT_POLICY='{"canary_share": 0.2}' changes the judge's
+# policy). Writes .state/monitor/<project>/latest.json.
+ROLLOUT_POLICY ?=
 HOURS ?= 24
 RETENTION_DAYS ?= 30
 DRIFT_SAMPLE_ROWS ?= 20000
@@ -314,7 +317,8 @@ monitor: $(STAMP)
 		$(if $(MONITOR_LABELS),--labels "$(MONITOR_LABELS)") --hours $(HOURS) --retrain $(RETRAIN) \
 		--retention-days $(RETENTION_DAYS) --drift-sample-rows $(DRIFT_SAMPLE_ROWS) \
 		--trials $(TRIALS) $(if $(RETRAIN_SOURCE),--retrain-source "$(RETRAIN_SOURCE)") \
-		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
+		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)") --approval $(APPROVAL) \
+		$(if $(ROLLOUT_POLICY),--rollout-policy '$(ROLLOUT_POLICY)')
 
 # A registered VERSION moved along its rollout by hand (components.core.rollout): TO=shadow|canary
 # (SHARE of the requests, 0.1 by default)|champion|rolled_back, REASON recorded on the version;

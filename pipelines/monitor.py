@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from components.core import retraining
-from components.core.contracts import MonitoringSummary
+from components.core.contracts import MonitoringSummary, RolloutVerdict
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.inference_log import RETENTION_DAYS
+from components.core.judge import APPROVALS, JudgePolicy
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
 from components.core.projects import PROJECTS
 from components.core.window import SAMPLE_ROWS
@@ -27,7 +28,10 @@ DEFAULT_LOG_ROOT = STATE_DIR / "inference"
 
 
 def latest(
-    summary: MonitoringSummary, retrain_enabled: bool, done: retraining.Outcome
+    summary: MonitoringSummary,
+    retrain_enabled: bool,
+    done: retraining.Outcome,
+    judged: RolloutVerdict | None = None,
 ) -> dict[str, Any]:
     """What `latest.json` says: the fields a user or a script reads first, then the whole record."""
     return {
@@ -56,11 +60,18 @@ def latest(
         "reason": summary.reason,
         "retraining": summary.retraining,
         "decision": done.decision,
+        "rollout": json.loads(judged.to_json()) if judged else None,
         "summary": json.loads(summary.to_json()),
     }
 
 
-def render(summary: MonitoringSummary, done: retraining.Outcome, report: str, written: Path) -> str:
+def render(
+    summary: MonitoringSummary,
+    done: retraining.Outcome,
+    report: str,
+    written: Path,
+    judged: RolloutVerdict | None = None,
+) -> str:
     live = ", ".join(f"{k} {v:.4f}" for k, v in summary.live_metrics.items()) or "no labels"
     collected = summary.collected
     counts = f"{summary.rows:,} rows, {summary.labelled_rows:,} labelled"
@@ -89,11 +100,19 @@ def render(summary: MonitoringSummary, done: retraining.Outcome, report: str, wr
             f"   quality   {live}",
             f"   verdict   {'RETRAIN: ' if summary.retrain else ''}{summary.reason}",
             *retrained,
+            *([f"   rollout   {_rollout_line(judged)}"] if judged else []),
             f"   champion  v{done.champion_after or '-'}",
             f"   report    {report}",
             f"   latest    {written}",
         ]
     )
+
+
+def _rollout_line(judged: RolloutVerdict) -> str:
+    if not judged.version:
+        return judged.reason
+    moved = f" -> {judged.moved_to}" if judged.moved_to else ""
+    return f"v{judged.version} ({judged.stage}): {judged.action}{moved}: {judged.reason}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-rows", type=int, default=MIN_ROWS)
     parser.add_argument("--important-columns", type=int, default=IMPORTANT_COLUMNS)
     parser.add_argument("--quality-tolerance", type=float, default=QUALITY_TOLERANCE)
+    parser.add_argument(
+        "--approval",
+        choices=APPROVALS,
+        default=APPROVALS[0],
+        help="the rollout judge's promotions: automatic, or held for `make approve`",
+    )
+    parser.add_argument(
+        "--rollout-policy",
+        default="{}",
+        help='the rollout judge\'s policy fields to change, as JSON, e.g. {"canary_share": 0.2}',
+    )
     parser.add_argument("--retrain", type=int, choices=(0, 1), default=1)
     parser.add_argument(
         "--retrain-min-labelled-rows", type=int, default=retraining.MIN_LABELLED_ROWS
@@ -145,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.no_cache = True
+    try:
+        JudgePolicy.from_json(args.rollout_policy)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     from pipelines.monitoring import PIPELINES
     from pipelines.resources import for_local_run
@@ -166,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 important_columns=args.important_columns,
                 quality_tolerance=args.quality_tolerance,
                 pushgateway=args.pushgateway,
+                rollout_approval=args.approval,
+                rollout_policy=args.rollout_policy,
                 retrain=bool(args.retrain),
                 retrain_min_labelled_rows=args.retrain_min_labelled_rows,
                 holdout_share=args.holdout_share,
@@ -183,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     done = retraining.outcome(PROJECTS[args.project], summary.time)
     written = STATE_DIR / "monitor" / args.project / "latest.json"
     written.parent.mkdir(parents=True, exist_ok=True)
-    written.write_text(json.dumps(latest(summary, bool(args.retrain), done), indent=2))
-    print(render(summary, done, task.outputs["report"].path, written))
+    judged = RolloutVerdict.read(task.outputs["rollout"].path)
+    written.write_text(json.dumps(latest(summary, bool(args.retrain), done, judged), indent=2))
+    print(render(summary, done, task.outputs["report"].path, written, judged))
     return 0
 
 

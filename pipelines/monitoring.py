@@ -1,7 +1,8 @@
 """The monitoring pipeline: one per project, `<project>-monitoring`, compiled and checked like the
 training pipelines. Collect a window of what the champion answered, check it against the
 champion's reference (drift, and live quality where ground truth has arrived), publish the
-figures for Prometheus, and when the policy calls for it (and enough rows are labelled) retrain:
+figures for Prometheus, look at the version being rolled out beside the champion (the rollout
+judge), and when the policy calls for it (and enough rows are labelled) retrain:
 the champion's own data plus the window's labelled rows, through the training pipeline's steps,
 promoted only if the challenger beats the champion on the old test split and on new rows.
 
@@ -17,11 +18,12 @@ from components.core import retraining
 from components.core.deploy import MLFLOW_SECRET
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.inference_log import RETENTION_DAYS
+from components.core.judge import APPROVALS
 from components.core.monitoring import LOG_SOURCE, QUALITY_TOLERANCE
 from components.core.spec import ProjectSpec
 from components.core.train import TIME_BUDGET_S
 from components.core.window import SAMPLE_ROWS
-from components.steps import check, collect, compact_log, prepare_retraining, publish
+from components.steps import check, collect, compact_log, prepare_retraining, publish, rollout
 from pipelines.bindings import use_mlflow_credentials
 from pipelines.kinds import MONITORING, PipelinesByProject
 from pipelines.notice import notified, returning
@@ -34,7 +36,7 @@ from pipelines.training import (
     shared_parameter_docs,
 )
 
-STEPS = ("compact-log", "collect", "check", "publish")
+STEPS = ("compact-log", "collect", "check", "publish", "rollout")
 RETRAINING_STEPS = (
     "prepare-retraining",
     "validate",
@@ -80,6 +82,11 @@ def _monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
         "for.",
         "pushgateway": "Prometheus Pushgateway (host:port) the publish step pushes the figures "
         'to; "" skips publishing.',
+        "rollout_approval": f"the rollout judge's promotions: {' or '.join(APPROVALS)} (a "
+        "promotion waits for `make approve`); the judge looks at the version staged beside the "
+        "champion, if any, on the inference log since it entered its stage.",
+        "rollout_policy": "JSON of the rollout judge's policy fields to change (JudgePolicy: "
+        'e.g. {"canary_share": 0.2, "max_canary_requests": 5000}); "{}" for its defaults.',
         "retrain": "retrain when the policy calls for it; false only reports the recommendation.",
         "retrain_min_labelled_rows": "labelled rows the window needs before a retraining runs.",
         "holdout_share": "share of the window's labelled rows held out to judge challenger "
@@ -112,6 +119,8 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         important_columns: int = IMPORTANT_COLUMNS,
         quality_tolerance: float = QUALITY_TOLERANCE,
         pushgateway: str = "",
+        rollout_approval: str = APPROVALS[0],
+        rollout_policy: str = "{}",
         retrain: bool = True,
         retrain_min_labelled_rows: int = retraining.MIN_LABELLED_ROWS,
         holdout_share: float = retraining.HOLDOUT_SHARE,
@@ -169,6 +178,21 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                 ),
                 "publish",
             ).set_caching_options(False)
+            # The staged version's own window (since its stage began), beside the check's.
+            judged = sized(
+                rollout(
+                    project=spec.name,
+                    source=source,
+                    log_root=log_root,
+                    labels=labels,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    approval=rollout_approval,
+                    policy=rollout_policy,
+                ),
+                "rollout",
+            ).set_caching_options(False)
+            judged.after(compacted)
+            use_mlflow_credentials(judged)
             with dsl.If(checked.outputs["Output"] == True, name="retrain"):  # noqa: E712
                 prepared = sized(
                     prepare_retraining(
@@ -208,6 +232,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
             labelled=window.outputs["labelled"],
             summary=checked.outputs["summary"],
             report=checked.outputs["report"],
+            rollout=judged.outputs["verdict"],
         )
 
     return returning(pipeline, outputs)

@@ -107,6 +107,9 @@ STEPS: dict[str, _Sized] = {
     "check": _Sized("1", "2", "768Mi", "896Mi", network=True),
     # 200 (all three), 0.97, 0.99; at volume 236, 1.04, 1.10
     "publish": _Sized("1", "2", "256Mi", "384Mi", network=True),
+    # Not measured: it reads the log since the staged version's stage began, as collect reads
+    # a window, and the registry; sized as collect.
+    "rollout": _Sized("1500m", "2", "768Mi", "896Mi", network=True),
     # Not measured (it runs only when a check calls for retraining): it re-reads the champion's
     # data as ingest does and reads MLflow as check does; sized as check.
     "prepare-retraining": _Sized("1", "2", "768Mi", "896Mi", network=True),

@@ -261,6 +261,49 @@ class LogMaintenance(Contract):
     summary: str
 
 
+class RolloutCheck(BaseModel):
+    """One of the judge's comparisons of the staged version with the champion."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    champion: float
+    challenger: float
+    n_champion: int
+    n_challenger: int
+    log_lambda: float
+    """log of the sequential test's statistic (0: nothing to test yet)."""
+    verdict: str
+    """"worse", "better" or "" (no evidence either way, or not judged)."""
+    unit: str = ""
+
+
+class RolloutVerdict(Contract):
+    """One look of the rollout judge (components.core.judge): what it found and what it did."""
+
+    SCHEMA: ClassVar[str] = "rollout_verdict"
+
+    project: str
+    registered_name: str
+    time: str
+    """When the judge looked (UTC, ISO 8601)."""
+    version: str
+    """The version being rolled out ("" when none is)."""
+    stage: str
+    """Its stage when the judge looked ("" when none is staged)."""
+    action: str
+    """hold, advance, promote, rollback, retire; "none" when nothing is staged, "skipped" when
+    the run's source is not the inference log."""
+    moved_to: str
+    """The stage the judge moved it to ("" for none; "awaiting approval" for a held promotion)."""
+    reason: str
+    checks: list[RolloutCheck] = []
+    challenger_requests: int = 0
+    challenger_failed: int = 0
+    agreement: float | None = None
+    """In shadow: the share of rows whose decision (or value within 1%) matched the champion's."""
+
+
 class WindowStats(Contract):
     """What the collect step read: counts over every row of the window, and what it kept."""
 

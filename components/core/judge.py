@@ -37,7 +37,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from components.core import rollout
+from components.core.contracts import RolloutCheck, RolloutVerdict
 from components.core.rollout import Stage, Staged
 
 if TYPE_CHECKING:
@@ -79,6 +80,55 @@ class JudgePolicy:
     """Canary requests before a promotion."""
     max_canary_requests: int = 20_000
     """Canary requests after which a challenger not shown better retires."""
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} is {getattr(self, name)!r}, not between 0 and 1"
+            for name in ("alpha_rollback", "alpha_promote", "canary_share")
+            if not 0.0 < getattr(self, name) < 1.0
+        ]
+        if not self.tau_sd > 0.0:
+            problems.append(f"tau_sd is {self.tau_sd!r}, not above 0")
+        problems += [
+            f"{name} is {getattr(self, name)!r}, not at least 0"
+            for name in ("latency_margin_ms", "shadow_requests", "min_canary_requests")
+            if not getattr(self, name) >= 0
+        ]
+        if self.max_canary_requests < self.min_canary_requests:
+            problems.append(
+                f"max_canary_requests ({self.max_canary_requests}) is below min_canary_requests "
+                f"({self.min_canary_requests})"
+            )
+        if problems:
+            raise ValueError(f"rollout policy: {'; '.join(problems)}")
+
+    @classmethod
+    def from_json(cls, text: str) -> JudgePolicy:
+        """The default policy with the fields a JSON object names changed, e.g.
+        `{"canary_share": 0.2, "max_canary_requests": 5000}`; anything else is refused by name."""
+        try:
+            given = json.loads(text or "{}")
+        except ValueError as exc:
+            raise ValueError(f"rollout policy is not JSON ({exc}): {text!r}") from None
+        if not isinstance(given, dict):
+            raise ValueError(f"rollout policy is a JSON object of fields, not {text!r}")
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(given) - set(types))
+        if unknown:
+            raise ValueError(
+                f"rollout policy: unknown field(s) {unknown}; the fields are {sorted(types)}"
+            )
+        for name, value in given.items():
+            wanted = int if types[name] in (int, "int") else float
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (wanted is int and not float(value).is_integer())
+            ):
+                kind = "a whole number" if wanted is int else "a number"
+                raise ValueError(f"rollout policy: {name} is {kind}, not {value!r}")
+            given[name] = wanted(value)
+        return cls(**given)
 
     @property
     def alpha_check(self) -> float:
@@ -343,6 +393,12 @@ def _agreement(spec: ProjectSpec, pairs: pd.DataFrame) -> float:
 APPROVALS = ("automatic", "required")
 
 
+def check_approval(approval: str) -> str:
+    if approval not in APPROVALS:
+        raise ValueError(f"approval is one of {', '.join(APPROVALS)}, not {approval!r}")
+    return approval
+
+
 def _stage_of(action: Action) -> Stage | None:
     return {
         Action.ADVANCE: Stage.CANARY,
@@ -391,8 +447,59 @@ def review(
     on the version, and acted on in the registry (the project's registered model, or
     `registered_name`). With `approval` "required" a promotion
     waits for `make approve` instead (the version keeps its canary share meanwhile)."""
-    if approval not in APPROVALS:
-        raise ValueError(f"approval is one of {', '.join(APPROVALS)}, not {approval!r}")
+    done = _look(spec, log_root, labels, policy, approval, now, registered_name)
+    return None if done is None else done[1]
+
+
+def look(
+    spec: ProjectSpec,
+    log_root: str,
+    labels: str = "",
+    policy: JudgePolicy | None = None,
+    approval: str = "automatic",
+    now: dt.datetime | None = None,
+    registered_name: str = "",
+) -> RolloutVerdict:
+    """`review` as the record a pipeline step writes: the version, the verdict, and where the
+    judge moved it ("none" when nothing is being rolled out)."""
+    name = registered_name or spec.name
+    when = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    done = _look(spec, log_root, labels, policy, approval, now, registered_name)
+    if done is None:
+        return RolloutVerdict(project=spec.name, registered_name=name, time=when, version="",
+                              stage="", action="none", moved_to="",
+                              reason="no version is being rolled out")  # fmt: skip
+    staged, verdict, moved_to = done
+    return RolloutVerdict(
+        project=spec.name,
+        registered_name=name,
+        time=when,
+        version=staged.version,
+        stage=str(verdict.stage),
+        action=str(verdict.action),
+        moved_to=moved_to,
+        reason=verdict.reason,
+        checks=[RolloutCheck(**asdict(check)) for check in verdict.checks],
+        challenger_requests=verdict.challenger_requests,
+        challenger_failed=verdict.challenger_failed,
+        agreement=verdict.agreement,
+    )
+
+
+AWAITING_APPROVAL = "awaiting approval"
+
+
+def _look(
+    spec: ProjectSpec,
+    log_root: str,
+    labels: str,
+    policy: JudgePolicy | None,
+    approval: str,
+    now: dt.datetime | None,
+    registered_name: str,
+) -> tuple[Staged, Verdict, str] | None:
+    """The staged version, the verdict on it, and the stage it was moved to ("" for none)."""
+    check_approval(approval)
     policy = policy or JudgePolicy()
     name = registered_name or spec.name
     staged = rollout.current(name)
@@ -407,9 +514,9 @@ def review(
     if to is Stage.CHAMPION and approval == "required":
         client.set_model_version_tag(name, staged.version, rollout.AWAITING_TAG,
                                      verdict.reason[: rollout.MAX_TAG_CHARS])  # fmt: skip
-        return verdict
+        return staged, verdict, AWAITING_APPROVAL
     if to is not None:
         share = policy.canary_share if to is Stage.CANARY else None
         rollout.stage(name, staged.version, to, share=share, reason=verdict.reason,
                       client=client)  # fmt: skip
-    return verdict
+    return staged, verdict, str(to) if to is not None else ""

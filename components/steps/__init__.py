@@ -11,7 +11,7 @@ from components.steps.explain import explain
 from components.steps.features import features
 from components.steps.ingest import ingest
 from components.steps.market import market
-from components.steps.monitor import check, collect, compact_log, publish
+from components.steps.monitor import check, collect, compact_log, publish, rollout
 from components.steps.notify import notify
 from components.steps.register import register
 from components.steps.retrain import prepare_retraining
@@ -37,6 +37,7 @@ __all__ = [
     "publish",
     "register",
     "resolve",
+    "rollout",
     "score",
     "split",
     "train",

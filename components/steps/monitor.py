@@ -173,3 +173,49 @@ def publish(project: str, summary: Input[Artifact], pushgateway: str):
         return
     monitoring.publish(monitoring.MonitoringSummary.read(summary.path), pushgateway)
     print(f"{project}: figures pushed to {pushgateway}")
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def rollout(
+    project: str,
+    source: str,
+    log_root: str,
+    labels: str,
+    mlflow_tracking_uri: str,
+    approval: str,
+    policy: str,
+    verdict: Output[Artifact],
+):
+    """One look of the rollout judge at the version staged beside the champion, on the
+    inference log under `log_root` since it entered its stage, with `labels` joined: errors,
+    latency (in canary) and quality against the champion's, each a sequential test. It holds,
+    advances shadow -> canary, promotes, rolls back or retires the version in the registry and
+    records why on it; with `approval` "required" a promotion waits for `make approve`.
+    `policy`: JSON of the judge's policy fields to change. Nothing to judge unless `source` is
+    the log."""
+    import mlflow
+
+    from components.core import judge
+    from components.core.contracts import RolloutVerdict
+    from components.core.lineage import utc_now
+    from components.core.monitoring import LOG_SOURCE
+    from components.core.projects import get_spec
+    from components.core.registry import tracking_uri
+
+    spec = get_spec(project)
+    rules = judge.JudgePolicy.from_json(policy)
+    judge.check_approval(approval)
+    if source != LOG_SOURCE or not log_root:
+        done = RolloutVerdict(
+            project=project, registered_name=project, time=utc_now().isoformat(timespec="seconds"),
+            version="", stage="",
+            action="skipped", moved_to="", reason="not the inference log: nothing to judge",
+        )  # fmt: skip
+    else:
+        mlflow.set_tracking_uri(tracking_uri(mlflow_tracking_uri))
+        done = judge.look(spec, log_root, labels, rules, approval)
+    done.write(verdict.path)
+    verdict.metadata.update({"action": done.action, "version": done.version})
+    moved = f" -> {done.moved_to}" if done.moved_to else ""
+    staged = f" v{done.version} ({done.stage})" if done.version else ""
+    print(f"{project} rollout{staged}: {done.action}{moved}: {done.reason}")

@@ -204,7 +204,7 @@ def params_of(spec: dict) -> dict:  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))
 def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) -> None:
-    """collect, check and publish always; the training steps, after prepare-retraining, inside
+    """collect, check, publish and rollout always; the training steps, after prepare-retraining, inside
     a condition on what check answered; only the steps that talk to MLflow get its credentials."""
     spec, platform = load_compiled(project, "monitoring")
     assert spec["pipelineInfo"]["name"] == f"{project}-monitoring"
@@ -223,6 +223,7 @@ def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) 
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == {
         "exec-check",
+        "exec-rollout",
         "exec-prepare-retraining",
         "exec-drift",
         "exec-register",
@@ -231,6 +232,13 @@ def test_the_monitoring_pipeline_retrains_only_on_the_checks_word(project: str) 
     params = params_of(spec)
     assert params["retrain"]["defaultValue"] is True
     assert {"retrain_min_labelled_rows", "holdout_share", "retrain_source"} <= set(params)
+    assert params["rollout_approval"]["defaultValue"] == "automatic"
+    assert params["rollout_policy"]["defaultValue"] == "{}"
+    judged = tasks["rollout"]
+    assert judged["dependentTasks"] == ["compact-log"]
+    assert judged["inputs"]["parameters"]["approval"]["componentInputParameter"] == (
+        "pipelinechannel--rollout_approval"
+    )
 
 
 @pytest.mark.parametrize("project", sorted(PROJECTS))

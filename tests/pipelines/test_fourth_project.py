@@ -263,6 +263,8 @@ def test_a_project_defined_only_here_runs_the_whole_lifecycle(tmp_path: Path) ->
     assert (latest["rows"], latest["labelled_rows"]) == (310, 300), latest
     assert latest["champion_version_before"] == "1"
     assert latest["live_metrics"]["roc_auc"] >= 0.9, latest["live_metrics"]
+    # nothing staged beside the champion: the run's judge says so
+    assert latest["rollout"]["action"] == "none", latest["rollout"]
 
     # 4. Batch scoring writes every row with its identifier, in input order, and the
     # champion's answers.

@@ -25,6 +25,7 @@ NETWORK_STEPS = {
     "collect",  # the inference log (object store) or a URL
     "check",  # MLflow
     "publish",  # the Pushgateway
+    "rollout",  # MLflow and the inference log; a look moves a version only once
     "prepare-retraining",  # MLflow and the champion's source
     "resolve",  # MLflow
     "validate-rows",  # reads the source

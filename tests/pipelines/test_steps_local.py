@@ -76,3 +76,74 @@ def _restore_local_config() -> Iterator[None]:
     """kfp.local's configuration is process-wide: leave none behind for other modules."""
     yield
     local.config.LocalExecutionConfig.instance = None
+
+
+def test_the_rollout_step_rolls_a_failing_canary_back_in_a_real_registry(tmp_path: Path) -> None:
+    """The monitoring pipeline's rollout step, on a real SQLite registry and a log of a canary
+    failing a quarter of its requests: the verdict artifact names the version, the check and
+    the move, and the registry holds it; a run over a file of served inputs judges nothing."""
+    import datetime as dt
+
+    import mlflow
+    import numpy as np
+
+    from components.core import inference_log, rollout
+    from components.core.contracts import CHAMPION, RolloutVerdict
+    from components.steps import rollout as rollout_step
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    client.create_registered_model("telecom")
+    for _ in range(2):
+        client.create_model_version("telecom", str(tmp_path), run_id=None)
+    client.set_registered_model_alias("telecom", CHAMPION, "1")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        rollout.stage("telecom", "2", rollout.Stage.CANARY, share=0.5, reason="test")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    telecom = PROJECTS["telecom"]
+    rows = telecom.make_synthetic(400, 5)
+    rng = np.random.default_rng(5)
+    now = dt.datetime.now(dt.UTC)
+    records = []
+    for i in range(400):
+        version, stage = ("1", "champion") if i % 2 else ("2", "canary")
+        failed = stage == "canary" and rng.random() < 0.25
+        outputs = {} if failed else {"ultra_probability": 0.3, "recommended_plan": "Standard"}
+        records.append(inference_log.record(
+            f"r{i}", 0, now, "telecom", version,
+            {c: rows.iloc[i][c] for c in telecom.input_columns}, outputs, stage=stage,
+            latency_ms=2.0, error="ValueError: planted" if failed else None,
+        ))  # fmt: skip
+    inference_log.write_part(str(tmp_path / "log"), "telecom", records)
+
+    @dsl.pipeline(name="rollout-only")
+    def rollout_only() -> None:
+        for source in ("log", str(tmp_path / "served.csv")):
+            rollout_step(
+                project="telecom",
+                source=source,
+                log_root=str(tmp_path / "log"),
+                labels="",
+                mlflow_tracking_uri=uri,
+                approval="automatic",
+                policy='{"canary_share": 0.5}',
+            )
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
+    rollout_only()
+    verdicts = {
+        RolloutVerdict.read(path).action: RolloutVerdict.read(path)
+        for path in (tmp_path / "kfp").glob("rollout-only-*/rollout*/verdict")
+    }
+    assert set(verdicts) == {"rollback", "skipped"}
+    judged = verdicts["rollback"]
+    assert (judged.version, judged.stage, judged.moved_to) == ("2", "canary", "rolled_back")
+    assert judged.reason.startswith("rolled back: errors worse than the champion's")
+    assert [c.name for c in judged.checks][:2] == ["errors", "latency"]
+    assert judged.challenger_requests == 200 and 0 < judged.challenger_failed < 100
+    tags = client.get_model_version("telecom", "2").tags
+    assert tags[rollout.STAGE_TAG] == "rolled_back" and tags[rollout.REASON_TAG] == judged.reason
+    assert verdicts["skipped"].reason == "not the inference log: nothing to judge"

@@ -155,3 +155,40 @@ def test_the_verdict_names_every_figure_and_a_shadow_reports_agreement(
     assert "in shadow: 300 of 400 requests" in verdict.reason
     assert f"{judge.SHADOW_LATENCY}: challenger" in verdict.reason
     assert " ms on 300 vs champion" in verdict.reason
+
+
+def test_a_policy_from_json_changes_the_fields_it_names_and_refuses_the_rest_by_name() -> None:
+    policy = JudgePolicy.from_json('{"canary_share": 0.2, "max_canary_requests": 5000}')
+    assert (policy.canary_share, policy.max_canary_requests) == (0.2, 5000)
+    assert policy.shadow_requests == JudgePolicy().shadow_requests
+    assert JudgePolicy.from_json("") == JudgePolicy.from_json("{}") == JudgePolicy()
+    refusals = {
+        '{"canary_shares": 0.2}': r"unknown field\(s\) \['canary_shares'\]; the fields are",
+        '{"canary_share": 1.5}': "canary_share is 1.5, not between 0 and 1",
+        '{"shadow_requests": 10.5}': "shadow_requests is a whole number, not 10.5",
+        '{"alpha_promote": true}': "alpha_promote is a number, not True",
+        '{"tau_sd": 0}': "tau_sd is 0.0, not above 0",
+        '{"max_canary_requests": 10}': r"max_canary_requests \(10\) is below min_canary_requests",
+        "[0.2]": "a JSON object of fields",
+        "share=0.2": "rollout policy is not JSON",
+    }
+    for text, message in refusals.items():
+        with pytest.raises(ValueError, match=message):
+            JudgePolicy.from_json(text)
+
+
+def test_a_look_with_nothing_staged_says_so_and_moves_nothing(mlflow_uri: str) -> None:
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(mlflow_uri)
+    name = "judge-none"
+    try:
+        mlflow.MlflowClient().create_registered_model(name)
+        found = judge.look(SPEC, "/nonexistent", registered_name=name)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert (found.action, found.version, found.registered_name) == ("none", "", name)
+    assert found.reason == "no version is being rolled out"
+    with pytest.raises(ValueError, match="approval is one of automatic, required, not 'maybe'"):
+        judge.look(SPEC, "/nonexistent", approval="maybe", registered_name=name)
