@@ -38,13 +38,13 @@ endif
 	check-image stack stack-down stack-status stage rollout-status rollout-manifest judge approve reject clean
 
 help:
-	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1]"
+	@echo "make run [PROJECT=telecom] [DATA=path/or/url | DATA_DIR=../shared/data] [NO_CACHE=1] [JOBS=1] [PROMOTION=staged]"
 	@echo "    (NOTIFY_URL=<webhook URL> in the environment: each run posts its outcome there as JSON; docs/operations.md, Notices)"
 	@echo "make test | coverage-check | lint | compile-pipelines | generate | check-compiled | check-manifests"
 	@echo "make serve PROJECT=telecom [MODEL=models:/telecom@champion] [PORT=8080] [GRPC_PORT=8081] [INFERENCE_LOG=dir|s3://...|] [INFERENCE_LOG_SAMPLE=1] [REFRESH=30] [TOKEN=...|TOKEN_FILE=path] [ALLOW_UNVERIFIED=1]"
 	@echo "make traffic PROJECT=telecom [PORT=8080] [DATA=csv] [ROWS=500] [BATCH=1] [SHIFT=col:factor,...] [LABELS=out.csv] [TOKEN=...|TOKEN_FILE=path]"
 	@echo "    (TOKEN: the bearer token; MLOPS_API_TOKEN in the environment instead keeps it out of ps)"
-	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>] [APPROVAL=required] [ROLLOUT_POLICY=<json>]"
+	@echo "make monitor PROJECT=telecom [DATA=served.csv] [LABELS=labels.csv] [HOURS=24] [RETENTION_DAYS=30] [DRIFT_SAMPLE_ROWS=20000] [PUSHGATEWAY=127.0.0.1:9091] [RETRAIN=0] [TRIALS=N] [RETRAIN_SOURCE=<moved data>] [APPROVAL=required] [ROLLOUT_POLICY=<json>] [PROMOTION=staged]"
 	@echo "make prometheus PROJECT=telecom [PORT=8080] [PUSHGATEWAY=127.0.0.1:9091]   (scrapes make serve, alert rules loaded)"
 	@echo "make pushgateway   (Pushgateway on 127.0.0.1:9091 for the monitoring runs' figures)"
 	@echo "make alert-receiver [RECEIVER_PORT=9095] [TOKEN_FILE=path] [COOLDOWN_S=21600] [DAILY_BUDGET=4] [MONITOR_ARGS='--retrain 0'] [PUSHGATEWAY=127.0.0.1:9091]   (Alertmanager's webhook: its action alerts start make monitor's run, gated per project)"
@@ -93,9 +93,13 @@ lock:
 	uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes \
 		--constraint requirements.lock -o requirements-runtime.lock
 
+# PROMOTION=staged: a model that beats the champion goes to shadow beside it, for the rollout
+# judge (make judge, or the monitoring runs' rollout step), instead of becoming the champion.
+PROMOTION ?= direct
 run: $(STAMP)
 	$(PY) -m pipelines.local --project $(PROJECT) $(if $(DATA),--data "$(DATA)") \
-		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(NO_CACHE),--no-cache)
+		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(NO_CACHE),--no-cache) \
+		--promotion $(PROMOTION)
 
 # Line and branch coverage of the product packages, in the test process and in the processes it
 # starts (pyproject.toml [tool.coverage.run]); a table per package, the JSON report in .state/.
@@ -318,6 +322,7 @@ monitor: $(STAMP)
 		--retention-days $(RETENTION_DAYS) --drift-sample-rows $(DRIFT_SAMPLE_ROWS) \
 		--trials $(TRIALS) $(if $(RETRAIN_SOURCE),--retrain-source "$(RETRAIN_SOURCE)") \
 		$(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)") --approval $(APPROVAL) \
+		--promotion $(PROMOTION) \
 		$(if $(ROLLOUT_POLICY),--rollout-policy '$(ROLLOUT_POLICY)')
 
 # A registered VERSION moved along its rollout by hand (components.core.rollout): TO=shadow|canary

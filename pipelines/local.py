@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from components.core.contracts import DriftSummary, EvaluationSummary, Registration, SourceInfo
+from components.core.contracts import (
+    PROMOTIONS,
+    DriftSummary,
+    EvaluationSummary,
+    Registration,
+    SourceInfo,
+)
 from components.core.ingest import SYNTHETIC_NOTICE
 from components.core.projects import PROJECTS
 
@@ -147,6 +153,7 @@ def _run_project(
                     test_size=args.test_size,
                     trials_per_candidate=args.trials,
                     gate_overrides=args.gates,
+                    promotion=args.promotion,
                     mlflow_tracking_uri=args.tracking_uri,
                     # 0 keeps each project's own default.
                     **({"explained_rows": args.explained_rows} if args.explained_rows else {}),
@@ -265,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gates", default="{}", help='gate overrides as JSON, e.g. {"roc_auc": 0.8}'
+    )
+    parser.add_argument(
+        "--promotion",
+        choices=PROMOTIONS,
+        default=PROMOTIONS[0],
+        help="a model that beats the champion: becomes it (direct), or goes to shadow beside it "
+        "for the rollout judge (staged)",
     )
     parser.add_argument("--tracking-uri", default=default_tracking_uri())
     parser.add_argument("--no-cache", action="store_true")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core import retraining
-from components.core.contracts import MonitoringSummary, RolloutVerdict
+from components.core.contracts import PROMOTIONS, MonitoringSummary, RolloutVerdict
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.inference_log import RETENTION_DAYS
 from components.core.judge import APPROVALS, JudgePolicy
@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help='the rollout judge\'s policy fields to change, as JSON, e.g. {"canary_share": 0.2}',
     )
+    parser.add_argument(
+        "--promotion",
+        choices=PROMOTIONS,
+        default=PROMOTIONS[0],
+        help="a retrained model that beats the champion: becomes it (direct), or goes to shadow "
+        "beside it for the rollout judge (staged)",
+    )
     parser.add_argument("--retrain", type=int, choices=(0, 1), default=1)
     parser.add_argument(
         "--retrain-min-labelled-rows", type=int, default=retraining.MIN_LABELLED_ROWS
@@ -202,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 pushgateway=args.pushgateway,
                 rollout_approval=args.approval,
                 rollout_policy=args.rollout_policy,
+                promotion=args.promotion,
                 retrain=bool(args.retrain),
                 retrain_min_labelled_rows=args.retrain_min_labelled_rows,
                 holdout_share=args.holdout_share,

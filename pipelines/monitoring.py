@@ -15,6 +15,7 @@ from typing import Any
 from kfp import dsl
 
 from components.core import retraining
+from components.core.contracts import PROMOTIONS
 from components.core.deploy import MLFLOW_SECRET
 from components.core.drift import IMPORTANT_COLUMNS, MIN_ROWS
 from components.core.inference_log import RETENTION_DAYS
@@ -53,7 +54,8 @@ RETRAINING_STEPS = (
 
 def _monitoring_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
     training = shared_parameter_docs(spec)
-    for name in ("gate_overrides", "trials_per_candidate", "time_budget_s", "explained_rows"):
+    for name in ("gate_overrides", "trials_per_candidate", "time_budget_s", "explained_rows",
+                 "promotion"):  # fmt: skip
         training[name] = f"when retraining: {training[name]}"
     return {
         "mlflow_tracking_uri": "MLflow tracking server holding the champion and its reference, as "
@@ -129,6 +131,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         trials_per_candidate: int = spec.search_trials,
         time_budget_s: float = TIME_BUDGET_S,
         explained_rows: int = spec.explained_rows,
+        promotion: str = PROMOTIONS[0],
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
@@ -223,6 +226,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                         deploy_mode=deploy_mode,
                         deploy_namespace=deploy_namespace,
                         serving_image=serving_image,
+                        promotion=promotion,
                         holdout=prepared.outputs["holdout"],
                         monitoring=checked.outputs["summary"],
                     ),

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import PipelineTask
 
+from components.core.contracts import PROMOTIONS
 from components.core.deploy import MLFLOW_SECRET, MODES, Target
 from components.core.ingest import SYNTHETIC_PREFIX
 from components.core.spec import ProjectSpec
@@ -84,6 +85,7 @@ class TrainingInputs:
     deploy_mode: Any
     deploy_namespace: Any
     serving_image: Any
+    promotion: Any = PROMOTIONS[0]
     holdout: Any = None
     """The new labelled rows a retraining is also judged on (monitoring pipeline)."""
     monitoring: Any = None
@@ -191,6 +193,7 @@ def add_training(spec: ProjectSpec, inputs: TrainingInputs) -> TrainingTasks:
             seed=inputs.seed,
             test_size=inputs.test_size,
             mlflow_tracking_uri=inputs.mlflow_tracking_uri,
+            promotion=inputs.promotion,
             **retraining,
             **reports,
         ),
@@ -237,6 +240,10 @@ def shared_parameter_docs(spec: ProjectSpec) -> dict[str, str]:
         "always runs.",
         "deploy_mode": f"one of {', '.join(MODES)}: `manifest` writes the champion's KServe InferenceService as an artifact; "
         "`apply` also creates or patches it through the Kubernetes API.",
+        "promotion": f"one of {', '.join(PROMOTIONS)}: how a model that beats the champion "
+        "takes over. `direct` makes it the champion (servers follow within their refresh "
+        "interval); `staged` puts it in shadow beside the champion, for the monitoring runs' "
+        "rollout judge to take through canary to champion or back. A first champion is direct.",
         "deploy_namespace": "namespace of the InferenceService the deploy step writes (or applies).",
         "serving_image": "image of the model server in the InferenceService: the project image "
         "(`make image`), which carries this package.",
@@ -298,6 +305,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
         trials_per_candidate: int = spec.search_trials,
         time_budget_s: float = TIME_BUDGET_S,
         explained_rows: int = spec.explained_rows,
+        promotion: str = PROMOTIONS[0],
         deploy_mode: str = "manifest",
         deploy_namespace: str = DEFAULT_TARGET.namespace,
         serving_image: str = DEFAULT_TARGET.image,
@@ -323,6 +331,7 @@ def build(spec: ProjectSpec) -> Callable[..., Any]:
                     deploy_mode=deploy_mode,
                     deploy_namespace=deploy_namespace,
                     serving_image=serving_image,
+                    promotion=promotion,
                     source=source,
                 ),
             )

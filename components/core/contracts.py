@@ -399,6 +399,10 @@ class MonitoringSummary(Contract):
 
 
 CHAMPION = "champion"
+PROMOTIONS = ("direct", "staged")
+"""How a version that beats the champion takes over: `direct` moves the champion alias to it;
+`staged` puts it in shadow beside the champion, for the rollout judge to take through canary
+(components.core.judge). A first champion is always direct: there is nothing to compare with."""
 SYNTHETIC_TAG = "synthetic_data"
 """Run and version tag: "true" when the model learnt from the synthetic generator's data."""
 

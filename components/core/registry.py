@@ -32,6 +32,7 @@ from components.core.contracts import (
     CHALLENGER,
     CHAMPION,
     KFP_RUN_ID_TAG,
+    PROMOTIONS,
     SYNTHETIC_TAG,
     MonitoringSummary,
     Registration,
@@ -393,23 +394,54 @@ def _log_reports(reports: dict[str, str], version: str) -> None:
             mlflow.log_text(document, f"reports/{name}.html")
 
 
+def check_promotion(promotion: str) -> str:
+    if promotion not in PROMOTIONS:
+        raise ValueError(f"promotion is one of {', '.join(PROMOTIONS)}, not {promotion!r}")
+    return promotion
+
+
+def _stages(decision: Decision, promotion: str, champion_before: str | None) -> bool:
+    return decision.promote and check_promotion(promotion) == "staged" and bool(champion_before)
+
+
+def staged_decision(decision: Decision, promotion: str, champion_before: str | None) -> str:
+    """The decision as the registration reports it: a staged promotion says where it went."""
+    if _stages(decision, promotion, champion_before):
+        return (
+            f"staged in shadow beside champion v{champion_before} for the rollout judge "
+            f"(promotion: staged): {decision.reason}"
+        )
+    return decision.reason
+
+
 def promote(
     spec: ProjectSpec,
     version: str,
     decision: Decision,
     synthetic: bool,
     tags: dict[str, str] | None = None,
+    promotion: str = PROMOTIONS[0],
+    champion_before: str | None = None,
 ) -> list[str]:
-    """Sets `challenger` (and `champion` when the decision says so) on the version, with the
+    """Sets `challenger` (and, when the decision says so, `champion`, or with `promotion`
+    "staged" and a champion to compare with, `staged` in shadow) on the version, with the
     decision, the data kind and `tags` as version tags; returns the aliases set."""
+    from components.core import rollout
+
+    staged = _stages(decision, promotion, champion_before)
     client = mlflow.MlflowClient()
-    recorded = {"decision": decision.reason, SYNTHETIC_TAG: str(synthetic).lower()}
+    reason = staged_decision(decision, promotion, champion_before)
+    recorded = {"decision": reason, SYNTHETIC_TAG: str(synthetic).lower()}
     for key, value in (recorded | (tags or {})).items():
         client.set_model_version_tag(spec.name, version, key, value)
     # `champion` last: once it is set the registration is whole, and servers may follow it.
     client.set_registered_model_alias(spec.name, CHALLENGER, version)
     aliases = [CHALLENGER]
-    if decision.promote:
+    if staged:
+        rollout.stage(spec.name, version, rollout.Stage.SHADOW, reason=decision.reason,
+                      client=client)  # fmt: skip
+        aliases.append(rollout.STAGED)
+    elif decision.promote:
         client.set_registered_model_alias(spec.name, CHAMPION, version)
         aliases.append(CHAMPION)
     return aliases
@@ -467,11 +499,14 @@ def register(
     uri: str = "",
     retraining: Retraining | None = None,
     on_card: Callable[[str], None] | None = None,
+    promotion: str = PROMOTIONS[0],
 ) -> Registration:
     """Logs the run, its trials, its reports, the model card and the model; sets `challenger`,
     and `champion` when `decide` says the model beats the current champion on the test split
-    (and, when retraining, on the new labelled holdout too). The card is rendered once: logged
+    (and, when retraining, on the new labelled holdout too), or with `promotion` "staged"
+    stages it in shadow instead (PROMOTIONS). The card is rendered once: logged
     with the version and handed to `on_card` (the register step writes it as its artifact)."""
+    check_promotion(promotion)
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(spec.name, uri)
@@ -527,9 +562,11 @@ def register(
             registration = Registration(
                 run_id=run.info.run_id,
                 version=version,
-                aliases=promote(spec, version, decision, synthetic, tags),
+                aliases=promote(
+                    spec, version, decision, synthetic, tags, promotion, incumbent.version
+                ),
+                decision=staged_decision(decision, promotion, incumbent.version),
                 champion_before=incumbent.version,
-                decision=decision.reason,
                 metrics=finite(metrics),
                 model_file_sha256=digest,
                 compiled_model=compilation.tag,

@@ -26,6 +26,7 @@ def register(
     seed: int,
     test_size: float,
     mlflow_tracking_uri: str,
+    promotion: str,
     model_card: Output[Markdown],
     registration: Output[Artifact],
     holdout: Input[Dataset] = None,
@@ -36,7 +37,8 @@ def register(
 ):
     """Logs the run (trials as child runs) and the model to MLflow; sets `challenger`, and
     `champion` when the model beats the current champion on the same test split (and, in a
-    retraining, on the `holdout` of new labelled rows that `monitoring` collected). The output
+    retraining, on the `holdout` of new labelled rows that `monitoring` collected), or with
+    `promotion` "staged" puts it in shadow beside the champion for the rollout judge. The output
     parameters `version`, `aliases` and `run_id` (MLflow's) repeat `registration` for the KFP
     UI's run view and for pipelines built on this one; deploy reads the record. `kfp_run_id`
     tags the run and the version, so that the run's notice finds what it registered. `market_report`, when the
@@ -51,7 +53,6 @@ def register(
     from components.core.projects import get_spec
     from components.core.step_io import write_document
 
-    spec = get_spec(project)
     record = contracts.RunRecord.read(
         source=source_info.path,
         selection=selection.path,
@@ -65,7 +66,7 @@ def register(
         model_sha256=file_sha256(model.path),
     )
     result = registry.register(
-        spec,
+        get_spec(project),
         joblib.load(model.path),
         record,
         train_frame=pd.read_csv(train.path),
@@ -80,6 +81,7 @@ def register(
         uri=mlflow_tracking_uri,
         retraining=registry.Retraining.read(holdout, monitoring, train.path, test.path),
         on_card=lambda card: write_document(model_card, card, suffix=".md"),
+        promotion=promotion,
     )
     result.write(registration.path)
     model_card.metadata.update({"version": result.version, "aliases": result.aliases})

@@ -207,6 +207,42 @@ def test_promotion_through_a_real_registry(tracking: str, tmp_path: Path) -> Non
     assert_lineage_is_recorded(spec.name, first, frames["trials"])
 
 
+def test_a_staged_promotion_puts_the_better_model_in_shadow_and_keeps_the_champion(
+    tracking: str,
+) -> None:
+    """promotion "staged": the first model is the champion (nothing to compare with); a better
+    one goes to shadow beside it for the rollout judge, and the servers' alias stays put."""
+    from components.core import rollout
+
+    spec = dataclasses.replace(TELECOM, name="staged-telecom")
+    split = small_split(TELECOM)
+    model = quick_model(TELECOM).model
+    frames = {"train_frame": split.train, "test_frame": split.test,
+              "trials": quick_model(TELECOM).trials_frame()}  # fmt: skip
+
+    def register(digest: str, accuracy: float, promotion: str) -> registry.Registration:
+        return registry.register(spec, model, record_for(False, digest, accuracy), reports={},
+                                 uri=tracking, promotion=promotion, **frames)  # fmt: skip
+
+    first = register("staged-1", 0.80, "staged")
+    assert first.is_champion and rollout.current(spec.name) is None
+    second = register("staged-2", 0.99, "staged")
+    assert not second.is_champion and second.aliases == ["challenger", rollout.STAGED]
+    assert second.decision.startswith(
+        f"staged in shadow beside champion v{first.version} for the rollout judge"
+    )
+    staged = rollout.current(spec.name)
+    assert staged is not None and (staged.version, staged.stage) == (
+        second.version, rollout.Stage.SHADOW,
+    )  # fmt: skip
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(spec.name, "champion").version) == first.version
+    assert client.get_model_version(spec.name, second.version).tags["decision"] == second.decision
+    with pytest.raises(ValueError, match="promotion is one of direct, staged, not 'canary'"):
+        register("staged-3", 0.99, "canary")
+    assert len(client.search_model_versions(f"name = '{spec.name}'")) == 2  # nothing logged
+
+
 def test_a_registration_failing_before_its_alias_withdraws_its_version(
     tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
