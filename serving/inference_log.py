@@ -44,6 +44,8 @@ DEFAULT_MAX_QUEUED = 10_000
 DEFAULT_BATCH_RECORDS = 1_000
 DEFAULT_FLUSH_SECONDS = 1.0
 DEFAULT_CLOSE_SECONDS = 10.0
+PACE_RECORDS = 32
+"""Records the writer makes (about 0.3 ms of work) before it lets the requests' thread run."""
 ERROR_LOG_INTERVAL_SECONDS = 60.0
 """A log root that keeps failing is reported once per this many seconds, with a count."""
 
@@ -266,17 +268,25 @@ class InferenceLogWriter:
             return
         rows = sum(a.rows for a in answered)
         try:
-            batch = [
-                r
-                for a in answered
-                for r in records(self.project, a, self.whole_columns, self.sample_rate)
-            ]
-            self._write(self.root, self.project, batch)
+            self._write(self.root, self.project, self._paced(answered))
         except Exception as exc:  # a failed write loses its rows, never the server
             self._dropped.inc(rows)
             self._report(rows, exc)
             return
         self._written.inc(rows)
+
+    def _paced(self, answered: list[Answered]) -> Iterator[dict[str, Any]]:
+        """The records, the GIL handed back to the requests' thread every PACE_RECORDS: turning
+        a second of traffic into JSON takes tens of milliseconds of Python, which would
+        otherwise hold it in 5 ms turns (the interpreter's switch interval) while requests wait."""
+        since_pause = 0
+        for item in answered:
+            for made in records(self.project, item, self.whole_columns, self.sample_rate):
+                yield made
+                since_pause += 1
+                if since_pause >= PACE_RECORDS:
+                    time.sleep(0)  # releases the GIL: a waiting request runs now
+                    since_pause = 0
 
     def _report(self, rows: int, exc: Exception) -> None:
         self._failures_unreported += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import json
 import threading
 import time
@@ -125,6 +126,17 @@ def _parse_body(body: bytes | bytearray | str, content_type: str | None) -> Any:
         raise rejected("json", f"body is not valid JSON: {exc}") from None
 
 
+def settle_heap() -> None:
+    """Collects what the last model swap left, then moves every object alive now (the models,
+    the libraries) out of the collector's generations (`gc.freeze`). Otherwise each full
+    collection walks those half a million objects, about 150 ms on one core, and the requests
+    waiting meanwhile are the server's p99 under load. It costs one full collection per load
+    or swap; the frozen objects are unfrozen first, so a replaced model's cycles are freed."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class ProjectPredictor(Model):
     """Serves one project's MLflow model on KServe's v1 and v2 routes, with SHAP explanations.
 
@@ -223,6 +235,7 @@ class ProjectPredictor(Model):
         loaded = load(self.spec, uri, None, checked)
         self._warm(loaded, uri)
         self.arm = Arm(staged, loaded)
+        settle_heap()
         for stage in (Stage.SHADOW, Stage.CANARY):
             metrics.record_arm_error(self.name, str(stage), staged.version, 0)
         metrics.record_staged(self.name, staged.stage, staged.version, staged.share)
@@ -232,6 +245,7 @@ class ProjectPredictor(Model):
         if staged is None or self.arm is None:
             self.arm = None
             metrics.record_staged(self.name, None, None, 0.0)
+            settle_heap()
             return
         self.arm = Arm(staged, self.arm.loaded)
         metrics.record_staged(self.name, staged.stage, staged.version, staged.share)
@@ -285,6 +299,8 @@ class ProjectPredictor(Model):
             loaded.single_threaded,
             loaded.compiled_note,
         )
+        del previous  # the replaced model goes with this collection
+        settle_heap()
 
     def stop(self) -> None:
         """KServe calls this when the server stops: no more refreshes, and the inference log

@@ -148,11 +148,14 @@ def write_part(root: str, project: str, records: Iterable[Mapping[str, Any]]) ->
     """Writes the records of one batch, grouped into their hours' part files; returns the last
     path written (None for no records)."""
     by_hour: dict[str, list[str]] = {}
+    folders: dict[str, str] = {}  # one parse per hour and offset, not per record
     for item in records:
-        when = dt.datetime.fromisoformat(item["time"])
-        by_hour.setdefault(partition(project, when), []).append(
-            json.dumps(item, allow_nan=False, default=str)
-        )
+        text = item["time"]
+        key = text[:13] + text[-6:]
+        folder = folders.get(key)
+        if folder is None:
+            folder = folders[key] = partition(project, dt.datetime.fromisoformat(text))
+        by_hour.setdefault(folder, []).append(json.dumps(item, allow_nan=False, default=str))
     fs, base = fsspec.core.url_to_fs(root)  # a writer needs no fresh listing
     written = None
     for folder, lines in by_hour.items():

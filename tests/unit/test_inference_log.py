@@ -30,6 +30,12 @@ def test_records_land_in_their_hour_and_read_back_in_time_order(tmp_path: Path) 
     )
     assert folders == ["telecom/date=2026-11-29/hour=11", "telecom/date=2026-11-29/hour=12"]
     assert not list(tmp_path.rglob("*.tmp"))
+    # a time given with another offset lands in its UTC hour, whatever the hour text says
+    other = {**rows(noon, 1, "paris")[0], "time": "2026-11-29T12:10:00+01:00"}
+    log.write_part(str(tmp_path), "telecom", [other])
+    [paris] = [p for p in tmp_path.rglob("part-*.jsonl") if '"paris"' in p.read_text()]
+    assert paris.parent.name == "hour=11"
+    paris.unlink()
     frame = log.read_window(str(tmp_path), "telecom")
     assert list(frame["request_id"]) == ["r1"] * 3 + ["late"] * 2
     assert list(frame.columns) == [*log.META_COLUMNS, "calls", "output.plan"]
