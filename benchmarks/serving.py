@@ -800,11 +800,11 @@ def bench_champion(
         bodies = {"v1": v1, "v2": v2}
         for protocol in ("v1", "v2"):
             # in one run each: the log's blocks, with a pause before each, are for comparing
-            for server, path in ((logged, OURS[protocol]), (plain, LOG_OFF[protocol])):
+            for server, label in ((logged, OURS[protocol]), (plain, LOG_OFF[protocol])):
                 url, pid = server.url + routes[protocol], server.process.pid
                 single = measure_http(url, bodies[protocol], pid, 1)
                 concurrent = measure_http(url, bodies[protocol], pid, CONCURRENCY)
-                bench.table.append(Row(path, single, concurrent))
+                bench.table.append(Row(label, single, concurrent))
         logged.stop()
         bench.served_agreement = served_agreement(spec, plain, rows, expected, threshold)
         bench.round_trip = measure_http(plain.url + "/", [None], plain.process.pid, 1)
