@@ -57,8 +57,14 @@ def test_the_log_writer_hands_the_gil_back_while_it_makes_the_records(
     writer = InferenceLogWriter("unused", "telecom", write=write)
     when = dt.datetime.now(dt.UTC)
     answered = [
-        Answered(f"r{i}", when, "3", {"calls": np.array([1.0, 2.0])},
-                 {"plan": np.array(["Ultra", "Standard"])}, 2)  # fmt: skip
+        Answered(
+            f"r{i}",
+            when,
+            "3",
+            {"calls": np.array([1.0, 2.0])},
+            {"plan": np.array(["Ultra", "Standard"])},
+            2,
+        )
         for i in range(100)
     ]
     writer._flush(answered)
