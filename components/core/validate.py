@@ -42,9 +42,9 @@ class DataValidationError(ValueError):
 def _violation(
     column: str, rule: str, mask: np.ndarray, raw: np.ndarray, code: str = ""
 ) -> Violation | None:
-    rows = np.flatnonzero(mask)
-    if rows.size == 0:
+    if not mask.any():  # the usual case, checked at a fraction of flatnonzero's cost
         return None
+    rows = np.flatnonzero(mask)
     example = raw[rows[0]]
     return Violation(
         column,
