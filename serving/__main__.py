@@ -31,6 +31,7 @@ from components.core import loading
 from components.core.inference_log import ROOT_ENV, SAMPLE_ENV, check_sample_rate
 from components.core.loading import SHA256_HEX, ModelLoadError, Verification
 from components.core.projects import PROJECTS, get_spec
+from serving import metrics
 from serving.auth import TOKEN_ENV, TOKEN_FILE_FLAG, TokenError, log_setting, read_token
 from serving.inference_log import DEFAULT_MAX_QUEUED, InferenceLogWriter
 from serving.limits import DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_FLAG
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "(drop --refresh_interval)"
         )
     grpc = _grpc_wanted(args)
+    metrics.watch_gc()
     # One request at a time: OpenMP's thread team (histogram boosting in sklearn, which
     # explanations call) would only spin against itself on the core or two a server is given.
     threadpool_limits(1)

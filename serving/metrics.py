@@ -6,6 +6,8 @@ metrics created here with the default registry appear there without another endp
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -62,6 +64,13 @@ MODEL_REFRESH_FAILURES = Counter(
     "mlops_model_refresh_failures",
     "Registry alias moves whose new model version could not be loaded (the old one kept serving)",
     ["project"],
+)
+GC_PAUSE = Histogram(
+    "mlops_gc_pause_seconds",
+    "Garbage-collector pauses of the server process, by generation: every request waits "
+    "through one (generation 2, a full collection, is the long one)",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 INFERENCE_LOG_RECORDS = Counter(
     "mlops_inference_log_records",
@@ -211,3 +220,22 @@ class RequestMetrics:
                 ROUTE_TEMPLATE, UNMATCHED_ROUTE
             )
             REQUESTS.labels(route, scope.get("method", ""), str(status)).inc()
+
+
+def watch_gc() -> None:
+    """Times every collection of this process into GC_PAUSE (once; a second call adds nothing).
+    A few microseconds per collection: the server's tail is where a pause shows first."""
+    if any(getattr(c, "__name__", "") == _time_collection.__name__ for c in gc.callbacks):
+        return
+    gc.callbacks.append(_time_collection)
+
+
+_GC_STARTED: list[float] = [0.0]
+_GC_CHILDREN = [GC_PAUSE.labels(str(generation)) for generation in range(3)]
+
+
+def _time_collection(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _GC_STARTED[0] = time.perf_counter()
+    else:
+        _GC_CHILDREN[info["generation"]].observe(time.perf_counter() - _GC_STARTED[0])

@@ -495,6 +495,8 @@ def test_metrics_count_requests_rejections_and_predictions(
     assert predicted == 3
     assert re.search(r'mlops_model_info\{[^}]*project="bankchurn"[^}]*\} 1\.0', after)
     assert _sample(after, "request_predict_seconds_count", model_name="bankchurn") > 0
+    # every collection is timed; the young generation's run all the time
+    assert _sample(after, "mlops_gc_pause_seconds_count", generation="0") > 0
 
     carvision = servers["carvision"]
     assert predict(carvision, [_row(served, "carvision")]).status_code == 200

@@ -70,3 +70,24 @@ def test_the_log_writer_hands_the_gil_back_while_it_makes_the_records(
     writer._flush(answered)
     assert len(written) == 200 and written[1]["outputs"] == {"plan": "Standard"}
     assert pauses == [0] * (200 // inference_log.PACE_RECORDS)
+
+
+def test_every_collection_is_timed_once_however_often_the_watch_is_set() -> None:
+    from prometheus_client import REGISTRY
+
+    from serving import metrics
+
+    def full(name: str) -> float:
+        return REGISTRY.get_sample_value(f"mlops_gc_pause_seconds_{name}", {"generation": "2"}) or 0
+
+    metrics.watch_gc()
+    metrics.watch_gc()
+    count, seconds = full("count"), full("sum")
+    try:
+        gc.collect()
+        assert [c for c in gc.callbacks if c is metrics._time_collection] == [
+            metrics._time_collection
+        ]
+        assert full("count") == count + 1 and full("sum") > seconds
+    finally:
+        gc.callbacks.remove(metrics._time_collection)
