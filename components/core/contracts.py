@@ -277,6 +277,14 @@ class RolloutCheck(BaseModel):
     """"worse", "better" or "" (no evidence either way, or not judged)."""
     unit: str = ""
 
+    def described(self) -> str:
+        threshold = f"log-LR {self.log_lambda:.2f}"
+        return (
+            f"{self.name}: challenger {self.challenger:.4g}{self.unit} on {self.n_challenger:,} vs "
+            f"champion {self.champion:.4g}{self.unit} on {self.n_champion:,} ({threshold}"
+            f"{', ' + self.verdict if self.verdict else ''})"
+        )
+
 
 class RolloutVerdict(Contract):
     """One look of the rollout judge (components.core.judge): what it found and what it did."""

@@ -37,7 +37,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -135,26 +135,14 @@ class JudgePolicy:
         return self.alpha_rollback / 6.0
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    champion: float
-    challenger: float
-    n_champion: int
-    n_challenger: int
-    log_lambda: float
-    """log of the mSPRT statistic (0: nothing to test yet)."""
-    verdict: str
-    """"worse", "better" or "" (no evidence either way)."""
-    unit: str = ""
+Check = RolloutCheck
+"""One comparison of the two arms: the record a look writes, defined once in contracts."""
 
-    def described(self) -> str:
-        threshold = f"log-LR {self.log_lambda:.2f}"
-        return (
-            f"{self.name}: challenger {self.challenger:.4g}{self.unit} on {self.n_challenger:,} vs "
-            f"champion {self.champion:.4g}{self.unit} on {self.n_champion:,} ({threshold}"
-            f"{', ' + self.verdict if self.verdict else ''})"
-        )
+
+def _check(name: str, champion: float, challenger: float, n_champion: int, n_challenger: int,
+           log_lambda: float, verdict: str, unit: str = "") -> Check:  # fmt: skip
+    return Check(name=name, champion=champion, challenger=challenger, n_champion=n_champion,
+                 n_challenger=n_challenger, log_lambda=log_lambda, verdict=verdict, unit=unit)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,6 +160,7 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["action"], out["stage"] = str(self.action), str(self.stage)
+        out["checks"] = [check.model_dump() for check in self.checks]
         return out
 
 
@@ -199,7 +188,7 @@ def _two_sample(
     mean_a = float(a.mean()) if len(a) else math.nan
     mean_b = float(b.mean()) if len(b) else math.nan
     if min(len(a), len(b)) < MIN_OBSERVATIONS:
-        return Check(name, mean_a, mean_b, len(a), len(b), 0.0, "", unit)
+        return _check(name, mean_a, mean_b, len(a), len(b), 0.0, "", unit)
     var_a, var_b = float(a.var(ddof=1)), float(b.var(ddof=1))
     variance = var_a / len(a) + var_b / len(b)
     tau2 = (policy.tau_sd**2) * max((var_a + var_b) / 2.0, 1e-12)
@@ -216,7 +205,7 @@ def _paired(
     a, b = np.asarray(champion, float), np.asarray(challenger, float)
     n = len(a)
     if n < MIN_OBSERVATIONS:
-        return Check(name, _mean(a), _mean(b), n, n, 0.0, "")
+        return _check(name, _mean(a), _mean(b), n, n, 0.0, "")
     d = b - a
     var_d = float(d.var(ddof=1))
     tau2 = (policy.tau_sd**2) * max((float(a.var(ddof=1)) + float(b.var(ddof=1))) / 2.0, 1e-12)
@@ -245,13 +234,13 @@ def _decided(
 ) -> Check:
     worse = log_msprt(difference - margin, variance, tau2)
     if difference - margin > 0 and worse >= math.log(1.0 / alpha):
-        return Check(name, mean_a, mean_b, n_a, n_b, worse, "worse", unit)
+        return _check(name, mean_a, mean_b, n_a, n_b, worse, "worse", unit)
     if alpha_better is not None:
         better = log_msprt(difference, variance, tau2)
         if difference < 0 and better >= math.log(1.0 / alpha_better):
-            return Check(name, mean_a, mean_b, n_a, n_b, better, "better", unit)
+            return _check(name, mean_a, mean_b, n_a, n_b, better, "better", unit)
     # the evidence that it is worse, where the estimate points that way
-    return Check(name, mean_a, mean_b, n_a, n_b, worse if difference > margin else 0.0, "", unit)
+    return _check(name, mean_a, mean_b, n_a, n_b, worse if difference > margin else 0.0, "", unit)
 
 
 # -- the arms from the log ---------------------------------------------------------------------
@@ -305,7 +294,7 @@ def judge(
     if stage is Stage.SHADOW:
         # A shadow's calls run on a background thread after each answer and wait for the
         # requests' thread, more the busier the machine: shown, judged only in canary.
-        checks[1] = replace(checks[1], name=SHADOW_LATENCY, verdict="")
+        checks[1] = checks[1].model_copy(update={"name": SHADOW_LATENCY, "verdict": ""})
     output = f"output.{spec.task.explained_field}"
     target = spec.target
     answered_a = champion[champion["error"].isna()]
@@ -340,7 +329,7 @@ def judge(
             )
         )
     checks.append(
-        Check(
+        _check(
             "mean output",
             _mean(answered_a[output].to_numpy(float)),
             _mean(answered_b[output].to_numpy(float)),
@@ -479,7 +468,7 @@ def look(
         action=str(verdict.action),
         moved_to=moved_to,
         reason=verdict.reason,
-        checks=[RolloutCheck(**asdict(check)) for check in verdict.checks],
+        checks=verdict.checks,
         challenger_requests=verdict.challenger_requests,
         challenger_failed=verdict.challenger_failed,
         agreement=verdict.agreement,

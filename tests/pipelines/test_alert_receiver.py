@@ -325,19 +325,11 @@ def test_a_receiver_that_could_not_start_runs_refuses_to_start(
 def test_a_staged_version_s_alert_rolls_it_back_at_once_and_its_repeat_is_ignored(
     tmp_path: Path, receivers: list[Receiver]
 ) -> None:
-    import mlflow
-
     from components.core import rollout
     from components.core.contracts import CHAMPION
-    from components.core.rollout import Stage
+    from tests.support.models import registry_with_a_canary
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    client.create_registered_model("telecom")
-    for _ in range(2):
-        client.create_model_version("telecom", str(tmp_path), run_id=None)
-    client.set_registered_model_alias("telecom", CHAMPION, "1")
-    rollout.stage("telecom", "2", Stage.CANARY, share=0.2, reason="test", client=client)
+    uri, client = registry_with_a_canary(tmp_path, "telecom", 0.2)
     args, env = stand_in(tmp_path / "runs.jsonl")
     receiver = run_receiver(tmp_path / "state", *args,
                             env=ENVIRONMENT | env | {"MLFLOW_TRACKING_URI": uri})  # fmt: skip

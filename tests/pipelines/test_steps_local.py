@@ -84,25 +84,14 @@ def test_the_rollout_step_rolls_a_failing_canary_back_in_a_real_registry(tmp_pat
     the move, and the registry holds it; a run over a file of served inputs judges nothing."""
     import datetime as dt
 
-    import mlflow
     import numpy as np
 
     from components.core import inference_log, rollout
-    from components.core.contracts import CHAMPION, RolloutVerdict
+    from components.core.contracts import RolloutVerdict
     from components.steps import rollout as rollout_step
+    from tests.support.models import registry_with_a_canary
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    client.create_registered_model("telecom")
-    for _ in range(2):
-        client.create_model_version("telecom", str(tmp_path), run_id=None)
-    client.set_registered_model_alias("telecom", CHAMPION, "1")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        rollout.stage("telecom", "2", rollout.Stage.CANARY, share=0.5, reason="test")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    uri, client = registry_with_a_canary(tmp_path, "telecom", 0.5)
     telecom = PROJECTS["telecom"]
     rows = telecom.make_synthetic(400, 5)
     rng = np.random.default_rng(5)

@@ -137,3 +137,21 @@ def replace_stored_model(uri: str, name: str, version: str, source: Path) -> Non
     finally:
         mlflow.set_tracking_uri(previous)
     model_file(stored).write_bytes(model_file(source).read_bytes())
+
+
+def registry_with_a_canary(root: Path, name: str, share: float) -> tuple[str, Any]:
+    """A fresh SQLite registry under `root` where `name` has two versions: 1 the champion, 2 a
+    canary answering `share` of the requests. Its URI and a client of it."""
+    import mlflow
+
+    from components.core import rollout
+    from components.core.contracts import CHAMPION
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, str(root), run_id=None)
+    client.set_registered_model_alias(name, CHAMPION, "1")
+    rollout.stage(name, "2", rollout.Stage.CANARY, share=share, reason="test", client=client)
+    return uri, client
